@@ -1,0 +1,116 @@
+#include "gateway/access_log.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "core/logging.hpp"
+
+namespace sb::gateway {
+namespace {
+constexpr std::size_t kFlushAt = 32 * 1024;
+
+// Writes whole lines, at most PIPE_BUF bytes per write(), so that lines from several
+// workers sharing a pipe never interleave.
+void write_all(int fd, const std::string& s) {
+  constexpr std::size_t kAtomic = 4096;  // PIPE_BUF on Linux
+  std::size_t off = 0;
+  while (off < s.size()) {
+    std::size_t len = s.size() - off;
+    if (len > kAtomic) {
+      const auto nl = s.rfind('\n', off + kAtomic - 1);
+      len = (nl != std::string::npos && nl >= off) ? nl + 1 - off : kAtomic;
+    }
+    const ssize_t n = ::write(fd, s.data() + off, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // stdout gone: drop the log rather than stall the worker
+    }
+    off += static_cast<std::size_t>(n);
+  }
+}
+
+// Text values: no spaces or quotes inside, so a line splits on spaces.
+void append_text_value(std::string& out, std::string_view v) {
+  if (v.empty()) {
+    out += '-';
+    return;
+  }
+  for (char c : v) out += (c == ' ' || c == '"' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
+}
+}  // namespace
+
+AccessLog::AccessLog(core::LogFormat format, bool enabled, int fd)
+    : format_(format), enabled_(enabled), fd_(fd) {
+  buffer_.reserve(kFlushAt + 1024);
+}
+
+AccessLog::~AccessLog() {
+  if (!buffer_.empty()) write_all(fd_, buffer_);
+}
+
+void AccessLog::set_time(core::WallTime wall_now) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  timestamp_len_ = std::strftime(timestamp_, sizeof timestamp_, "%Y-%m-%dT%H:%M:%S", &tm);
+  timestamp_len_ += static_cast<std::size_t>(
+      std::snprintf(timestamp_ + timestamp_len_, sizeof timestamp_ - timestamp_len_, ".%03dZ",
+                    static_cast<int>(ms % 1000)));
+}
+
+void AccessLog::record(const AccessRecord& r) {
+  if (!enabled_) return;
+  if (timestamp_len_ == 0) set_time(core::SystemClock::instance().wall_now());
+  const std::string_view ts(timestamp_, timestamp_len_);
+  auto out = std::back_inserter(buffer_);
+  if (format_ == core::LogFormat::kJson) {
+    buffer_ += "{\"ts\":\"";
+    buffer_ += ts;
+    buffer_ += "\",\"type\":\"access\",\"method\":\"";
+    core::append_json_escaped(buffer_, r.method);
+    buffer_ += "\",\"path\":\"";
+    core::append_json_escaped(buffer_, r.target);
+    fmt::format_to(out, "\",\"status\":{},\"duration_ms\":{:.3f},\"service\":\"", r.status,
+                   r.duration_ms);
+    core::append_json_escaped(buffer_, r.service);
+    buffer_ += "\",\"instance\":\"";
+    core::append_json_escaped(buffer_, r.instance);
+    fmt::format_to(out, "\",\"bytes_sent\":{},\"correlation_id\":\"", r.bytes_sent);
+    core::append_json_escaped(buffer_, r.correlation_id);
+    buffer_ += "\",\"client\":\"";
+    core::append_json_escaped(buffer_, r.peer);
+    buffer_ += "\"}\n";
+  } else {
+    buffer_ += ts;
+    buffer_ += " access method=";
+    append_text_value(buffer_, r.method);
+    buffer_ += " path=";
+    append_text_value(buffer_, r.target);
+    fmt::format_to(out, " status={} duration_ms={:.3f} service=", r.status, r.duration_ms);
+    append_text_value(buffer_, r.service);
+    buffer_ += " instance=";
+    append_text_value(buffer_, r.instance);
+    fmt::format_to(out, " bytes={} correlation_id=", r.bytes_sent);
+    append_text_value(buffer_, r.correlation_id);
+    buffer_ += " client=";
+    append_text_value(buffer_, r.peer);
+    buffer_ += '\n';
+  }
+  if (buffer_.size() >= kFlushAt) {
+    write_all(fd_, buffer_);
+    buffer_.clear();
+  }
+}
+
+void AccessLog::flush(core::WallTime wall_now) {
+  set_time(wall_now);
+  if (buffer_.empty()) return;
+  write_all(fd_, buffer_);
+  buffer_.clear();
+}
+
+}  // namespace sb::gateway

@@ -1,0 +1,83 @@
+#include "gateway/admin.hpp"
+
+#include <fmt/format.h>
+
+#include "core/logging.hpp"
+#include "gateway/gateway.hpp"
+#include "http/server.hpp"
+
+#ifndef SB_VERSION
+#define SB_VERSION "0.0.0"
+#endif
+
+namespace sb::gateway {
+namespace {
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  core::append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+// A service is usable while it has an instance to send to. (The registry issue adds
+// health and breaker state to this.)
+bool usable(const core::ServiceConfig& s) { return !s.instances.empty(); }
+
+AdminResponse health(Gateway& gw, core::SteadyTime now) {
+  auto& server = gw.server();
+  const double uptime = std::chrono::duration<double>(now - gw.started_at()).count();
+  std::string body = fmt::format(
+      "{{\"status\":{},\"version\":\"{}\",\"uptime_seconds\":{:.3f},\"workers\":{},"
+      "\"connections\":{},\"in_flight\":{},\"services\":{{",
+      quoted(server.draining() ? "draining" : "ok"), SB_VERSION, uptime, server.workers().size(),
+      server.connections(), server.in_flight());
+  bool first = true;
+  for (const auto& s : gw.config().services) {
+    if (!first) body += ',';
+    first = false;
+    body += fmt::format("{}:{{\"instances\":{},\"critical\":{},\"source\":{},\"state\":{}}}",
+                        quoted(s.name), s.instances.size(), s.critical ? "true" : "false",
+                        quoted(core::to_string(s.source)),
+                        quoted(usable(s) ? "available" : "unavailable"));
+  }
+  body += "}}\n";
+  return {200, std::move(body), {}};
+}
+
+AdminResponse live(Gateway& gw, core::SteadyTime now) {
+  if (gw.server().workers_alive(now, gw.config().health.liveness_stall))
+    return {200, "{\"status\":\"alive\"}\n", {}};
+  return {503, "{\"status\":\"stalled\",\"detail\":\"a worker loop has not turned within health.liveness_stall\"}\n", {}};
+}
+
+AdminResponse ready(Gateway& gw) {
+  if (gw.server().draining()) return {503, "{\"status\":\"draining\"}\n", {}};
+  if (gw.config().health.ready_requires_critical) {
+    for (const auto& s : gw.config().services) {
+      if (s.critical && !usable(s))
+        return {503,
+                "{\"status\":\"not_ready\",\"detail\":" +
+                    quoted("critical service " + s.name + " has no usable instance") + "}\n",
+                {}};
+    }
+  }
+  return {200, "{\"status\":\"ready\"}\n", {}};
+}
+
+}  // namespace
+
+bool is_admin_path(std::string_view path) {
+  return path == "/health" || path == "/health/live" || path == "/health/ready";
+}
+
+AdminResponse handle_admin(Gateway& gw, std::string_view method, std::string_view path,
+                           core::SteadyTime now) {
+  if (method != "GET" && method != "HEAD")
+    return {405, "{\"status\":\"method_not_allowed\"}\n", "Allow: GET, HEAD\r\n"};
+  if (path == "/health") return health(gw, now);
+  if (path == "/health/live") return live(gw, now);
+  return ready(gw);
+}
+
+}  // namespace sb::gateway

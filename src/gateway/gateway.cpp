@@ -1,0 +1,132 @@
+#include "gateway/gateway.hpp"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <ctime>
+
+#include "core/logging.hpp"
+#include "gateway/proxy.hpp"
+#include "http/exchange.hpp"
+#include "http/server.hpp"
+#include "http/upstream.hpp"
+
+namespace sb::gateway {
+namespace {
+
+sigset_t shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+// Waits up to `timeout` for SIGTERM/SIGINT; returns the signal or 0.
+int wait_signal(std::chrono::nanoseconds timeout) {
+  const sigset_t set = shutdown_signals();
+  if (timeout < std::chrono::nanoseconds::zero()) timeout = std::chrono::nanoseconds::zero();
+  timespec ts{static_cast<time_t>(timeout.count() / 1'000'000'000),
+              static_cast<long>(timeout.count() % 1'000'000'000)};
+  for (;;) {
+    const int sig = sigtimedwait(&set, nullptr, &ts);
+    if (sig > 0) return sig;
+    if (errno == EINTR) continue;
+    return 0;  // EAGAIN: timed out
+  }
+}
+
+[[noreturn]] void exit_now(int sig) {
+  spdlog::warn("second signal ({}) during drain: exiting now", strsignal(sig));
+  spdlog::default_logger()->flush();
+  std::_Exit(1);
+}
+
+}  // namespace
+
+Gateway::Gateway(core::Config config, core::Clock& clock)
+    : config_(std::move(config)), clock_(clock), router_(config_.services, config_.routes) {}
+
+Gateway::~Gateway() {
+  if (server_) server_->stop();
+}
+
+std::optional<std::string> Gateway::prepare() {
+  tls_contexts_.clear();
+  for (const auto& s : config_.services) {
+    const bool any_tls = std::any_of(s.instances.begin(), s.instances.end(),
+                                     [](const core::InstanceConfig& i) { return i.url.tls; });
+    if (!any_tls) {
+      tls_contexts_.push_back(nullptr);
+      continue;
+    }
+    std::string error;
+    auto ctx = http::make_client_tls_context(s.tls, &error);
+    if (!ctx) return "services." + s.name + "." + error;
+    tls_contexts_.push_back(std::move(ctx));
+  }
+  http::ServerSettings settings{config_.server.listen, config_.server.admin_listen,
+                                config_.server.threads, config_.limits};
+  server_ = std::make_unique<http::Server>(
+      settings, clock_,
+      [this](http::Worker& w) { return make_proxy_handler(*this, w); });
+  return std::nullopt;
+}
+
+std::optional<std::string> Gateway::bind() {
+  if (auto err = server_->bind()) return err;
+  return std::nullopt;
+}
+
+void Gateway::start() {
+  // Block the shutdown signals before the workers exist so that every thread inherits the
+  // mask and only run_until_signalled() receives them. SIGPIPE is ignored: a closed stdout
+  // must not kill the process.
+  const sigset_t set = shutdown_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  started_at_ = clock_.steady_now();
+  server_->start();
+  const auto admin = server_->admin_address();
+  spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
+               server_->proxy_address().str(), admin ? " admin=" : "",
+               admin ? admin->str() : "", server_->workers().size(), config_.services.size());
+}
+
+int Gateway::run_until_signalled() {
+  int sig = 0;
+  while ((sig = wait_signal(std::chrono::seconds(1))) == 0) {
+  }
+  spdlog::info("{} received: draining (delay {} ms, timeout {} ms)", strsignal(sig),
+               config_.drain.delay.count(), config_.drain.timeout.count());
+  server_->begin_drain();
+
+  // Listeners stay open for drain.delay so that load balancers see readiness fail first.
+  const auto delay_end = clock_.steady_now() + config_.drain.delay;
+  while (clock_.steady_now() < delay_end) {
+    if (int again = wait_signal(delay_end - clock_.steady_now())) exit_now(again);
+  }
+  return drain_and_stop();
+}
+
+int Gateway::drain_and_stop() {
+  server_->begin_drain();
+  server_->stop_accepting();
+  const auto deadline = clock_.steady_now() + config_.drain.timeout;
+  int status = 0;
+  while (server_->connections() > 0) {
+    if (clock_.steady_now() >= deadline) {
+      spdlog::warn("drain timeout ({} ms): cutting {} connection(s), {} request(s) in flight",
+                   config_.drain.timeout.count(), server_->connections(), server_->in_flight());
+      status = 1;
+      break;
+    }
+    if (int again = wait_signal(std::chrono::milliseconds(20))) exit_now(again);
+  }
+  server_->stop();
+  if (status == 0) spdlog::info("drained: every request finished; exiting");
+  return status;
+}
+
+}  // namespace sb::gateway

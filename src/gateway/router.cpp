@@ -1,0 +1,101 @@
+#include "gateway/router.hpp"
+
+#include <algorithm>
+
+namespace sb::gateway {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return out;
+}
+
+// Host without its port, compared case-insensitively.
+bool host_matches(std::string_view want_lower, std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    host = close == std::string_view::npos ? host : host.substr(0, close + 1);
+  } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.size() != want_lower.size()) return false;
+  for (std::size_t i = 0; i < host.size(); ++i) {
+    char c = host[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    if (c != want_lower[i]) return false;
+  }
+  return true;
+}
+
+bool prefix_matches(std::string_view prefix, std::string_view path) {
+  if (path.size() < prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
+  return path.size() == prefix.size() || prefix.empty() || prefix.back() == '/' ||
+         path[prefix.size()] == '/';
+}
+
+}  // namespace
+
+Router::Router(const std::vector<core::ServiceConfig>& services,
+               const std::vector<core::RouteConfig>& routes) {
+  for (const auto& s : services) service_names_.push_back(s.name);
+  for (const auto& r : routes) {
+    const auto it = std::find(service_names_.begin(), service_names_.end(), r.service);
+    if (it == service_names_.end()) continue;  // the loader refuses these
+    routes_.push_back(Route{r.prefix, lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
+                            static_cast<std::size_t>(it - service_names_.begin())});
+  }
+  std::stable_sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) {
+    if (a.prefix.size() != b.prefix.size()) return a.prefix.size() > b.prefix.size();
+    return !a.host.empty() && b.host.empty();
+  });
+}
+
+RouteMatch Router::match(std::string_view host, std::string_view path) const {
+  static constexpr std::string_view kSvc = "/svc/";
+  if (path.starts_with(kSvc)) {
+    const std::string_view tail = path.substr(kSvc.size());
+    const auto slash = tail.find('/');
+    const std::string_view name = tail.substr(0, slash);
+    RouteMatch m;
+    m.service_name = name;
+    m.rest = slash == std::string_view::npos ? std::string_view{} : tail.substr(slash);
+    for (std::size_t i = 0; i < service_names_.size(); ++i) {
+      if (service_names_[i] == name) {
+        m.kind = RouteMatch::Kind::kMatched;
+        m.service = i;
+        return m;
+      }
+    }
+    m.kind = RouteMatch::Kind::kUnknownService;
+    return m;
+  }
+  for (const Route& r : routes_) {
+    if (!r.host.empty() && !host_matches(r.host, host)) continue;
+    if (!prefix_matches(r.prefix, path)) continue;
+    RouteMatch m;
+    m.kind = RouteMatch::Kind::kMatched;
+    m.service = r.service;
+    m.service_name = service_names_[r.service];
+    if (r.rewrite) {
+      m.replacement = r.replacement;
+      m.rest = path.substr(r.prefix.size());
+    } else {
+      m.rest = path;
+    }
+    return m;
+  }
+  return RouteMatch{};
+}
+
+void Router::append_upstream_path(const RouteMatch& m, std::string& out) {
+  std::string_view rep = m.replacement, rest = m.rest;
+  if (!rep.empty() && rep.back() == '/' && !rest.empty() && rest.front() == '/') rep.remove_suffix(1);
+  if (rep.empty() && (rest.empty() || rest.front() != '/')) out += '/';
+  out.append(rep);
+  if (!rep.empty() && rep.back() != '/' && !rest.empty() && rest.front() != '/') out += '/';
+  out.append(rest);
+}
+
+}  // namespace sb::gateway

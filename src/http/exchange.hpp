@@ -1,0 +1,170 @@
+// One client connection and the request/response exchange currently on it. The server owns
+// the connection loop (read a head, enforce limits, answer what cannot be parsed); a Handler
+// gets each parsed request as an Exchange and answers it. Internal (includes Asio).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "http/io.hpp"
+#include "http/message.hpp"
+#include "http/parser.hpp"
+
+namespace sb::http {
+
+class Worker;
+class Exchange;
+
+/// Which operation a deadline guards; reported when it fires.
+enum class TimeoutKind : std::uint8_t {
+  kNone,
+  kKeepAlive,        // idle client between requests: close quietly
+  kClientHead,       // 408
+  kClientBody,       // 408
+  kClientWrite,      // client not reading: close
+  kUpstreamConnect,  // 504
+  kUpstreamResponse, // 504
+};
+
+/// Answers requests. One per worker, so it may keep per-worker state without locks.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  /// Answers the request on `ex`. Must either write a complete response or call
+  /// ex.abort() (the connection then closes).
+  virtual Task<void> handle(Exchange& ex) = 0;
+  /// Called by the worker about every 100 ms with the coarse time.
+  virtual void on_tick(core::SteadyTime now) { (void)now; }
+};
+
+/// Which listener accepted a connection.
+enum class ListenerKind : std::uint8_t { kProxy, kAdmin };
+
+/// A body piece handed to the handler: a view into the connection's buffer, valid until the
+/// next read_body() call.
+struct BodyPiece {
+  std::string_view data{};
+  bool done = false;
+  enum class Error : std::uint8_t { kNone, kClosed, kTimeout, kMalformed, kTooLarge } error =
+      Error::kNone;
+};
+
+class Exchange {
+ public:
+  Exchange(Worker& worker, Socket socket, ListenerKind kind);
+  ~Exchange();
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  /// The connection loop; returns when the connection is closed.
+  Task<void> run();
+
+  // --- The current request (valid inside Handler::handle) ---
+  const RequestHead& head() const { return head_; }
+  const RequestInfo& info() const { return info_; }
+  ListenerKind listener() const { return kind_; }
+  std::string_view correlation_id() const { return correlation_id_; }
+  /// The client's address as text ("127.0.0.1").
+  std::string_view peer_address() const { return peer_address_; }
+  /// True when the request body has been read completely (or there is none).
+  bool body_done() const { return body_done_; }
+  /// True when every body byte read so far is still in the buffer, so the body can be
+  /// replayed with rewind_body() (e.g. to resend it on a fresh upstream connection).
+  bool body_replayable() const { return !body_read_from_socket_; }
+  void rewind_body();
+  /// The next piece of the request body. Sends "100 Continue" first when the client asked.
+  Task<BodyPiece> read_body();
+  /// Reads and discards the rest of the body (so the connection can be reused); false if
+  /// that failed or is more than `max` bytes away.
+  Task<bool> drain_body(std::uint64_t max);
+
+  /// Writes bytes to the client, guarded by the client write timeout.
+  Task<error_code> write(Buffers buffers);
+  /// Marks the response as begun (errors after this cannot be answered with a status).
+  void set_response_started() { response_started_ = true; }
+  bool response_started() const { return response_started_; }
+  /// Closes the connection after this exchange.
+  void set_close() { keep_alive_ = false; }
+  /// Whether the response should say "Connection: close" (client asked, draining, error).
+  bool keep_alive() const;
+  /// Closes the connection now (mid-response failures).
+  void abort();
+
+  /// A reusable buffer for building heads.
+  std::string& scratch() { return scratch_; }
+  std::string& scratch2() { return scratch2_; }
+
+  // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
+  /// Guards the next operations on `socket` with `deadline`.
+  void arm(Socket& socket, core::SteadyTime deadline, TimeoutKind kind);
+  void disarm();
+  /// The kind of the deadline that fired since the last arm(), or kNone.
+  TimeoutKind fired() const { return fired_; }
+  /// Called by the sweep.
+  void check_deadline(core::SteadyTime now);
+
+  Worker& worker() { return worker_; }
+  const core::LimitsConfig& limits() const;
+  /// Bytes written to the client for the current response.
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  /// True while waiting for the first byte of a request.
+  bool idle() const { return idle_; }
+  void close_if_idle();
+
+  // Intrusive list of a worker's connections.
+  Exchange* prev_ = nullptr;
+  Exchange* next_ = nullptr;
+
+ private:
+  Task<bool> read_head();
+  Task<void> reject(int status, std::string_view detail);
+  Task<std::size_t> read_more(std::size_t at, TimeoutKind kind, std::chrono::milliseconds timeout);
+  void ensure_capacity(std::size_t need);
+  void new_correlation_id();
+
+  Worker& worker_;
+  Socket socket_;
+  ListenerKind kind_;
+
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0;
+  std::size_t len_ = 0;       // bytes in buf_
+  std::size_t scan_from_ = 0; // head scan resume point
+
+  RequestHead head_;
+  RequestInfo info_;
+  std::array<char, 36> generated_id_{};
+  std::string_view correlation_id_;
+  std::string peer_address_;
+
+  // body state
+  std::size_t body_pos_ = 0;  // next unread body byte in buf_
+  std::uint64_t body_left_ = 0;
+  std::uint64_t body_total_ = 0;
+  ChunkedDecoder chunked_;
+  bool body_done_ = true;
+  bool body_read_from_socket_ = false;
+  bool continue_sent_ = false;
+
+  bool keep_alive_ = true;
+  bool response_started_ = false;
+  bool idle_ = true;
+  bool closed_ = false;
+  std::uint64_t bytes_sent_ = 0;
+
+  Socket* armed_socket_ = nullptr;
+  core::SteadyTime deadline_ = core::SteadyTime::max();
+  TimeoutKind armed_kind_ = TimeoutKind::kNone;
+  TimeoutKind fired_ = TimeoutKind::kNone;
+
+  std::string scratch_;
+  std::string scratch2_;
+};
+
+}  // namespace sb::http

@@ -1,0 +1,27 @@
+// The Asio vocabulary of the data path: one fixed executor type (a worker's io_context),
+// coroutines that return [error_code, value] tuples instead of throwing, and sockets bound
+// to that executor. Internal to src/http and src/gateway .cpp files: keep it out of public
+// headers so most translation units never see Asio.
+#pragma once
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <span>
+
+namespace sb::http {
+
+namespace asio = boost::asio;
+using error_code = boost::system::error_code;
+using Executor = asio::io_context::executor_type;
+template <class T = void>
+using Task = asio::awaitable<T, Executor>;
+inline constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Executor>{});
+using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Executor>;
+using Buffers = std::span<const asio::const_buffer>;
+
+}  // namespace sb::http

@@ -1,0 +1,431 @@
+#include "http/message.hpp"
+
+#include "core/correlation_id.hpp"
+
+namespace sb::http {
+namespace {
+
+enum class Known : std::uint8_t {
+  kOther,
+  kHost,
+  kContentLength,
+  kTransferEncoding,
+  kConnection,
+  kKeepAlive,
+  kProxyConnection,
+  kTe,
+  kUpgrade,
+  kExpect,
+  kXCorrelationId,
+  kXRequestId,
+  kXForwardedFor,
+  kXForwardedProto,
+  kXForwardedHost,
+};
+
+Known classify(std::string_view n) {
+  // Dispatch on length first: one comparison for most fields.
+  switch (n.size()) {
+    case 2:
+      if (iequals(n, "te")) return Known::kTe;
+      break;
+    case 4:
+      if (iequals(n, "host")) return Known::kHost;
+      break;
+    case 6:
+      if (iequals(n, "expect")) return Known::kExpect;
+      break;
+    case 7:
+      if (iequals(n, "upgrade")) return Known::kUpgrade;
+      break;
+    case 10:
+      if (iequals(n, "connection")) return Known::kConnection;
+      if (iequals(n, "keep-alive")) return Known::kKeepAlive;
+      break;
+    case 12:
+      if (iequals(n, "x-request-id")) return Known::kXRequestId;
+      break;
+    case 14:
+      if (iequals(n, "content-length")) return Known::kContentLength;
+      break;
+    case 15:
+      if (iequals(n, "x-forwarded-for")) return Known::kXForwardedFor;
+      break;
+    case 16:
+      if (iequals(n, "x-correlation-id")) return Known::kXCorrelationId;
+      if (iequals(n, "x-forwarded-host")) return Known::kXForwardedHost;
+      if (iequals(n, "proxy-connection")) return Known::kProxyConnection;
+      break;
+    case 17:
+      if (iequals(n, "transfer-encoding")) return Known::kTransferEncoding;
+      if (iequals(n, "x-forwarded-proto")) return Known::kXForwardedProto;
+      break;
+  }
+  return Known::kOther;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Connection option names (RFC 9110 section 7.6.1), at most kMax of them.
+struct ConnectionOptions {
+  static constexpr std::size_t kMax = 16;
+  std::string_view names[kMax];
+  std::size_t count = 0;
+  bool close = false;
+  bool keep_alive = false;
+  bool upgrade = false;
+  bool overflow = false;
+
+  void add_list(std::string_view v) {
+    while (!v.empty()) {
+      const std::size_t comma = v.find(',');
+      const std::string_view tok = trim(v.substr(0, comma));
+      v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+      if (tok.empty()) continue;
+      if (iequals(tok, "close")) close = true;
+      else if (iequals(tok, "keep-alive")) keep_alive = true;
+      else if (iequals(tok, "upgrade")) upgrade = true;
+      if (count < kMax) names[count++] = tok;
+      else overflow = true;
+    }
+  }
+  bool lists(std::string_view name) const {
+    for (std::size_t i = 0; i < count; ++i)
+      if (iequals(names[i], name)) return true;
+    return false;
+  }
+};
+
+Method parse_method(std::string_view m) {
+  switch (m.size()) {
+    case 3:
+      if (m == "GET") return Method::kGet;
+      if (m == "PUT") return Method::kPut;
+      break;
+    case 4:
+      if (m == "HEAD") return Method::kHead;
+      if (m == "POST") return Method::kPost;
+      break;
+    case 5:
+      if (m == "PATCH") return Method::kPatch;
+      break;
+    case 6:
+      if (m == "DELETE") return Method::kDelete;
+      break;
+    case 7:
+      if (m == "OPTIONS") return Method::kOptions;
+      break;
+  }
+  return Method::kOther;
+}
+
+// Host = uri-host [ ":" port ]: a reg-name, IPv4 or [IPv6], no userinfo, no spaces.
+bool valid_host(std::string_view h) {
+  if (h.empty()) return false;
+  for (char c : h) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '.' || c == ':' || c == '[' || c == ']' || c == '_' ||
+                    c == '~' || c == '%';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Transfer-Encoding must be exactly one "chunked" coding: anything else cannot be
+// forwarded without re-coding, and lists are where smuggling hides.
+bool is_single_chunked(std::string_view v) { return iequals(trim(v), "chunked"); }
+
+}  // namespace
+
+RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
+  out = RequestInfo{};
+  out.method = parse_method(head.method);
+  const std::string_view target = head.target;
+  if (target.front() == '/') {
+    const std::size_t q = target.find('?');
+    out.path = target.substr(0, q);
+    out.query = q == std::string_view::npos ? std::string_view{} : target.substr(q);
+  } else if (target == "*" && out.method == Method::kOptions) {
+    out.path = target;
+  } else {
+    return RequestError::kBadTarget;
+  }
+
+  ConnectionOptions conn;
+  bool have_host = false, have_cl = false, have_te = false, upgrade = false;
+  std::string_view request_id;
+  for (std::size_t i = 0; i < head.field_count; ++i) {
+    const Field& f = head.fields[i];
+    switch (classify(f.name)) {
+      case Known::kHost:
+        if (have_host) return RequestError::kDuplicateHost;
+        if (!valid_host(f.value)) return RequestError::kBadHost;
+        have_host = true;
+        out.host = f.value;
+        out.drop.set(i);
+        break;
+      case Known::kContentLength:
+        if (have_cl || !parse_content_length(f.value, out.content_length))
+          return RequestError::kBadContentLength;
+        have_cl = true;
+        out.drop.set(i);
+        break;
+      case Known::kTransferEncoding:
+        if (have_te || !is_single_chunked(f.value)) return RequestError::kBadTransferEncoding;
+        have_te = true;
+        out.drop.set(i);
+        break;
+      case Known::kConnection:
+        conn.add_list(f.value);
+        out.drop.set(i);
+        break;
+      case Known::kKeepAlive:
+      case Known::kProxyConnection:
+      case Known::kTe:
+        out.drop.set(i);
+        break;
+      case Known::kUpgrade:
+        upgrade = true;
+        out.drop.set(i);
+        break;
+      case Known::kExpect:
+        if (!iequals(trim(f.value), "100-continue")) return RequestError::kUnsupportedExpect;
+        out.expect_continue = true;
+        out.drop.set(i);
+        break;
+      case Known::kXCorrelationId:
+        if (core::is_valid_correlation_id(f.value) && out.correlation_id.empty())
+          out.correlation_id = f.value;
+        out.drop.set(i);
+        break;
+      case Known::kXRequestId:
+        if (core::is_valid_correlation_id(f.value) && request_id.empty()) request_id = f.value;
+        break;
+      case Known::kXForwardedFor:
+        // Several X-Forwarded-For fields are one list (RFC 9110 section 5.3); keep the
+        // first and refuse to guess at more.
+        if (!out.forwarded_for.empty()) return RequestError::kBadHost;
+        out.forwarded_for = f.value;
+        out.drop.set(i);
+        break;
+      case Known::kXForwardedProto:
+      case Known::kXForwardedHost:
+        out.drop.set(i);
+        break;
+      case Known::kOther:
+        break;
+    }
+  }
+  if (out.correlation_id.empty()) out.correlation_id = request_id;
+  if (have_cl && have_te) return RequestError::kContentLengthAndTe;
+  if (have_te && head.version_minor == 0) return RequestError::kBadTransferEncoding;
+  if (!have_host && head.version_minor == 1) return RequestError::kMissingHost;
+  if (upgrade && conn.upgrade) return RequestError::kUpgrade;
+  if (conn.overflow) return RequestError::kBadHost;
+
+  out.framing = have_te ? Framing::kChunked
+                : (have_cl && out.content_length > 0) ? Framing::kLength
+                                                      : Framing::kNone;
+  out.keep_alive = head.version_minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);
+  if (head.version_minor == 0) out.expect_continue = false;  // HTTP/1.0 has no 100
+
+  if (conn.count > 0) {
+    for (std::size_t i = 0; i < head.field_count; ++i)
+      if (!out.drop.test(i) && conn.lists(head.fields[i].name)) out.drop.set(i);
+  }
+  return RequestError::kNone;
+}
+
+ResponseError analyze_response(const ResponseHead& head, Method request_method,
+                               ResponseInfo& out) {
+  out = ResponseInfo{};
+  ConnectionOptions conn;
+  bool have_cl = false, have_te = false;
+  for (std::size_t i = 0; i < head.field_count; ++i) {
+    const Field& f = head.fields[i];
+    switch (classify(f.name)) {
+      case Known::kContentLength:
+        if (have_cl || !parse_content_length(f.value, out.content_length))
+          return ResponseError::kBadContentLength;
+        have_cl = true;
+        out.drop.set(i);
+        break;
+      case Known::kTransferEncoding:
+        if (have_te || !is_single_chunked(f.value)) return ResponseError::kBadTransferEncoding;
+        have_te = true;
+        out.drop.set(i);
+        break;
+      case Known::kConnection:
+        conn.add_list(f.value);
+        out.drop.set(i);
+        break;
+      case Known::kKeepAlive:
+      case Known::kProxyConnection:
+      case Known::kTe:
+      case Known::kUpgrade:
+      case Known::kXCorrelationId:  // the client gets its own id back, not the upstream's
+        out.drop.set(i);
+        break;
+      default:
+        break;
+    }
+  }
+  if (have_cl && have_te) return ResponseError::kContentLengthAndTe;
+  if (head.status == 101) return ResponseError::kUnexpectedUpgrade;
+  if (conn.overflow) return ResponseError::kBadTransferEncoding;
+
+  const bool no_body = request_method == Method::kHead || (head.status >= 100 && head.status < 200) ||
+                       head.status == 204 || head.status == 304;
+  if (no_body) {
+    out.framing = Framing::kNone;
+  } else if (have_te) {
+    out.framing = Framing::kChunked;
+  } else if (have_cl) {
+    out.framing = out.content_length > 0 ? Framing::kLength : Framing::kNone;
+  } else {
+    out.framing = Framing::kUntilClose;
+  }
+  out.keep_alive = out.framing != Framing::kUntilClose && !conn.close &&
+                   (head.version_minor == 1 || conn.keep_alive);
+  if (conn.count > 0) {
+    for (std::size_t i = 0; i < head.field_count; ++i)
+      if (!out.drop.test(i) && conn.lists(head.fields[i].name)) out.drop.set(i);
+  }
+  return ResponseError::kNone;
+}
+
+int status_for(HeadError e, bool request) {
+  switch (e) {
+    case HeadError::kNone: return 200;
+    case HeadError::kUriTooLong: return 414;
+    case HeadError::kHeadTooLarge:
+    case HeadError::kTooManyFields: return request ? 431 : 502;
+    case HeadError::kBadVersion: return request ? 505 : 502;
+    default: return request ? 400 : 502;
+  }
+}
+
+int status_for(RequestError e) {
+  switch (e) {
+    case RequestError::kNone: return 200;
+    case RequestError::kBadTransferEncoding:
+    case RequestError::kUpgrade: return 501;
+    case RequestError::kUnsupportedExpect: return 417;
+    default: return 400;
+  }
+}
+
+const char* describe(HeadError e) {
+  switch (e) {
+    case HeadError::kNone: return "ok";
+    case HeadError::kBadRequestLine: return "malformed request line";
+    case HeadError::kBadVersion: return "unsupported HTTP version (only HTTP/1.0 and HTTP/1.1)";
+    case HeadError::kUriTooLong: return "request line longer than limits.max_request_line";
+    case HeadError::kHeadTooLarge: return "header section larger than the limit";
+    case HeadError::kTooManyFields: return "more header fields than limits.max_headers";
+    case HeadError::kBadField: return "malformed header field";
+    case HeadError::kObsFold: return "obsolete line folding in a header field";
+    case HeadError::kBareLf: return "line ending without CR";
+    case HeadError::kBadStatusLine: return "malformed status line";
+  }
+  return "malformed head";
+}
+
+const char* describe(RequestError e) {
+  switch (e) {
+    case RequestError::kNone: return "ok";
+    case RequestError::kMissingHost: return "HTTP/1.1 request without Host";
+    case RequestError::kDuplicateHost: return "more than one Host field";
+    case RequestError::kBadHost: return "malformed Host, Connection or X-Forwarded-For field";
+    case RequestError::kBadContentLength: return "malformed or repeated Content-Length";
+    case RequestError::kContentLengthAndTe:
+      return "both Content-Length and Transfer-Encoding present";
+    case RequestError::kBadTransferEncoding:
+      return "Transfer-Encoding other than a single \"chunked\" on HTTP/1.1";
+    case RequestError::kUnsupportedExpect: return "Expect other than 100-continue";
+    case RequestError::kBadTarget: return "request target must be an absolute path";
+    case RequestError::kUpgrade: return "protocol upgrade is not supported";
+  }
+  return "bad request";
+}
+
+const char* describe(ResponseError e) {
+  switch (e) {
+    case ResponseError::kNone: return "ok";
+    case ResponseError::kBadContentLength: return "malformed or repeated Content-Length";
+    case ResponseError::kContentLengthAndTe:
+      return "both Content-Length and Transfer-Encoding present";
+    case ResponseError::kBadTransferEncoding: return "unsupported Transfer-Encoding";
+    case ResponseError::kUnexpectedUpgrade: return "unexpected protocol switch";
+  }
+  return "bad response";
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+  }
+  return "";
+}
+
+HeadWriter& HeadWriter::field(std::string_view name, std::uint64_t value) {
+  char buf[24];
+  char* e = buf + sizeof buf;
+  char* p = e;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  return field(name, std::string_view(p, static_cast<std::size_t>(e - p)));
+}
+
+HeadWriter& HeadWriter::status_line(int status, std::string_view reason) {
+  char code[4] = {static_cast<char>('0' + status / 100), static_cast<char>('0' + status / 10 % 10),
+                  static_cast<char>('0' + status % 10), ' '};
+  out_.append("HTTP/1.1 ", 9).append(code, 4).append(reason).append("\r\n", 2);
+  return *this;
+}
+
+std::size_t format_chunk_size(std::uint64_t size, char* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char tmp[16];
+  std::size_t n = 0;
+  do {
+    tmp[n++] = kHex[size & 0xf];
+    size >>= 4;
+  } while (size != 0);
+  for (std::size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  out[n] = '\r';
+  out[n + 1] = '\n';
+  return n + 2;
+}
+
+}  // namespace sb::http

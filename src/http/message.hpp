@@ -1,0 +1,107 @@
+// What a parsed head means: framing, persistence, hop-by-hop fields, and the few fields the
+// gateway acts on; and the writer that builds forwarded heads. All views point into the
+// read buffer that holds the head.
+#pragma once
+
+#include <bitset>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "http/parser.hpp"
+
+namespace sb::http {
+
+enum class Framing : std::uint8_t {
+  kNone,        // no body
+  kLength,      // Content-Length bytes
+  kChunked,     // Transfer-Encoding: chunked
+  kUntilClose,  // responses only: read until the upstream closes
+};
+
+enum class Method : std::uint8_t { kGet, kHead, kPost, kPut, kDelete, kOptions, kPatch, kOther };
+
+/// Why a request head is refused after it parsed (each answers 400 unless noted).
+enum class RequestError : std::uint8_t {
+  kNone,
+  kMissingHost,         // HTTP/1.1 without Host
+  kDuplicateHost,
+  kBadHost,
+  kBadContentLength,    // not digits, repeated, or a list
+  kContentLengthAndTe,  // both present: a smuggling vector
+  kBadTransferEncoding, // anything but a single "chunked" (501), or on HTTP/1.0
+  kUnsupportedExpect,   // Expect other than 100-continue (417)
+  kBadTarget,           // not origin-form ("/..."), nor "*" for OPTIONS
+  kUpgrade,             // protocol upgrades are not proxied (501)
+};
+
+struct RequestInfo {
+  Method method = Method::kOther;
+  std::string_view path;   // target up to '?'
+  std::string_view query;  // from '?' (included), or empty
+  std::string_view host;   // Host field value
+  Framing framing = Framing::kNone;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  bool expect_continue = false;
+  std::string_view correlation_id;  // a valid incoming X-Correlation-ID / X-Request-ID
+  std::string_view forwarded_for;   // incoming X-Forwarded-For
+  std::bitset<kMaxFields> drop;     // fields not forwarded (hop-by-hop and rewritten ones)
+};
+
+/// Reads the request head's fields. Never fails on a field it does not know.
+RequestError analyze_request(const RequestHead& head, RequestInfo& out);
+
+/// Why an upstream response head is refused (every one answers 502).
+enum class ResponseError : std::uint8_t {
+  kNone,
+  kBadContentLength,
+  kContentLengthAndTe,
+  kBadTransferEncoding,
+  kUnexpectedUpgrade,  // 101 to a request that did not ask for it
+};
+
+struct ResponseInfo {
+  Framing framing = Framing::kNone;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;  // the upstream connection may be reused
+  std::bitset<kMaxFields> drop;
+};
+
+/// Reads an upstream response head; `request_method` decides whether a body follows.
+ResponseError analyze_response(const ResponseHead& head, Method request_method,
+                               ResponseInfo& out);
+
+int status_for(HeadError e, bool request);
+int status_for(RequestError e);
+const char* describe(HeadError e);
+const char* describe(RequestError e);
+const char* describe(ResponseError e);
+/// The standard reason phrase for a status ("Not Found"); "" when unknown.
+std::string_view reason_phrase(int status);
+
+/// Appends to a head under construction. Grows a std::string that the caller reuses, so
+/// after warm-up nothing is allocated.
+class HeadWriter {
+ public:
+  explicit HeadWriter(std::string& out) : out_(out) { out_.clear(); }
+  HeadWriter& raw(std::string_view s) {
+    out_.append(s);
+    return *this;
+  }
+  HeadWriter& field(std::string_view name, std::string_view value) {
+    out_.append(name).append(": ", 2).append(value).append("\r\n", 2);
+    return *this;
+  }
+  HeadWriter& field(std::string_view name, std::uint64_t value);
+  HeadWriter& status_line(int status, std::string_view reason);
+  void end() { out_.append("\r\n", 2); }
+
+ private:
+  std::string& out_;
+};
+
+/// Appends a chunk-size line ("1a2b\r\n") to `out` (at least 18 bytes); returns its length.
+std::size_t format_chunk_size(std::uint64_t size, char* out);
+
+}  // namespace sb::http

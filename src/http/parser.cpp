@@ -1,0 +1,321 @@
+#include "http/parser.hpp"
+
+#include <cstring>
+
+namespace sb::http {
+namespace {
+
+// RFC 9110 section 5.6.2: tchar.
+constexpr std::array<bool, 256> make_token_table() {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+constexpr auto kToken = make_token_table();
+
+// Field value bytes: HTAB, SP, VCHAR, obs-text. Everything else (CTLs, DEL) is refused.
+constexpr std::array<bool, 256> make_value_table() {
+  std::array<bool, 256> t{};
+  t['\t'] = true;
+  for (int c = 0x20; c <= 0x7e; ++c) t[c] = true;
+  for (int c = 0x80; c <= 0xff; ++c) t[c] = true;
+  return t;
+}
+constexpr auto kValue = make_value_table();
+
+inline bool is_tchar(char c) { return kToken[static_cast<unsigned char>(c)]; }
+inline bool is_vchar_or_obs(char c) { return kValue[static_cast<unsigned char>(c)]; }
+inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
+enum class EndScan { kFound, kIncomplete, kBareLf };
+
+// Looks for the empty line that ends a head, starting at `scan_from`. Every LF must be
+// preceded by CR. On kFound, `head_end` is the offset just past CRLFCRLF.
+EndScan find_head_end(const char* data, std::size_t size, std::size_t& scan_from,
+                      std::size_t& head_end) {
+  std::size_t i = scan_from;
+  while (i < size) {
+    const void* hit = std::memchr(data + i, '\n', size - i);
+    if (hit == nullptr) break;
+    const std::size_t lf = static_cast<std::size_t>(static_cast<const char*>(hit) - data);
+    if (lf == 0 || data[lf - 1] != '\r') return EndScan::kBareLf;
+    // An empty line: "\r\n" right after the previous line's "\n", or at the very start.
+    if (lf == 1 || (lf >= 3 && data[lf - 2] == '\n')) {
+      head_end = lf + 1;
+      return EndScan::kFound;
+    }
+    i = lf + 1;
+  }
+  // Resume at the last line start so the empty-line test sees its preceding "\n".
+  scan_from = size >= 2 ? size - 2 : 0;
+  while (scan_from > 0 && data[scan_from - 1] != '\n') --scan_from;
+  return EndScan::kIncomplete;
+}
+
+// Parses "Name: value\r\n" lines from `p` up to `end` (which points at the final "\r\n").
+template <class Head>
+HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, Head& out) {
+  out.field_count = 0;
+  while (p < end) {
+    if (is_ows(*p)) return HeadError::kObsFold;
+    const char* name_begin = p;
+    while (p < end && is_tchar(*p)) ++p;
+    if (p == name_begin || p == end || *p != ':') return HeadError::kBadField;
+    std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
+    ++p;  // ':'
+    while (p < end && is_ows(*p)) ++p;
+    const char* value_begin = p;
+    const char* value_end = p;
+    while (p < end && *p != '\r') {
+      if (!is_vchar_or_obs(*p)) return HeadError::kBadField;
+      ++p;
+      if (!is_ows(p[-1])) value_end = p;
+    }
+    if (p + 2 > end || p[0] != '\r' || p[1] != '\n') return HeadError::kBadField;
+    p += 2;
+    if (out.field_count >= max_fields || out.field_count >= kMaxFields)
+      return HeadError::kTooManyFields;
+    out.fields[out.field_count++] =
+        Field{name, std::string_view(value_begin, static_cast<std::size_t>(value_end - value_begin))};
+  }
+  return HeadError::kNone;
+}
+
+// "HTTP/1.1" or "HTTP/1.0" at p (8 bytes). Returns the minor version, -1 for another
+// well-formed version (HTTP/2.0, HTTP/0.9), -2 for garbage.
+int parse_version(const char* p, const char* end) {
+  if (end - p < 8 || std::memcmp(p, "HTTP/", 5) != 0) return -2;
+  const char major = p[5], dot = p[6], minor = p[7];
+  if (major < '0' || major > '9' || dot != '.' || minor < '0' || minor > '9') return -2;
+  if (major != '1' || (minor != '0' && minor != '1')) return -1;
+  return minor - '0';
+}
+
+}  // namespace
+
+ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
+                               std::size_t& scan_from, RequestHead& out) {
+  std::size_t head_end = 0;
+  const EndScan scan = find_head_end(data, size, scan_from, head_end);
+  if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
+
+  // The request line must end within its limit, complete head or not.
+  const std::size_t line_window = std::min(size, limits.max_request_line + 2);
+  const void* first_lf = std::memchr(data, '\n', line_window);
+  if (first_lf == nullptr) {
+    if (size > limits.max_request_line + 1) return {ParseStatus::kError, HeadError::kUriTooLong};
+  }
+  if (scan == EndScan::kIncomplete) {
+    if (size >= limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+    return {ParseStatus::kIncomplete};
+  }
+  if (head_end > limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+  if (first_lf == nullptr) return {ParseStatus::kError, HeadError::kUriTooLong};
+
+  const char* p = data;
+  const char* line_end = static_cast<const char*>(first_lf) - 1;  // at '\r'
+  if (line_end == p) return {ParseStatus::kError, HeadError::kBadRequestLine};  // empty line
+
+  const char* m = p;
+  while (p < line_end && is_tchar(*p)) ++p;
+  if (p == m || p == line_end || *p != ' ') return {ParseStatus::kError, HeadError::kBadRequestLine};
+  out.method = std::string_view(m, static_cast<std::size_t>(p - m));
+  ++p;
+  const char* t = p;
+  while (p < line_end && static_cast<unsigned char>(*p) > 0x20 &&
+         static_cast<unsigned char>(*p) < 0x7f)
+    ++p;
+  if (p == t || p == line_end || *p != ' ') return {ParseStatus::kError, HeadError::kBadRequestLine};
+  out.target = std::string_view(t, static_cast<std::size_t>(p - t));
+  ++p;
+  if (line_end - p != 8) {
+    return {ParseStatus::kError,
+            parse_version(p, line_end) == -1 ? HeadError::kBadVersion : HeadError::kBadRequestLine};
+  }
+  const int minor = parse_version(p, line_end);
+  if (minor == -1) return {ParseStatus::kError, HeadError::kBadVersion};
+  if (minor < 0) return {ParseStatus::kError, HeadError::kBadRequestLine};
+  out.version_minor = minor;
+
+  const HeadError fe = parse_fields(line_end + 2, data + head_end - 2, limits.max_fields, out);
+  if (fe != HeadError::kNone) return {ParseStatus::kError, fe};
+  out.head_size = head_end;
+  return {ParseStatus::kComplete};
+}
+
+ParseResult parse_response_head(const char* data, std::size_t size, std::size_t max_head_bytes,
+                                std::size_t& scan_from, ResponseHead& out) {
+  std::size_t head_end = 0;
+  const EndScan scan = find_head_end(data, size, scan_from, head_end);
+  if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
+  if (scan == EndScan::kIncomplete) {
+    if (size >= max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+    return {ParseStatus::kIncomplete};
+  }
+  if (head_end > max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+
+  const char* p = data;
+  const char* line_end = static_cast<const char*>(std::memchr(data, '\n', head_end)) - 1;
+  const int minor = parse_version(p, line_end);
+  if (minor < 0) return {ParseStatus::kError, HeadError::kBadStatusLine};
+  p += 8;
+  // SP 3DIGIT [SP reason]
+  if (line_end - p < 4 || p[0] != ' ') return {ParseStatus::kError, HeadError::kBadStatusLine};
+  int status = 0;
+  for (int i = 1; i <= 3; ++i) {
+    if (p[i] < '0' || p[i] > '9') return {ParseStatus::kError, HeadError::kBadStatusLine};
+    status = status * 10 + (p[i] - '0');
+  }
+  if (status < 100 || status > 599) return {ParseStatus::kError, HeadError::kBadStatusLine};
+  p += 4;
+  if (p < line_end) {
+    if (*p != ' ') return {ParseStatus::kError, HeadError::kBadStatusLine};
+    ++p;
+    for (const char* r = p; r < line_end; ++r)
+      if (!is_vchar_or_obs(*r)) return {ParseStatus::kError, HeadError::kBadStatusLine};
+  }
+  out.status = status;
+  out.reason = std::string_view(p, static_cast<std::size_t>(line_end - p));
+  out.version_minor = minor;
+  const HeadError fe = parse_fields(line_end + 2, data + head_end - 2, kMaxFields, out);
+  if (fe != HeadError::kNone) return {ParseStatus::kError, fe};
+  out.head_size = head_end;
+  return {ParseStatus::kComplete};
+}
+
+ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
+  constexpr std::size_t kMaxLine = 4096;  // chunk-size line with extensions
+  constexpr std::size_t kMaxTrailer = 16384;
+  std::size_t used = 0;
+  for (;;) {
+    const char* q = p + used;
+    const std::size_t left = n - used;
+    switch (state_) {
+      case State::kSize: {
+        const void* lf = std::memchr(q, '\n', std::min(left, kMaxLine));
+        if (lf == nullptr) {
+          if (left >= kMaxLine) break;  // error below
+          return {Status::kNeedMore, {}, used};
+        }
+        const char* e = static_cast<const char*>(lf);
+        if (e == q || e[-1] != '\r') break;
+        const char* line_end = e - 1;
+        std::uint64_t size = 0;
+        const char* d = q;
+        while (d < line_end) {
+          const char c = *d;
+          int v;
+          if (c >= '0' && c <= '9') v = c - '0';
+          else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
+          else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
+          else break;
+          if (d - q >= 15) { state_ = State::kError; return {Status::kError, {}, used}; }
+          size = size * 16 + static_cast<std::uint64_t>(v);
+          ++d;
+        }
+        if (d == q) break;
+        // chunk-ext: BWS ";" ... with no CTLs; anything else after the size is refused.
+        const char* x = d;
+        while (x < line_end && is_ows(*x)) ++x;
+        if (x < line_end) {
+          if (*x != ';') break;
+          for (const char* c = x; c < line_end; ++c)
+            if (!is_vchar_or_obs(*c)) { state_ = State::kError; return {Status::kError, {}, used}; }
+        } else if (x != d) {
+          break;  // trailing whitespace with no extension
+        }
+        used += static_cast<std::size_t>(e + 1 - q);
+        if (size == 0) {
+          state_ = State::kTrailer;
+        } else {
+          remaining_ = size;
+          state_ = State::kData;
+        }
+        continue;
+      }
+      case State::kData: {
+        if (left == 0) return {Status::kNeedMore, {}, used};
+        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, left));
+        remaining_ -= take;
+        body_bytes_ += take;
+        if (remaining_ == 0) state_ = State::kDataCrlf;
+        return {Status::kData, std::string_view(q, take), used + take};
+      }
+      case State::kDataCrlf: {
+        if (left < 2) {
+          if (left == 1 && q[0] != '\r') break;
+          return {Status::kNeedMore, {}, used};
+        }
+        if (q[0] != '\r' || q[1] != '\n') break;
+        used += 2;
+        state_ = State::kSize;
+        continue;
+      }
+      case State::kTrailer: {
+        const void* lf = std::memchr(q, '\n', left);
+        if (lf == nullptr) {
+          if (trailer_bytes_ + left > kMaxTrailer) break;
+          return {Status::kNeedMore, {}, used};
+        }
+        const char* e = static_cast<const char*>(lf);
+        if (e == q || e[-1] != '\r') break;
+        const std::size_t line = static_cast<std::size_t>(e + 1 - q);
+        trailer_bytes_ += line;
+        if (trailer_bytes_ > kMaxTrailer) break;
+        if (line == 2) {
+          used += 2;
+          state_ = State::kDone;
+          return {Status::kDone, {}, used};
+        }
+        // A trailer field: validated, then dropped (we do not forward trailers).
+        const char* c = q;
+        while (c < e - 1 && is_tchar(*c)) ++c;
+        if (c == q || *c != ':') break;
+        for (++c; c < e - 1; ++c)
+          if (!is_vchar_or_obs(*c)) { state_ = State::kError; return {Status::kError, {}, used}; }
+        used += line;
+        continue;
+      }
+      case State::kDone:
+        return {Status::kDone, {}, used};
+      case State::kError:
+        return {Status::kError, {}, used};
+    }
+    state_ = State::kError;
+    return {Status::kError, {}, used};
+  }
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!is_tchar(c)) return false;
+  return true;
+}
+
+bool parse_content_length(std::string_view v, std::uint64_t& out) {
+  if (v.empty() || v.size() > 19) return false;
+  std::uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  out = n;
+  return true;
+}
+
+}  // namespace sb::http

@@ -1,0 +1,584 @@
+#include "http/server.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+#include "core/correlation_id.hpp"
+#include "core/logging.hpp"
+#include "http/exchange.hpp"
+#include "http/problem.hpp"
+
+namespace sb::http {
+namespace {
+
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr std::size_t kInitialBuffer = 8192;
+constexpr std::size_t kMinBodySpace = 8192;  // room after a head for body reads and chunk lines
+
+std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, std::string* err) {
+  error_code ec;
+  auto addr = asio::ip::make_address(hp.host, ec);
+  if (ec) {
+    if (hp.host == "localhost") {
+      addr = asio::ip::make_address("127.0.0.1");
+    } else {
+      *err = hp.str() + ": listen address must be an IP address (" + ec.message() + ")";
+      return std::nullopt;
+    }
+  }
+  return asio::ip::tcp::endpoint(addr, hp.port);
+}
+
+Task<void> run_exchange(std::unique_ptr<Exchange> ex) { co_await ex->run(); }
+
+Task<void> refuse_connection(Socket socket, std::string response) {
+  co_await asio::async_write(socket, asio::buffer(response), kUse);
+  error_code ec;
+  socket.shutdown(asio::socket_base::shutdown_both, ec);
+  socket.close(ec);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Worker
+
+struct Worker::Impl {
+  explicit Impl(asio::io_context& ctx) : tick_timer(ctx.get_executor()) {}
+  std::vector<std::pair<Acceptor, ListenerKind>> acceptors;
+  Timer tick_timer;
+};
+
+Worker::Worker(Server& server, unsigned index)
+    : server_(server),
+      index_(index),
+      ctx_(std::make_unique<asio::io_context>(1)),
+      impl_(std::make_unique<Impl>(*ctx_)) {
+  now_ = server_.clock().steady_now();
+  heartbeat_.store(now_.time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+Worker::~Worker() {
+  if (thread_.joinable()) thread_.join();
+  // Connections still open hold references to the handler: run their coroutines to
+  // completion (sockets closed) before the handler goes.
+  impl_->acceptors.clear();
+  handler_.reset();
+}
+
+core::SteadyTime Worker::refresh_now() {
+  now_ = server_.clock().steady_now();
+  return now_;
+}
+
+const core::LimitsConfig& Worker::limits() const { return server_.settings().limits; }
+bool Worker::draining() const { return server_.draining(); }
+
+void Worker::add(Exchange* ex) {
+  ex->next_ = head_;
+  ex->prev_ = nullptr;
+  if (head_ != nullptr) head_->prev_ = ex;
+  head_ = ex;
+  connections_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Worker::remove(Exchange* ex) {
+  if (ex->prev_ != nullptr) ex->prev_->next_ = ex->next_;
+  else head_ = ex->next_;
+  if (ex->next_ != nullptr) ex->next_->prev_ = ex->prev_;
+  ex->prev_ = ex->next_ = nullptr;
+  connections_.fetch_sub(1, std::memory_order_relaxed);
+  server_.total_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::tick() {
+  const auto now = refresh_now();
+  heartbeat_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+  for (Exchange* ex = head_; ex != nullptr;) {
+    Exchange* next = ex->next_;  // check_deadline may not unlink, but be safe
+    ex->check_deadline(now);
+    ex = next;
+  }
+  if (server_.draining() && !server_.accepting()) close_idle();
+  handler_->on_tick(now);
+}
+
+void Worker::close_idle() {
+  for (Exchange* ex = head_; ex != nullptr; ex = ex->next_) ex->close_if_idle();
+}
+
+void Worker::close_listeners() {
+  for (auto& [acceptor, kind] : impl_->acceptors) {
+    error_code ec;
+    acceptor.close(ec);
+  }
+}
+
+void Worker::accept_loop(int which) {
+  auto loop = [](Worker& self, Acceptor& acceptor, ListenerKind kind) -> Task<void> {
+    const auto max_conn = self.limits().max_connections;
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(kUse);
+      if (ec) {
+        if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+        // EMFILE and friends: pause instead of spinning.
+        spdlog::warn("accept on worker {} failed: {}", self.index(), ec.message());
+        Timer t(self.context().get_executor());
+        t.expires_after(std::chrono::milliseconds(50));
+        co_await t.async_wait(kUse);
+        continue;
+      }
+      error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      const auto total = self.server().total_connections.fetch_add(1, std::memory_order_relaxed);
+      if (total >= max_conn) {
+        self.server().total_connections.fetch_sub(1, std::memory_order_relaxed);
+        std::string response;
+        write_problem(response, 503, "connection-limit",
+                      "the gateway holds limits.max_connections (" + std::to_string(max_conn) +
+                          ") client connections",
+                      "-", true);
+        asio::co_spawn(self.context(), refuse_connection(std::move(socket), std::move(response)),
+                       asio::detached);
+        continue;
+      }
+      auto ex = std::make_unique<Exchange>(self, std::move(socket), kind);
+      asio::co_spawn(self.context(), run_exchange(std::move(ex)), asio::detached);
+    }
+  };
+  auto& [acceptor, kind] = impl_->acceptors[static_cast<std::size_t>(which)];
+  asio::co_spawn(*ctx_, loop(*this, acceptor, kind), asio::detached);
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+Server::Server(ServerSettings settings, core::Clock& clock, HandlerFactory factory)
+    : settings_(std::move(settings)), clock_(clock), factory_(std::move(factory)) {}
+
+Server::~Server() { stop(); }
+
+std::optional<std::string> Server::bind() {
+  std::vector<std::pair<core::HostPort, ListenerKind>> wanted{{settings_.listen, ListenerKind::kProxy}};
+  if (settings_.admin_listen) wanted.emplace_back(*settings_.admin_listen, ListenerKind::kAdmin);
+
+  // Probe each address with a plain socket first: a socket bound with SO_REUSEPORT would
+  // silently share the port with another Switchboard of the same user.
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  for (auto& [hp, kind] : wanted) {
+    std::string err;
+    auto ep = endpoint_for(hp, &err);
+    if (!ep) return err;
+    asio::io_context probe_ctx;
+    asio::ip::tcp::acceptor probe(probe_ctx);
+    error_code ec;
+    probe.open(ep->protocol(), ec);
+    if (!ec) probe.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) probe.bind(*ep, ec);
+    if (ec) {
+      const char* what = ec == asio::error::address_in_use ? "address already in use" : nullptr;
+      return hp.str() + ": " + (what ? what : ec.message());
+    }
+    ep->port(probe.local_endpoint().port());
+    endpoints.push_back(*ep);
+  }
+
+  const unsigned n = std::max(1u, settings_.threads);
+  for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>(*this, i));
+  for (std::size_t l = 0; l < wanted.size(); ++l) {
+    for (auto& w : workers_) {
+      Acceptor a(w->context().get_executor());
+      error_code ec;
+      a.open(endpoints[l].protocol(), ec);
+      if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) a.set_option(ReusePort(true), ec);
+      if (!ec) a.bind(endpoints[l], ec);
+      if (!ec) a.listen(1024, ec);
+      if (ec) {
+        workers_.clear();
+        return wanted[l].first.str() + ": " + ec.message();
+      }
+      w->impl_->acceptors.emplace_back(std::move(a), wanted[l].second);
+    }
+  }
+  bound_proxy_ = core::HostPort{settings_.listen.host, endpoints[0].port()};
+  if (settings_.admin_listen)
+    bound_admin_ = core::HostPort{settings_.admin_listen->host, endpoints[1].port()};
+  return std::nullopt;
+}
+
+void Server::start() {
+  for (auto& w : workers_) {
+    w->handler_ = factory_(*w);
+    for (std::size_t i = 0; i < w->impl_->acceptors.size(); ++i) w->accept_loop(static_cast<int>(i));
+    auto ticker = [](Worker& self) -> Task<void> {
+      auto& timer = self.impl_->tick_timer;
+      for (;;) {
+        timer.expires_after(kTick);
+        auto [ec] = co_await timer.async_wait(kUse);
+        if (ec) co_return;
+        self.tick();
+      }
+    };
+    asio::co_spawn(*w->ctx_, ticker(*w), asio::detached);
+    w->thread_ = std::thread([ctx = w->ctx_.get()] { ctx->run(); });
+  }
+}
+
+void Server::begin_drain() { draining_.store(true, std::memory_order_relaxed); }
+
+void Server::stop_accepting() {
+  accepting_.store(false, std::memory_order_relaxed);
+  for (auto& w : workers_) {
+    asio::post(*w->ctx_, [wp = w.get()] {
+      wp->close_listeners();
+      wp->close_idle();
+    });
+  }
+}
+
+std::uint32_t Server::connections() const {
+  std::uint32_t n = 0;
+  for (auto& w : workers_) n += w->connections();
+  return n;
+}
+
+std::uint32_t Server::in_flight() const {
+  std::uint32_t n = 0;
+  for (auto& w : workers_) n += w->in_flight.load(std::memory_order_relaxed);
+  return n;
+}
+
+bool Server::workers_alive(core::SteadyTime now, std::chrono::nanoseconds stall) const {
+  for (auto& w : workers_) {
+    const core::SteadyTime beat{core::SteadyTime::duration(w->heartbeat())};
+    if (now - beat > stall) return false;
+  }
+  return true;
+}
+
+void Server::stop() {
+  for (auto& w : workers_) w->ctx_->stop();
+  for (auto& w : workers_)
+    if (w->thread_.joinable()) w->thread_.join();
+}
+
+// ---------------------------------------------------------------------------------------
+// Exchange
+
+Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
+    : worker_(worker), socket_(std::move(socket)), kind_(kind) {
+  cap_ = kInitialBuffer;
+  buf_ = std::make_unique<char[]>(cap_);
+  error_code ec;
+  auto ep = socket_.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    peer_address_ = addr.to_string();
+  }
+}
+
+Exchange::~Exchange() = default;
+
+const core::LimitsConfig& Exchange::limits() const { return worker_.limits(); }
+
+bool Exchange::keep_alive() const { return keep_alive_ && !worker_.draining(); }
+
+void Exchange::abort() {
+  closed_ = true;
+  error_code ec;
+  socket_.close(ec);
+}
+
+void Exchange::arm(Socket& socket, core::SteadyTime deadline, TimeoutKind kind) {
+  armed_socket_ = &socket;
+  deadline_ = deadline;
+  armed_kind_ = kind;
+  fired_ = TimeoutKind::kNone;
+}
+
+void Exchange::disarm() {
+  armed_socket_ = nullptr;
+  deadline_ = core::SteadyTime::max();
+  armed_kind_ = TimeoutKind::kNone;
+}
+
+void Exchange::check_deadline(core::SteadyTime now) {
+  if (armed_socket_ == nullptr || now < deadline_) return;
+  fired_ = armed_kind_;
+  error_code ec;
+  armed_socket_->cancel(ec);
+  disarm();
+}
+
+void Exchange::close_if_idle() {
+  if (idle_ && !closed_) {
+    error_code ec;
+    socket_.cancel(ec);
+  }
+}
+
+void Exchange::ensure_capacity(std::size_t need) {
+  if (need <= cap_) return;
+  auto bigger = std::make_unique<char[]>(need);
+  std::memcpy(bigger.get(), buf_.get(), len_);
+  buf_ = std::move(bigger);
+  cap_ = need;
+}
+
+void Exchange::new_correlation_id() {
+  // One generator per worker thread, seeded from the clock and the thread.
+  static thread_local core::CorrelationIdGenerator gen(
+      static_cast<std::uint64_t>(worker_.server().clock().wall_now().time_since_epoch().count()) ^
+      (static_cast<std::uint64_t>(worker_.index()) << 56) ^
+      reinterpret_cast<std::uintptr_t>(&worker_));
+  gen.next(generated_id_);
+  correlation_id_ = std::string_view(generated_id_.data(), generated_id_.size());
+}
+
+Task<std::size_t> Exchange::read_more(std::size_t at, TimeoutKind kind,
+                                      std::chrono::milliseconds timeout) {
+  (void)kind;
+  (void)timeout;
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + at, cap_ - at), kUse);
+  if (ec) co_return 0;
+  len_ = at + n;
+  co_return n;
+}
+
+Task<void> Exchange::reject(int status, std::string_view detail) {
+  if (correlation_id_.empty()) new_correlation_id();
+  const char* slug = status == 408   ? "request-timeout"
+                     : status == 413 ? "body-too-large"
+                     : status == 414 ? "uri-too-long"
+                     : status == 431 ? "header-too-large"
+                     : status == 505 ? "version-not-supported"
+                     : status == 501 ? "not-implemented"
+                     : status == 417 ? "expectation-failed"
+                                     : "bad-request";
+  SB_REQ_LOG(info, correlation_id_, "refused request from {}: {} {}", peer_address_, status, detail);
+  write_problem(scratch_, status, slug, detail, correlation_id_, true);
+  arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
+  co_await asio::async_write(socket_, asio::buffer(scratch_), kUse);
+  disarm();
+  // Lingering close: stop sending, then read and drop what the client still sends for a
+  // moment, so a reset does not destroy the answer before the client reads it.
+  error_code ec;
+  socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  arm(socket_, worker_.now() + std::chrono::seconds(1), TimeoutKind::kClientBody);
+  std::size_t drained = 0;
+  while (drained < (1u << 20)) {
+    auto [rec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get(), cap_), kUse);
+    if (rec) break;
+    drained += n;
+  }
+  disarm();
+  closed_ = true;
+}
+
+Task<bool> Exchange::read_head() {
+  const auto& lim = limits();
+  const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
+  idle_ = len_ == 0;
+  scan_from_ = 0;
+  correlation_id_ = {};
+  if (idle_) arm(socket_, worker_.now() + lim.keepalive_timeout, TimeoutKind::kKeepAlive);
+  else arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
+
+  for (;;) {
+    if (len_ > 0) {
+      const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, head_);
+      if (r.status == ParseStatus::kComplete) {
+        if (cap_ - head_.head_size < kMinBodySpace) {
+          // Keep the head where it is for the whole exchange: grow now, then parse again
+          // so that every view points into the final buffer.
+          ensure_capacity(head_.head_size + kMinBodySpace);
+          scan_from_ = 0;
+          continue;
+        }
+        disarm();
+        const RequestError re = analyze_request(head_, info_);
+        if (re != RequestError::kNone) {
+          co_await reject(status_for(re), describe(re));
+          co_return false;
+        }
+        if (!info_.correlation_id.empty()) correlation_id_ = info_.correlation_id;
+        else new_correlation_id();
+        if (info_.framing == Framing::kLength && info_.content_length > lim.max_body_bytes) {
+          co_await reject(413, "request body larger than limits.max_body_bytes (" +
+                                   std::to_string(lim.max_body_bytes) + " bytes)");
+          co_return false;
+        }
+        body_pos_ = head_.head_size;
+        body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
+        body_total_ = 0;
+        chunked_.reset();
+        body_done_ = info_.framing == Framing::kNone;
+        body_read_from_socket_ = false;
+        continue_sent_ = false;
+        co_return true;
+      }
+      if (r.status == ParseStatus::kError) {
+        disarm();
+        co_await reject(status_for(r.error, true), describe(r.error));
+        co_return false;
+      }
+    }
+    if (len_ == cap_) {
+      ensure_capacity(std::min<std::size_t>(cap_ * 2, lim.max_header_bytes + kMinBodySpace));
+      if (len_ == cap_) {  // cannot happen: the parser refuses heads at the limit first
+        co_await reject(431, describe(HeadError::kHeadTooLarge));
+        co_return false;
+      }
+    }
+    const bool was_idle = idle_;
+    const std::size_t n = co_await read_more(len_, TimeoutKind::kClientHead, lim.header_timeout);
+    if (n == 0) {
+      const TimeoutKind f = fired_;
+      disarm();
+      if (f == TimeoutKind::kClientHead && len_ > 0) {
+        co_await reject(408, "request head not received within limits.header_timeout");
+      }
+      co_return false;
+    }
+    if (was_idle) {
+      idle_ = false;
+      arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
+    }
+  }
+}
+
+void Exchange::rewind_body() {
+  if (body_read_from_socket_) return;
+  body_pos_ = head_.head_size;
+  body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
+  body_total_ = 0;
+  chunked_.reset();
+  body_done_ = info_.framing == Framing::kNone;
+}
+
+Task<BodyPiece> Exchange::read_body() {
+  if (body_done_) co_return BodyPiece{.done = true};
+  const auto& lim = limits();
+  for (;;) {
+    if (body_pos_ < len_) {
+      if (info_.framing == Framing::kLength) {
+        const std::size_t take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(body_left_, len_ - body_pos_));
+        BodyPiece piece{.data = std::string_view(buf_.get() + body_pos_, take)};
+        body_pos_ += take;
+        body_left_ -= take;
+        body_total_ += take;
+        if (body_left_ == 0) body_done_ = true;
+        co_return piece;
+      }
+      const auto step = chunked_.step(buf_.get() + body_pos_, len_ - body_pos_);
+      body_pos_ += step.consumed;
+      switch (step.status) {
+        case ChunkedDecoder::Status::kData:
+          body_total_ += step.data.size();
+          if (body_total_ > lim.max_body_bytes) co_return BodyPiece{.error = BodyPiece::Error::kTooLarge};
+          co_return BodyPiece{.data = step.data};
+        case ChunkedDecoder::Status::kDone:
+          body_done_ = true;
+          co_return BodyPiece{.done = true};
+        case ChunkedDecoder::Status::kError:
+          co_return BodyPiece{.error = BodyPiece::Error::kMalformed};
+        case ChunkedDecoder::Status::kNeedMore:
+          break;
+      }
+    }
+    // Need more bytes: keep the unconsumed tail (a partial chunk line) right after the head.
+    const std::size_t base = head_.head_size;
+    const std::size_t rest = len_ - body_pos_;
+    if (body_pos_ != base && rest > 0) std::memmove(buf_.get() + base, buf_.get() + body_pos_, rest);
+    len_ = base + rest;
+    body_pos_ = base;
+    if (len_ == cap_) co_return BodyPiece{.error = BodyPiece::Error::kMalformed};
+    if (info_.expect_continue && !continue_sent_) {
+      continue_sent_ = true;
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientWrite);
+      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(k100), kUse);
+      disarm();
+      if (wec) co_return BodyPiece{.error = BodyPiece::Error::kClosed};
+    }
+    body_read_from_socket_ = true;
+    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
+    const std::size_t n = co_await read_more(len_, TimeoutKind::kClientBody, lim.body_timeout);
+    const TimeoutKind f = fired_;
+    disarm();
+    if (n == 0) {
+      co_return BodyPiece{.error = f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
+                                                                 : BodyPiece::Error::kClosed};
+    }
+  }
+}
+
+Task<bool> Exchange::drain_body(std::uint64_t max) {
+  std::uint64_t seen = 0;
+  while (!body_done_) {
+    if (info_.framing == Framing::kLength && body_left_ > max) co_return false;
+    BodyPiece p = co_await read_body();
+    if (p.error != BodyPiece::Error::kNone) co_return false;
+    seen += p.data.size();
+    if (seen > max) co_return false;
+  }
+  co_return true;
+}
+
+Task<error_code> Exchange::write(Buffers buffers) {
+  arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, kUse);
+  disarm();
+  bytes_sent_ += n;
+  co_return ec;
+}
+
+Task<void> Exchange::run() {
+  worker_.add(this);
+  while (!closed_) {
+    if (!co_await read_head()) break;
+    keep_alive_ = info_.keep_alive;
+    response_started_ = false;
+    bytes_sent_ = 0;
+    worker_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    co_await worker_.handler().handle(*this);
+    worker_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (closed_ || !keep_alive_ || worker_.draining()) break;
+    if (!body_done_ && !co_await drain_body(64 * 1024)) break;
+    // The next pipelined request, if any, moves to the front.
+    const std::size_t rest = len_ - body_pos_;
+    if (rest > 0) std::memmove(buf_.get(), buf_.get() + body_pos_, rest);
+    len_ = rest;
+    if (cap_ > kInitialBuffer * 4 && len_ <= kInitialBuffer) {
+      // A large head grew the buffer once; do not keep it for the connection's lifetime.
+      auto small = std::make_unique<char[]>(kInitialBuffer);
+      std::memcpy(small.get(), buf_.get(), len_);
+      buf_ = std::move(small);
+      cap_ = kInitialBuffer;
+    }
+  }
+  disarm();
+  error_code ec;
+  if (!closed_) socket_.shutdown(asio::socket_base::shutdown_send, ec);
+  socket_.close(ec);
+  closed_ = true;
+  worker_.remove(this);
+}
+
+}  // namespace sb::http

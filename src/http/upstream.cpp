@@ -1,0 +1,205 @@
+#include "http/upstream.hpp"
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/basic_resolver.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
+
+#include "http/exchange.hpp"
+#include "http/server.hpp"
+
+namespace sb::http {
+
+namespace ssl = asio::ssl;
+using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
+
+std::shared_ptr<ssl::context> make_client_tls_context(const core::TlsConfig& tls,
+                                                      std::string* error) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  error_code ec;
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                       ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1,
+                   ec);
+  if (!tls.ca_file.empty()) {
+    ctx->load_verify_file(tls.ca_file, ec);
+    if (ec) {
+      *error = "tls.ca_file \"" + tls.ca_file + "\": " + ec.message();
+      return nullptr;
+    }
+  } else {
+    ctx->set_default_verify_paths(ec);
+    if (ec) {
+      *error = "cannot load the system's trust store: " + ec.message();
+      return nullptr;
+    }
+  }
+  ctx->set_verify_mode(tls.verify ? ssl::verify_peer : ssl::verify_none, ec);
+  return ctx;
+}
+
+struct UpstreamConnection::Tls {
+  Tls(Socket& s, ssl::context& ctx) : stream(s, ctx) {}
+  ssl::stream<Socket&> stream;
+};
+
+UpstreamConnection::UpstreamConnection(Executor ex)
+    : buf(std::make_unique<char[]>(kBufferSize)), socket_(ex) {}
+
+UpstreamConnection::~UpstreamConnection() = default;
+
+Socket& UpstreamConnection::socket() { return socket_; }
+
+Task<error_code> UpstreamConnection::write(Buffers buffers) {
+  if (tls_) {
+    auto [ec, n] = co_await asio::async_write(tls_->stream, buffers, kUse);
+    co_return ec;
+  }
+  auto [ec, n] = co_await asio::async_write(socket_, buffers, kUse);
+  co_return ec;
+}
+
+Task<std::pair<error_code, std::size_t>> UpstreamConnection::read_some(char* data,
+                                                                       std::size_t size) {
+  if (tls_) {
+    auto [ec, n] = co_await tls_->stream.async_read_some(asio::buffer(data, size), kUse);
+    co_return std::pair{ec, n};
+  }
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), kUse);
+  co_return std::pair{ec, n};
+}
+
+const char* describe(AcquireError e) {
+  switch (e) {
+    case AcquireError::kNone: return "ok";
+    case AcquireError::kRefused: return "connection refused";
+    case AcquireError::kTimeout: return "connect timeout";
+    case AcquireError::kTls: return "TLS handshake failed";
+    case AcquireError::kResolve: return "name resolution failed";
+    case AcquireError::kLimit: return "connection limit reached";
+  }
+  return "error";
+}
+
+UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig pool,
+                           core::Millis connect_timeout)
+    : ex_(ex), target_(std::move(target)), pool_(pool), connect_timeout_(connect_timeout) {
+  error_code ec;
+  auto addr = asio::ip::make_address(target_.host, ec);
+  if (!ec) endpoints_.emplace_back(addr, target_.port);
+  idle_.reserve(pool_.max_idle);
+}
+
+UpstreamPool::~UpstreamPool() = default;
+
+Task<UpstreamPool::Lease> UpstreamPool::acquire(Exchange& ex, bool fresh) {
+  if (!fresh && !idle_.empty()) {
+    Lease lease{std::move(idle_.back())};
+    idle_.pop_back();
+    lease.conn->reused = true;
+    ++busy_;
+    co_return lease;
+  }
+  if (busy_ + idle_.size() >= pool_.max_connections) {
+    if (!idle_.empty()) {
+      idle_.erase(idle_.begin());  // make room by closing the oldest idle one
+    } else {
+      co_return Lease{nullptr, AcquireError::kLimit,
+                      "upstream.pool.max_connections (" + std::to_string(pool_.max_connections) +
+                          ") connections to this instance are busy"};
+    }
+  }
+
+  const auto deadline = ex.worker().now() + connect_timeout_;
+  if (endpoints_.empty()) {
+    Resolver resolver(ex_);
+    auto [ec, results] = co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kUse);
+    if (ec || results.empty())
+      co_return Lease{nullptr, AcquireError::kResolve, target_.host + ": " + ec.message()};
+    for (const auto& r : results) endpoints_.push_back(r.endpoint());
+  }
+
+  auto conn = std::make_unique<UpstreamConnection>(ex_);
+  error_code ec = asio::error::host_not_found;
+  for (const auto& ep : endpoints_) {
+    error_code close_ec;
+    conn->socket_.close(close_ec);
+    ex.arm(conn->socket_, deadline, TimeoutKind::kUpstreamConnect);
+    auto [cec] = co_await conn->socket_.async_connect(ep, kUse);
+    const TimeoutKind fired = ex.fired();
+    ex.disarm();
+    ec = cec;
+    if (fired == TimeoutKind::kUpstreamConnect)
+      co_return Lease{nullptr, AcquireError::kTimeout,
+                      "no connection within upstream timeouts.connect (" +
+                          std::to_string(connect_timeout_.count()) + " ms)"};
+    if (!ec) break;
+  }
+  if (ec) {
+    // Re-resolve names next time; literal addresses stay.
+    error_code parse_ec;
+    asio::ip::make_address(target_.host, parse_ec);
+    if (parse_ec) endpoints_.clear();
+    co_return Lease{nullptr, AcquireError::kRefused, ec.message()};
+  }
+  error_code opt_ec;
+  conn->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
+
+  if (target_.tls) {
+    conn->tls_ = std::make_unique<UpstreamConnection::Tls>(conn->socket_, *target_.tls_context);
+    SSL* ssl_handle = conn->tls_->stream.native_handle();
+    const std::string& name = target_.server_name.empty() ? target_.host : target_.server_name;
+    error_code ip_ec;
+    asio::ip::make_address(name, ip_ec);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+    if (ip_ec) {
+      SSL_set_tlsext_host_name(ssl_handle, name.c_str());
+      if (target_.verify) X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+    } else if (target_.verify) {
+      X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+    }
+    ex.arm(conn->socket_, deadline, TimeoutKind::kUpstreamConnect);
+    auto [hec] = co_await conn->tls_->stream.async_handshake(ssl::stream_base::client, kUse);
+    const TimeoutKind fired = ex.fired();
+    ex.disarm();
+    if (fired == TimeoutKind::kUpstreamConnect)
+      co_return Lease{nullptr, AcquireError::kTimeout, "TLS handshake not done within timeouts.connect"};
+    if (hec) {
+      std::string why = hec.message();
+      const long verify = SSL_get_verify_result(ssl_handle);
+      if (verify != X509_V_OK) why = std::string("certificate verification failed: ") +
+                                     X509_verify_cert_error_string(verify);
+      co_return Lease{nullptr, AcquireError::kTls, why};
+    }
+  }
+  ++connects_;
+  ++busy_;
+  co_return Lease{std::move(conn)};
+}
+
+void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now) {
+  --busy_;
+  if (idle_.size() >= pool_.max_idle) return;  // closed by its destructor
+  conn->len = 0;
+  conn->idle_since = now;
+  idle_.push_back(std::move(conn));
+}
+
+void UpstreamPool::discard(std::unique_ptr<UpstreamConnection> conn) {
+  --busy_;
+  conn.reset();
+}
+
+void UpstreamPool::sweep(core::SteadyTime now) {
+  // idle_ is ordered oldest first.
+  std::size_t expired = 0;
+  while (expired < idle_.size() && now - idle_[expired]->idle_since >= pool_.idle_timeout) ++expired;
+  if (expired > 0) idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(expired));
+}
+
+void UpstreamPool::close_idle() { idle_.clear(); }
+
+}  // namespace sb::http
