@@ -52,7 +52,7 @@ struct TlsConfig {
 
 struct PoolConfig {
   std::uint32_t max_connections = 1024;  // per worker and instance, busy + idle
-  std::uint32_t max_idle = 128;          // idle keep-alive connections kept per worker and instance
+  std::uint32_t max_idle = 1024;         // idle keep-alive connections kept per worker and instance
   Millis idle_timeout{60'000};           // an idle upstream connection is closed after this
   bool operator==(const PoolConfig&) const = default;
 };

@@ -46,8 +46,9 @@ struct LoadResult {
 
 /// Builds and validates the effective configuration. Reads the files named in `options`
 /// and nothing else: the caller passes the process environment (environ_map()). Never
-/// throws for bad input; every problem found is one entry of `errors` (all are collected,
-/// not only the first), and `config` is set only when there are none.
+/// throws for bad input: every problem found is one entry of `errors` (all are collected,
+/// not only the first: config-file errors in line order, then those of dotenv files, the
+/// environment and the command line), and `config` is set only when there are none.
 /// Thread-safe (no shared state).
 LoadResult load_config(const LoadOptions& options);
 

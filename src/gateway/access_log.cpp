@@ -1,9 +1,9 @@
 #include "gateway/access_log.hpp"
 
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <ctime>
 
 #include "core/logging.hpp"
@@ -32,13 +32,31 @@ void write_all(int fd, const std::string& s) {
   }
 }
 
-// Text values: no spaces or quotes inside, so a line splits on spaces.
+// Text values: no spaces or quotes inside, so a line splits on spaces. Values are
+// almost always clean: append them whole and fix up the rare bad byte afterwards.
 void append_text_value(std::string& out, std::string_view v) {
   if (v.empty()) {
     out += '-';
     return;
   }
-  for (char c : v) out += (c == ' ' || c == '"' || static_cast<unsigned char>(c) < 0x20) ? '_' : c;
+  const std::size_t at = out.size();
+  out.append(v);
+  for (std::size_t i = at; i < out.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(out[i]);
+    if (c <= ' ' || c == '"' || c == 0x7f) out[i] = '_';
+  }
+}
+
+void append_uint(std::string& out, std::uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_millis(std::string& out, double ms) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, ms, std::chars_format::fixed, 3);
+  out.append(buf, r.ptr);
 }
 }  // namespace
 
@@ -66,7 +84,6 @@ void AccessLog::record(const AccessRecord& r) {
   if (!enabled_) return;
   if (timestamp_len_ == 0) set_time(core::SystemClock::instance().wall_now());
   const std::string_view ts(timestamp_, timestamp_len_);
-  auto out = std::back_inserter(buffer_);
   if (format_ == core::LogFormat::kJson) {
     buffer_ += "{\"ts\":\"";
     buffer_ += ts;
@@ -74,12 +91,17 @@ void AccessLog::record(const AccessRecord& r) {
     core::append_json_escaped(buffer_, r.method);
     buffer_ += "\",\"path\":\"";
     core::append_json_escaped(buffer_, r.target);
-    fmt::format_to(out, "\",\"status\":{},\"duration_ms\":{:.3f},\"service\":\"", r.status,
-                   r.duration_ms);
+    buffer_ += "\",\"status\":";
+    append_uint(buffer_, static_cast<std::uint64_t>(r.status));
+    buffer_ += ",\"duration_ms\":";
+    append_millis(buffer_, r.duration_ms);
+    buffer_ += ",\"service\":\"";
     core::append_json_escaped(buffer_, r.service);
     buffer_ += "\",\"instance\":\"";
     core::append_json_escaped(buffer_, r.instance);
-    fmt::format_to(out, "\",\"bytes_sent\":{},\"correlation_id\":\"", r.bytes_sent);
+    buffer_ += "\",\"bytes_sent\":";
+    append_uint(buffer_, r.bytes_sent);
+    buffer_ += ",\"correlation_id\":\"";
     core::append_json_escaped(buffer_, r.correlation_id);
     buffer_ += "\",\"client\":\"";
     core::append_json_escaped(buffer_, r.peer);
@@ -90,11 +112,17 @@ void AccessLog::record(const AccessRecord& r) {
     append_text_value(buffer_, r.method);
     buffer_ += " path=";
     append_text_value(buffer_, r.target);
-    fmt::format_to(out, " status={} duration_ms={:.3f} service=", r.status, r.duration_ms);
+    buffer_ += " status=";
+    append_uint(buffer_, static_cast<std::uint64_t>(r.status));
+    buffer_ += " duration_ms=";
+    append_millis(buffer_, r.duration_ms);
+    buffer_ += " service=";
     append_text_value(buffer_, r.service);
     buffer_ += " instance=";
     append_text_value(buffer_, r.instance);
-    fmt::format_to(out, " bytes={} correlation_id=", r.bytes_sent);
+    buffer_ += " bytes=";
+    append_uint(buffer_, r.bytes_sent);
+    buffer_ += " correlation_id=";
     append_text_value(buffer_, r.correlation_id);
     buffer_ += " client=";
     append_text_value(buffer_, r.peer);

@@ -46,9 +46,11 @@ Router::Router(const std::vector<core::ServiceConfig>& services,
     routes_.push_back(Route{r.prefix, lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
                             static_cast<std::size_t>(it - service_names_.begin())});
   }
+  // Like virtual hosts: routes for the request's Host are tried first, then the others;
+  // within each group the longest prefix wins.
   std::stable_sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) {
-    if (a.prefix.size() != b.prefix.size()) return a.prefix.size() > b.prefix.size();
-    return !a.host.empty() && b.host.empty();
+    if (a.host.empty() != b.host.empty()) return !a.host.empty();
+    return a.prefix.size() > b.prefix.size();
   });
 }
 

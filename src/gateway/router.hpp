@@ -27,7 +27,8 @@ class Router {
          const std::vector<core::RouteConfig>& routes);
 
   /// `/svc/<service>/<rest>` addresses a service directly (the upstream gets `/<rest>`);
-  /// otherwise the longest matching route prefix wins, host-specific routes first.
+  /// otherwise routes whose host matches are tried before host-less ones, and within
+  /// each group the longest matching prefix wins.
   RouteMatch match(std::string_view host, std::string_view path) const;
 
   /// Writes the upstream path for `m` (without the instance's base path) to `out`.
@@ -42,7 +43,7 @@ class Router {
     std::size_t service = 0;
   };
   std::vector<std::string> service_names_;
-  std::vector<Route> routes_;  // sorted: longest prefix first, host-specific first
+  std::vector<Route> routes_;  // sorted: host-specific first, then longest prefix first
 };
 
 }  // namespace sb::gateway

@@ -12,9 +12,12 @@
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include <boost/asio/write.hpp>
+
 #include "http/io.hpp"
 #include "http/message.hpp"
 #include "http/parser.hpp"
+#include "http/write_batch.hpp"
 
 namespace sb::http {
 
@@ -84,11 +87,17 @@ class Exchange {
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
 
-  /// Writes bytes to the client, guarded by the client write timeout.
-  Task<error_code> write(Buffers buffers);
+  /// Writes bytes to the client, guarded by the client write timeout:
+  /// `auto [ec, n] = co_await ex.write(buffers); ex.count_sent(n);`
+  auto write(Buffers buffers) {
+    arm_client_write();
+    return asio::async_write(socket_, buffers, kUse);
+  }
+  void count_sent(std::size_t n) { bytes_sent_ += n; }
   /// Marks the response as begun (errors after this cannot be answered with a status).
   void set_response_started() { response_started_ = true; }
   bool response_started() const { return response_started_; }
+  bool closed() const { return closed_; }
   /// Closes the connection after this exchange.
   void set_close() { keep_alive_ = false; }
   /// Whether the response should say "Connection: close" (client asked, draining, error).
@@ -96,12 +105,15 @@ class Exchange {
   /// Closes the connection now (mid-response failures).
   void abort();
 
-  /// A reusable buffer for building heads.
+  /// Reusable storage for building heads and gathering writes (kept here, not on
+  /// coroutine frames, so that the frames stay small enough to be recycled).
   std::string& scratch() { return scratch_; }
   std::string& scratch2() { return scratch2_; }
+  WriteBatch& batch() { return batch_; }
 
   // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
-  /// Guards the next operations on `socket` with `deadline`.
+  /// Guards the next operations on `socket` with `deadline`. Every wait is armed just
+  /// before it starts; disarm() after it is optional (the next arm replaces the deadline).
   void arm(Socket& socket, core::SteadyTime deadline, TimeoutKind kind);
   void disarm();
   /// The kind of the deadline that fired since the last arm(), or kNone.
@@ -124,7 +136,7 @@ class Exchange {
  private:
   Task<bool> read_head();
   Task<void> reject(int status, std::string_view detail);
-  Task<std::size_t> read_more(std::size_t at, TimeoutKind kind, std::chrono::milliseconds timeout);
+  void arm_client_write();
   void ensure_capacity(std::size_t need);
   void new_correlation_id();
 
@@ -165,6 +177,7 @@ class Exchange {
 
   std::string scratch_;
   std::string scratch2_;
+  WriteBatch batch_;
 };
 
 }  // namespace sb::http

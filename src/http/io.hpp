@@ -1,11 +1,14 @@
 // The Asio vocabulary of the data path: one fixed executor type (a worker's io_context),
-// coroutines that return [error_code, value] tuples instead of throwing, and sockets bound
-// to that executor. Internal to src/http and src/gateway .cpp files: keep it out of public
+// operations that yield [error_code, value] tuples instead of throwing, and sockets bound
+// to that executor. kUse is as_tuple(deferred): `co_await op(kUse)` launches the operation
+// straight from the awaiting coroutine, where use_awaitable would add a coroutine frame
+// (a malloc once frames outgrow Asio's small per-thread cache) to every read and write. Internal to src/http and src/gateway .cpp files: keep it out of public
 // headers so most translation units never see Asio.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -19,7 +22,7 @@ using error_code = boost::system::error_code;
 using Executor = asio::io_context::executor_type;
 template <class T = void>
 using Task = asio::awaitable<T, Executor>;
-inline constexpr auto kUse = asio::as_tuple(asio::use_awaitable_t<Executor>{});
+inline constexpr auto kUse = asio::as_tuple(asio::deferred);
 using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Executor>;
 using Buffers = std::span<const asio::const_buffer>;

@@ -245,6 +245,7 @@ ResponseError analyze_response(const ResponseHead& head, Method request_method,
   out = ResponseInfo{};
   ConnectionOptions conn;
   bool have_cl = false, have_te = false;
+  std::size_t cl_index = 0;
   for (std::size_t i = 0; i < head.field_count; ++i) {
     const Field& f = head.fields[i];
     switch (classify(f.name)) {
@@ -252,6 +253,7 @@ ResponseError analyze_response(const ResponseHead& head, Method request_method,
         if (have_cl || !parse_content_length(f.value, out.content_length))
           return ResponseError::kBadContentLength;
         have_cl = true;
+        cl_index = i;
         out.drop.set(i);
         break;
       case Known::kTransferEncoding:
@@ -281,7 +283,9 @@ ResponseError analyze_response(const ResponseHead& head, Method request_method,
   const bool no_body = request_method == Method::kHead || (head.status >= 100 && head.status < 200) ||
                        head.status == 204 || head.status == 304;
   if (no_body) {
+    // The length of the body a GET would get (HEAD, 304) is information for the client.
     out.framing = Framing::kNone;
+    if (have_cl) out.drop.reset(cl_index);
   } else if (have_te) {
     out.framing = Framing::kChunked;
   } else if (have_cl) {

@@ -68,12 +68,14 @@ HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, H
     ++p;  // ':'
     while (p < end && is_ows(*p)) ++p;
     const char* value_begin = p;
-    const char* value_end = p;
-    while (p < end && *p != '\r') {
+    // Every line ends in CRLF (find_head_end checked each LF), so the value ends at the
+    // first CR; a CR inside a value fails the byte check below or the LF check after.
+    const char* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
+    if (cr == nullptr) return HeadError::kBadField;
+    for (; p < cr; ++p)
       if (!is_vchar_or_obs(*p)) return HeadError::kBadField;
-      ++p;
-      if (!is_ows(p[-1])) value_end = p;
-    }
+    const char* value_end = cr;
+    while (value_end > value_begin && is_ows(value_end[-1])) --value_end;
     if (p + 2 > end || p[0] != '\r' || p[1] != '\n') return HeadError::kBadField;
     p += 2;
     if (out.field_count >= max_fields || out.field_count >= kMaxFields)
@@ -212,7 +214,7 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
           else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
           else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
           else break;
-          if (d - q >= 15) { state_ = State::kError; return {Status::kError, {}, used}; }
+          if (d - q >= 16) { state_ = State::kError; return {Status::kError, {}, used}; }
           size = size * 16 + static_cast<std::uint64_t>(v);
           ++d;
         }
@@ -287,17 +289,6 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
     state_ = State::kError;
     return {Status::kError, {}, used};
   }
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
-    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
 }
 
 bool is_token(std::string_view s) {

@@ -101,8 +101,17 @@ class ChunkedDecoder {
   std::size_t trailer_bytes_ = 0;
 };
 
-/// Case-insensitive ASCII comparison.
-bool iequals(std::string_view a, std::string_view b);
+/// Case-insensitive ASCII comparison (inline: it runs for every header field).
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = static_cast<unsigned char>(a[i]), y = static_cast<unsigned char>(b[i]);
+    if (static_cast<unsigned>(x - 'A') < 26u) x |= 0x20;
+    if (static_cast<unsigned>(y - 'A') < 26u) y |= 0x20;
+    if (x != y) return false;
+  }
+  return true;
+}
 /// RFC 9110 token characters.
 bool is_token(std::string_view s);
 /// Parses a Content-Length value: 1..19 decimal digits, nothing else.

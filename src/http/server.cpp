@@ -64,7 +64,9 @@ struct Worker::Impl {
 Worker::Worker(Server& server, unsigned index)
     : server_(server),
       index_(index),
-      ctx_(std::make_unique<asio::io_context>(1)),
+      // Sockets are only touched by their own worker, so the reactor needs no locks;
+      // the scheduler keeps them (other threads post to workers).
+      ctx_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       impl_(std::make_unique<Impl>(*ctx_)) {
   now_ = server_.clock().steady_now();
   heartbeat_.store(now_.time_since_epoch().count(), std::memory_order_relaxed);
@@ -350,14 +352,8 @@ void Exchange::new_correlation_id() {
   correlation_id_ = std::string_view(generated_id_.data(), generated_id_.size());
 }
 
-Task<std::size_t> Exchange::read_more(std::size_t at, TimeoutKind kind,
-                                      std::chrono::milliseconds timeout) {
-  (void)kind;
-  (void)timeout;
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + at, cap_ - at), kUse);
-  if (ec) co_return 0;
-  len_ = at + n;
-  co_return n;
+void Exchange::arm_client_write() {
+  arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
 }
 
 Task<void> Exchange::reject(int status, std::string_view detail) {
@@ -446,8 +442,9 @@ Task<bool> Exchange::read_head() {
       }
     }
     const bool was_idle = idle_;
-    const std::size_t n = co_await read_more(len_, TimeoutKind::kClientHead, lim.header_timeout);
-    if (n == 0) {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+    if (!ec) len_ += n;
+    if (ec || n == 0) {
       const TimeoutKind f = fired_;
       disarm();
       if (f == TimeoutKind::kClientHead && len_ > 0) {
@@ -519,10 +516,11 @@ Task<BodyPiece> Exchange::read_body() {
     }
     body_read_from_socket_ = true;
     arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
-    const std::size_t n = co_await read_more(len_, TimeoutKind::kClientBody, lim.body_timeout);
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
     const TimeoutKind f = fired_;
     disarm();
-    if (n == 0) {
+    if (!ec) len_ += n;
+    if (ec || n == 0) {
       co_return BodyPiece{.error = f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
                                                                  : BodyPiece::Error::kClosed};
     }
@@ -541,13 +539,6 @@ Task<bool> Exchange::drain_body(std::uint64_t max) {
   co_return true;
 }
 
-Task<error_code> Exchange::write(Buffers buffers) {
-  arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
-  auto [ec, n] = co_await asio::async_write(socket_, buffers, kUse);
-  disarm();
-  bytes_sent_ += n;
-  co_return ec;
-}
 
 Task<void> Exchange::run() {
   worker_.add(this);

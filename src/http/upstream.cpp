@@ -46,30 +46,41 @@ struct UpstreamConnection::Tls {
   ssl::stream<Socket&> stream;
 };
 
-UpstreamConnection::UpstreamConnection(Executor ex)
-    : buf(std::make_unique<char[]>(kBufferSize)), socket_(ex) {}
+namespace {
+// Per worker thread: buffers of connections that are idle or gone, kept for the next lease.
+constexpr std::size_t kMaxFreeBuffers = 256;
+thread_local std::vector<std::unique_ptr<ResponseBuffer>> t_free_buffers;
+}  // namespace
 
-UpstreamConnection::~UpstreamConnection() = default;
+UpstreamConnection::UpstreamConnection(Executor ex) : socket_(ex) { lend(); }
+
+UpstreamConnection::~UpstreamConnection() { give_back(); }
+
+void UpstreamConnection::lend() {
+  if (lent_) return;
+  if (!t_free_buffers.empty()) {
+    lent_ = std::move(t_free_buffers.back());
+    t_free_buffers.pop_back();
+  } else {
+    lent_ = std::make_unique<ResponseBuffer>();
+  }
+  len = 0;
+}
+
+void UpstreamConnection::give_back() {
+  if (!lent_) return;
+  if (t_free_buffers.size() < kMaxFreeBuffers) t_free_buffers.push_back(std::move(lent_));
+  lent_.reset();
+}
 
 Socket& UpstreamConnection::socket() { return socket_; }
 
-Task<error_code> UpstreamConnection::write(Buffers buffers) {
-  if (tls_) {
-    auto [ec, n] = co_await asio::async_write(tls_->stream, buffers, kUse);
-    co_return ec;
-  }
-  auto [ec, n] = co_await asio::async_write(socket_, buffers, kUse);
-  co_return ec;
+void UpstreamConnection::start_tls_write(Buffers buffers, Completion handler) {
+  asio::async_write(tls_->stream, buffers, std::move(handler));
 }
 
-Task<std::pair<error_code, std::size_t>> UpstreamConnection::read_some(char* data,
-                                                                       std::size_t size) {
-  if (tls_) {
-    auto [ec, n] = co_await tls_->stream.async_read_some(asio::buffer(data, size), kUse);
-    co_return std::pair{ec, n};
-  }
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(data, size), kUse);
-  co_return std::pair{ec, n};
+void UpstreamConnection::start_tls_read(asio::mutable_buffer buffer, Completion handler) {
+  tls_->stream.async_read_some(buffer, std::move(handler));
 }
 
 const char* describe(AcquireError e) {
@@ -95,14 +106,17 @@ UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig 
 
 UpstreamPool::~UpstreamPool() = default;
 
-Task<UpstreamPool::Lease> UpstreamPool::acquire(Exchange& ex, bool fresh) {
-  if (!fresh && !idle_.empty()) {
-    Lease lease{std::move(idle_.back())};
-    idle_.pop_back();
-    lease.conn->reused = true;
-    ++busy_;
-    co_return lease;
-  }
+std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
+  if (idle_.empty()) return nullptr;
+  auto conn = std::move(idle_.back());
+  idle_.pop_back();
+  conn->reused = true;
+  conn->lend();
+  ++busy_;
+  return conn;
+}
+
+Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
   if (busy_ + idle_.size() >= pool_.max_connections) {
     if (!idle_.empty()) {
       idle_.erase(idle_.begin());  // make room by closing the oldest idle one
@@ -183,6 +197,7 @@ Task<UpstreamPool::Lease> UpstreamPool::acquire(Exchange& ex, bool fresh) {
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now) {
   --busy_;
   if (idle_.size() >= pool_.max_idle) return;  // closed by its destructor
+  conn->give_back();
   conn->len = 0;
   conn->idle_since = now;
   idle_.push_back(std::move(conn));

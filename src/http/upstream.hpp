@@ -4,11 +4,15 @@
 
 #include <cstdint>
 #include <memory>
+#include <tuple>
 #include <string>
 #include <vector>
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/write.hpp>
+
 #include "http/io.hpp"
 #include "http/parser.hpp"
 
@@ -36,30 +40,62 @@ struct UpstreamTarget {
   std::shared_ptr<asio::ssl::context> tls_context;
 };
 
+/// What a connection needs only while an exchange is on it: the read buffer and the parsed
+/// response head. Lent from a per-thread free list on acquire and returned on release, so
+/// an idle pooled connection costs a socket and not 20 KiB.
+struct ResponseBuffer {
+  static constexpr std::size_t kSize = 16 * 1024;  // one read takes a 16 KiB body whole
+  ResponseHead head;
+  char data[kSize];
+};
+
 class UpstreamConnection {
  public:
-  static constexpr std::size_t kBufferSize = 16 * 1024;
+  static constexpr std::size_t kBufferSize = ResponseBuffer::kSize;
 
   explicit UpstreamConnection(Executor ex);
   ~UpstreamConnection();
 
   /// The TCP socket (the lowest layer, also under TLS): deadlines cancel it.
   Socket& socket();
-  Task<error_code> write(Buffers buffers);
-  Task<std::pair<error_code, std::size_t>> read_some(char* data, std::size_t size);
+  /// `auto [ec, n] = co_await conn.write(buffers)`: plain TCP or TLS, decided at run time
+  /// without a coroutine frame of its own (the TLS stream stays inside upstream.cpp).
+  auto write(Buffers buffers) {
+    return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
+        [this, buffers](auto handler) {
+          if (tls_) start_tls_write(buffers, std::move(handler));
+          else asio::async_write(socket_, buffers, std::move(handler));
+        },
+        kUse);
+  }
+  /// `auto [ec, n] = co_await conn.read_some(data, size)`.
+  auto read_some(char* data, std::size_t size) {
+    return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
+        [this, data, size](auto handler) {
+          if (tls_) start_tls_read(asio::buffer(data, size), std::move(handler));
+          else socket_.async_read_some(asio::buffer(data, size), std::move(handler));
+        },
+        kUse);
+  }
 
-  // Response parsing state; the head's views point into buf.
-  std::unique_ptr<char[]> buf;
+  // Response parsing state (while leased); the head's views point into buf().
+  char* buf() { return lent_->data; }
+  ResponseHead& head() { return lent_->head; }
   std::size_t len = 0;
-  ResponseHead head;
   bool reused = false;              // came from the idle pool
   core::SteadyTime idle_since{};
 
  private:
   friend class UpstreamPool;
   struct Tls;
+  using Completion = asio::any_completion_handler<void(error_code, std::size_t)>;
+  void start_tls_write(Buffers buffers, Completion handler);
+  void start_tls_read(asio::mutable_buffer buffer, Completion handler);
+  void lend();
+  void give_back();
   Socket socket_;
   std::unique_ptr<Tls> tls_;
+  std::unique_ptr<ResponseBuffer> lent_;
 };
 
 /// Why acquire() gave no connection.
@@ -78,9 +114,11 @@ class UpstreamPool {
     AcquireError error = AcquireError::kNone;
     std::string detail{};  // for logs and problem details
   };
-  /// An idle connection (most recently used first) or a new one. Deadlines for connecting
-  /// are armed on `ex`. `fresh` skips the idle ones.
-  Task<Lease> acquire(Exchange& ex, bool fresh = false);
+  /// The most recently used idle connection, or nullptr.
+  std::unique_ptr<UpstreamConnection> take_idle();
+  /// A new connection (TCP connect, then the TLS handshake for https). Deadlines are armed
+  /// on `ex`. The slow path: keep it out of the request's common case.
+  Task<Lease> connect(Exchange& ex);
   /// Returns a connection after a complete exchange; kept when there is idle room.
   void release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now);
   /// Drops a connection that cannot be reused.
