@@ -26,27 +26,27 @@ struct HostPort {
 /// An upstream URL: http or https, a host, an optional port (default 80/443) and an
 /// optional base path that is put in front of every forwarded path ("" or "/v1").
 struct UpstreamUrl {
-  std::string text;  // as written, for logs and status documents
+  std::string text{};  // as written, for logs and status documents
   bool tls = false;
-  std::string host;
+  std::string host{};
   std::uint16_t port = 80;
-  std::string base_path;  // no trailing '/'; "" when the URL has no path
+  std::string base_path{};  // no trailing '/'; "" when the URL has no path
   /// "host:port" as sent in the Host header (port omitted when it is the scheme default).
   std::string authority() const;
   bool operator==(const UpstreamUrl&) const = default;
 };
 
 struct InstanceConfig {
-  UpstreamUrl url;
-  std::string zone;
+  UpstreamUrl url{};
+  std::string zone{};
   std::uint32_t weight = 1;
   bool operator==(const InstanceConfig&) const = default;
 };
 
 struct TlsConfig {
-  bool verify = true;       // verify the upstream's certificate chain and host name
-  std::string ca_file;      // PEM bundle; empty: the system's default trust store
-  std::string server_name;  // SNI and verified name; empty: the URL's host
+  bool verify = true;         // verify the upstream's certificate chain and host name
+  std::string ca_file{};      // PEM bundle; empty: the system's default trust store
+  std::string server_name{};  // SNI and verified name; empty: the URL's host
   bool operator==(const TlsConfig&) const = default;
 };
 
@@ -65,9 +65,9 @@ struct UpstreamTimeouts {
 
 /// The upstream defaults that every service inherits unless it overrides them.
 struct UpstreamDefaults {
-  UpstreamTimeouts timeouts;
-  PoolConfig pool;
-  TlsConfig tls;
+  UpstreamTimeouts timeouts{};
+  PoolConfig pool{};
+  TlsConfig tls{};
   bool operator==(const UpstreamDefaults&) const = default;
 };
 
@@ -75,13 +75,13 @@ enum class Source { kDefault, kFile, kEnvironment, kCommandLine, kApi };
 const char* to_string(Source s);
 
 struct ServiceConfig {
-  std::string name;
-  std::vector<InstanceConfig> instances;
-  bool critical = false;       // readiness fails while it has no usable instance (when enabled)
-  bool preserve_host = false;  // forward the client's Host instead of the upstream's authority
-  UpstreamTimeouts timeouts;   // filled from UpstreamDefaults, then overridden per service
-  PoolConfig pool;
-  TlsConfig tls;
+  std::string name{};
+  std::vector<InstanceConfig> instances{};
+  bool critical = false;        // readiness fails while it has no usable instance (when enabled)
+  bool preserve_host = false;   // forward the client's Host instead of the upstream's authority
+  UpstreamTimeouts timeouts{};  // filled from UpstreamDefaults, then overridden per service
+  PoolConfig pool{};
+  TlsConfig tls{};
   Source source = Source::kFile;
   bool operator==(const ServiceConfig&) const = default;
 };
@@ -90,28 +90,28 @@ struct ServiceConfig {
 /// segment boundary ("/api" matches "/api", "/api/x", "/api?q", not "/apix"); host
 /// matches the Host header without its port, case-insensitively. The longest prefix wins.
 struct RouteConfig {
-  std::string prefix;                  // "" matches every path
-  std::string host;                    // "" matches every host
-  std::string service;                 // must name a configured service
-  std::optional<std::string> rewrite;  // replaces the matched prefix
+  std::string prefix{};                  // "" matches every path
+  std::string host{};                    // "" matches every host
+  std::string service{};                 // must name a configured service
+  std::optional<std::string> rewrite{};  // replaces the matched prefix
   bool operator==(const RouteConfig&) const = default;
 };
 
 struct LimitsConfig {
-  std::uint32_t max_connections = 10'000;   // client connections, whole process
-  std::uint32_t max_request_line = 8'192;   // bytes, else 414
-  std::uint32_t max_header_bytes = 32'768;  // request head bytes incl. request line, else 431
-  std::uint32_t max_headers = 100;          // header fields, else 431
+  std::uint32_t max_connections = 10'000;       // client connections, whole process
+  std::uint32_t max_request_line = 8'192;       // bytes, else 414
+  std::uint32_t max_header_bytes = 32'768;      // request head bytes incl. request line, else 431
+  std::uint32_t max_headers = 100;              // header fields, else 431
   std::uint64_t max_body_bytes = 128ull << 20;  // else 413
-  Millis header_timeout{10'000};     // whole request head, from its first byte, else 408
-  Millis body_timeout{30'000};       // between two reads of the request body, else 408
-  Millis keepalive_timeout{75'000};  // idle client connection between requests
+  Millis header_timeout{10'000};                // whole request head, from its first byte, else 408
+  Millis body_timeout{30'000};                  // between two reads of the request body, else 408
+  Millis keepalive_timeout{75'000};             // idle client connection between requests
   std::uint32_t max_response_header_bytes = 65'536;  // upstream response head, else 502
   bool operator==(const LimitsConfig&) const = default;
 };
 
 struct DrainConfig {
-  Millis delay{0};        // keep accepting this long after SIGTERM (readiness already 503)
+  Millis delay{0};         // keep accepting this long after SIGTERM (readiness already 503)
   Millis timeout{30'000};  // then wait at most this long for in-flight requests
   bool operator==(const DrainConfig&) const = default;
 };
@@ -127,7 +127,7 @@ struct LoggingConfig {
 
 /// Parsed and validated now; used by the health-monitoring issue.
 struct HealthConfig {
-  Millis check_interval{30'000};       // HEALTH_CHECK_INTERVAL
+  Millis check_interval{30'000};               // HEALTH_CHECK_INTERVAL
   Millis metrics_collection_interval{60'000};  // METRICS_COLLECTION_INTERVAL
   bool ready_requires_critical = false;  // /health/ready fails while a critical service is unusable
   Millis liveness_stall{5'000};  // /health/live fails when a worker has not turned for this long
@@ -136,38 +136,38 @@ struct HealthConfig {
 
 /// Parsed and validated now; used by the telemetry issue.
 struct TelemetryConfig {
-  double sample_rate = 1.0;            // OTEL_SAMPLE_RATE, 0..1
-  bool jaeger_exporter = false;        // OTEL_JAEGER_EXPORTER
-  std::string jaeger_endpoint;         // JAEGER_ENDPOINT, http(s) URL
-  bool prometheus_exporter = true;     // OTEL_PROMETHEUS_EXPORTER
-  std::uint16_t prometheus_port = 0;   // PROMETHEUS_PORT; 0: /metrics on the main listener
+  double sample_rate = 1.0;           // OTEL_SAMPLE_RATE, 0..1
+  bool jaeger_exporter = false;       // OTEL_JAEGER_EXPORTER
+  std::string jaeger_endpoint{};      // JAEGER_ENDPOINT, http(s) URL
+  bool prometheus_exporter = true;    // OTEL_PROMETHEUS_EXPORTER
+  std::uint16_t prometheus_port = 0;  // PROMETHEUS_PORT; 0: /metrics on the main listener
   bool operator==(const TelemetryConfig&) const = default;
 };
 
 struct ServerConfig {
-  HostPort listen;                      // --listen
-  std::optional<HostPort> admin_listen;  // operations endpoints only
-  unsigned threads = 0;                 // 0: the number of cores
+  HostPort listen{};                       // --listen
+  std::optional<HostPort> admin_listen{};  // operations endpoints only
+  unsigned threads = 0;                    // 0: the number of cores
   bool operator==(const ServerConfig&) const = default;
 };
 
 struct Config {
-  ServerConfig server;
-  LimitsConfig limits;
-  UpstreamDefaults upstream;
-  DrainConfig drain;
-  LoggingConfig logging;
-  HealthConfig health;
-  TelemetryConfig telemetry;
-  std::vector<ServiceConfig> services;
-  std::vector<RouteConfig> routes;
+  ServerConfig server{};
+  LimitsConfig limits{};
+  UpstreamDefaults upstream{};
+  DrainConfig drain{};
+  LoggingConfig logging{};
+  HealthConfig health{};
+  TelemetryConfig telemetry{};
+  std::vector<ServiceConfig> services{};
+  std::vector<RouteConfig> routes{};
 
   /// Where each effective value came from, keyed by dotted key path
   /// ("server.listen", "services.llm-service.instances", "routes[0].prefix"): "default",
   /// "file PATH:LINE", "env NAME", "env-file PATH:LINE (NAME)", "command line --flag", and
   /// for a service's timeouts/pool/tls keys that it does not override
   /// "inherited from upstream.KEY (<origin of upstream.KEY>)". load_config fills every key.
-  std::map<std::string, std::string> origins;
+  std::map<std::string, std::string> origins{};
 
   const ServiceConfig* find_service(std::string_view name) const;
 };

@@ -1,6 +1,7 @@
 #include "core/config_load.hpp"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <boost/url/ipv4_address.hpp>
@@ -17,6 +18,7 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <sstream>
 #include <string_view>
 #include <utility>
 
@@ -479,6 +481,24 @@ constexpr std::string_view kEnvNames[] = {
     "PROMETHEUS_PORT",
 };
 
+// Records where a YAML document starts; ignores the rest (see Loader::load_file).
+class DocumentProbe final : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  void OnDocumentStart(const YAML::Mark& mark) override { start = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 struct EnvValue {
   std::string value;   // trimmed
   std::string origin;  // "env NAME" or "env-file PATH:LINE (NAME)"
@@ -513,8 +533,8 @@ class Loader {
  private:
   // --- errors and origins ---------------------------------------------------------------
 
-  // An error not located in the config file.
-  void error(std::string message) { errors_.push_back({-1, std::move(message)}); }
+  // An error not located in the config file (line -1), or at `line` of it (0: the whole).
+  void error(std::string message, int line = -1) { errors_.push_back({line, std::move(message)}); }
 
   // An error at `line` of the config file.
   void fail_at(int line, std::string_view path, std::string_view what) {
@@ -557,28 +577,47 @@ class Loader {
     int err = 0;
     auto text = read_file(path, &err);
     if (!text) {
-      error(fmt::format("{}: cannot read config file: {}", path, std::strerror(err)));
+      error(fmt::format("{}: cannot read config file: {}", path, std::strerror(err)), 0);
       return;
     }
-    std::vector<YAML::Node> docs;
+    YAML::Node root;
     try {
-      docs = YAML::LoadAll(*text);
+      // yaml-cpp 0.7 never finishes YAML::LoadAll on some malformed input (a stray ',' at
+      // the top level, jbeder/yaml-cpp#1040), allocating until the OOM killer steps in,
+      // and YAML::Load returns an empty document for it. So count the documents with the
+      // event parser first, a bounded number of them, and stop when one starts where the
+      // previous one did (the parser made no progress).
+      std::istringstream in(*text);
+      YAML::Parser parser(in);
+      std::vector<YAML::Mark> starts;
+      DocumentProbe probe;
+      while (starts.size() < 3 && parser.HandleNextDocument(probe)) {
+        if (!starts.empty() && probe.start.pos == starts.back().pos) {
+          const auto pos = static_cast<std::size_t>(probe.start.pos);
+          error(fmt::format("{}:{}:{}: YAML syntax error: unexpected {}", path,
+                            probe.start.line + 1, probe.start.column + 1,
+                            pos < text->size() ? quote(text->substr(pos, 1)) : "end of file"),
+                0);
+          return;
+        }
+        starts.push_back(probe.start);
+      }
+      if (starts.empty()) return;  // empty file or only comments: all defaults
+      if (starts.size() > 1) {
+        fail_at(starts[1].line + 1, "",
+                "expected one YAML document, found more (remove the extra '---')");
+        return;
+      }
+      root = YAML::Load(*text);  // reads the first (and only) document
     } catch (const YAML::Exception& e) {
       if (e.mark.is_null())
-        error(fmt::format("{}: YAML error: {}", path, e.msg));
+        error(fmt::format("{}: YAML error: {}", path, e.msg), 0);
       else
         error(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
-                          e.mark.column + 1, e.msg));
+                          e.mark.column + 1, e.msg),
+              0);
       return;
     }
-    if (docs.empty()) return;  // empty file or only comments: all defaults
-    if (docs.size() > 1) {
-      fail_at(line_of(docs[1], 1), "",
-              fmt::format("expected one YAML document, found {} (remove the extra '---')",
-                          docs.size()));
-      return;
-    }
-    const YAML::Node& root = docs[0];
     Field f{"", "", root, line_of(root, 1), line_of(root, 1)};
     if (root.IsNull()) return;
     if (!root.IsMap()) {

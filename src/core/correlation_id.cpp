@@ -40,20 +40,40 @@ std::uint64_t CorrelationIdGenerator::next_u64() {
   return result;
 }
 
-void CorrelationIdGenerator::next(Id& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::uint64_t hi = next_u64(), lo = next_u64();
-  hi = (hi & ~0xf000ull) | 0x4000ull;                 // version 4
-  lo = (lo & ~(0xc0ull << 56)) | (0x80ull << 56);     // RFC 4122 variant
-  unsigned char bytes[16];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(hi >> (56 - 8 * i));
-  for (int i = 0; i < 8; ++i) bytes[8 + i] = static_cast<unsigned char>(lo >> (56 - 8 * i));
-  std::size_t o = 0;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
-    out[o++] = kHex[bytes[i] >> 4];
-    out[o++] = kHex[bytes[i] & 0xf];
+namespace {
+// Two hex digits per byte, looked up at once.
+struct HexPairs {
+  char pairs[256][2];
+  constexpr HexPairs() : pairs() {
+    constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; ++i) {
+      pairs[i][0] = kHex[i >> 4];
+      pairs[i][1] = kHex[i & 0xf];
+    }
   }
+};
+constexpr HexPairs kHexPairs;
+
+// Writes the 8 bytes of `v` (most significant first) as 16 hex digits, with a '-' before
+// the bytes whose index is in `dash_before` (a bit mask).
+char* put_hex(char* o, std::uint64_t v, unsigned dash_before) {
+  for (int i = 0; i < 8; ++i) {
+    if (dash_before & (1u << i)) *o++ = '-';
+    const auto* p = kHexPairs.pairs[(v >> (56 - 8 * i)) & 0xff];
+    *o++ = p[0];
+    *o++ = p[1];
+  }
+  return o;
+}
+}  // namespace
+
+void CorrelationIdGenerator::next(Id& out) {
+  std::uint64_t hi = next_u64(), lo = next_u64();
+  hi = (hi & ~0xf000ull) | 0x4000ull;              // version 4
+  lo = (lo & ~(0xc0ull << 56)) | (0x80ull << 56);  // RFC 4122 variant
+  // 8-4-4-4-12: dashes before bytes 4 and 6 of `hi`, and bytes 0 and 2 of `lo`.
+  char* o = put_hex(out.data(), hi, (1u << 4) | (1u << 6));
+  put_hex(o, lo, (1u << 0) | (1u << 2));
 }
 
 }  // namespace sb::core

@@ -30,6 +30,28 @@ inline bool is_tchar(char c) { return kToken[static_cast<unsigned char>(c)]; }
 inline bool is_vchar_or_obs(char c) { return kValue[static_cast<unsigned char>(c)]; }
 inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
+// True when [p, end) holds only field-value bytes (HTAB, SP..~, obs-text). Eight bytes
+// at a time: a word with no byte below 0x20 and none equal to 0x7f is clean; only words
+// that might hold a HTAB (or a bad byte) are checked byte by byte.
+bool valid_value_bytes(const char* p, const char* end) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  while (end - p >= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    const std::uint64_t below_20 = (w - kOnes * 0x20) & ~w & kHigh;
+    const std::uint64_t x7f = w ^ (kOnes * 0x7f);
+    const std::uint64_t is_7f = (x7f - kOnes) & ~x7f & kHigh;
+    if ((below_20 | is_7f) != 0) {
+      for (int i = 0; i < 8; ++i)
+        if (!is_vchar_or_obs(p[i])) return false;
+    }
+    p += 8;
+  }
+  for (; p < end; ++p)
+    if (!is_vchar_or_obs(*p)) return false;
+  return true;
+}
+
 enum class EndScan { kFound, kIncomplete, kBareLf };
 
 // Looks for the empty line that ends a head, starting at `scan_from`. Every LF must be
@@ -71,9 +93,8 @@ HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, H
     // Every line ends in CRLF (find_head_end checked each LF), so the value ends at the
     // first CR; a CR inside a value fails the byte check below or the LF check after.
     const char* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
-    if (cr == nullptr) return HeadError::kBadField;
-    for (; p < cr; ++p)
-      if (!is_vchar_or_obs(*p)) return HeadError::kBadField;
+    if (cr == nullptr || !valid_value_bytes(p, cr)) return HeadError::kBadField;
+    p = cr;
     const char* value_end = cr;
     while (value_end > value_begin && is_ows(value_end[-1])) --value_end;
     if (p + 2 > end || p[0] != '\r' || p[1] != '\n') return HeadError::kBadField;

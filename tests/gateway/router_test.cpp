@@ -1,0 +1,74 @@
+#include "gateway/router.hpp"
+
+#include <gtest/gtest.h>
+
+namespace sb::gateway {
+namespace {
+
+std::vector<core::ServiceConfig> services(std::initializer_list<const char*> names) {
+  std::vector<core::ServiceConfig> out;
+  for (const char* n : names) out.push_back(core::ServiceConfig{.name = n});
+  return out;
+}
+
+std::string upstream_path(const RouteMatch& m) {
+  std::string out;
+  Router::append_upstream_path(m, out);
+  return out;
+}
+
+// /svc/<service>/<rest> sends /<rest> to the service.
+TEST(RouterTest, SvcPrefixAddressesServiceDirectly) {
+  Router r(services({"llm-service", "backend"}), {});
+  auto m = r.match("h", "/svc/llm-service/v1/chat");
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kMatched);
+  EXPECT_EQ(m.service, 0u);
+  EXPECT_EQ(upstream_path(m), "/v1/chat");
+  EXPECT_EQ(upstream_path(r.match("h", "/svc/backend")), "/");
+  EXPECT_EQ(upstream_path(r.match("h", "/svc/backend/")), "/");
+}
+
+TEST(RouterTest, UnknownServiceAndNoRoute) {
+  Router r(services({"backend"}), {});
+  auto m = r.match("h", "/svc/nope/x");
+  EXPECT_EQ(m.kind, RouteMatch::Kind::kUnknownService);
+  EXPECT_EQ(m.service_name, "nope");
+  EXPECT_EQ(r.match("h", "/other").kind, RouteMatch::Kind::kNoRoute);
+}
+
+// Prefixes match on segment boundaries; the longest one wins.
+TEST(RouterTest, LongestPrefixOnSegmentBoundary) {
+  Router r(services({"a", "b", "c"}),
+           {{.prefix = "/api", .service = "a"}, {.prefix = "/api/v2", .service = "b"},
+            {.prefix = "/", .service = "c"}});
+  EXPECT_EQ(r.match("h", "/api").service, 0u);
+  EXPECT_EQ(r.match("h", "/api/users").service, 0u);
+  EXPECT_EQ(r.match("h", "/api/v2/users").service, 1u);
+  EXPECT_EQ(r.match("h", "/api/v20").service, 0u);
+  EXPECT_EQ(r.match("h", "/apix").service, 2u);
+  // Without a rewrite the path goes upstream unchanged.
+  EXPECT_EQ(upstream_path(r.match("h", "/api/users")), "/api/users");
+}
+
+TEST(RouterTest, PrefixRewrite) {
+  Router r(services({"llm"}), {{.prefix = "/llm", .service = "llm", .rewrite = "/"},
+                               {.prefix = "/ai/", .service = "llm", .rewrite = "/v1"}});
+  EXPECT_EQ(upstream_path(r.match("h", "/llm/chat")), "/chat");
+  EXPECT_EQ(upstream_path(r.match("h", "/llm")), "/");
+  EXPECT_EQ(upstream_path(r.match("h", "/ai/chat")), "/v1/chat");
+}
+
+// Host routes match without the port, case-insensitively, and beat host-less routes.
+TEST(RouterTest, HostRoutes) {
+  Router r(services({"front", "api"}),
+           {{.prefix = "/", .service = "front"}, {.prefix = "/", .host = "API.example.com", .service = "api"},
+            {.host = "bare.example", .service = "api"}});
+  EXPECT_EQ(r.match("api.example.com:8080", "/x").service, 1u);
+  EXPECT_EQ(r.match("Api.Example.Com", "/x").service, 1u);
+  EXPECT_EQ(r.match("other", "/x").service, 0u);
+  EXPECT_EQ(r.match("bare.example", "/anything").service, 1u);
+  EXPECT_EQ(r.match("[::1]:80", "/x").service, 0u);
+}
+
+}  // namespace
+}  // namespace sb::gateway

@@ -1,0 +1,191 @@
+#include "http/message.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace sb::http {
+namespace {
+
+struct Parsed {
+  std::string text;
+  RequestHead head;
+  RequestInfo info;
+  RequestError error = RequestError::kNone;
+};
+
+// Parses and analyzes a request head (the test owns the bytes the views point into).
+std::unique_ptr<Parsed> request(std::string text) {
+  auto p = std::make_unique<Parsed>();
+  p->text = std::move(text);
+  std::size_t scan = 0;
+  const auto r = parse_request_head(p->text.data(), p->text.size(), HeadLimits{}, scan, p->head);
+  EXPECT_EQ(r.status, ParseStatus::kComplete) << p->text;
+  p->error = analyze_request(p->head, p->info);
+  return p;
+}
+
+RequestError error_of(const std::string& text) { return request(text)->error; }
+
+std::vector<std::string> forwarded(const Parsed& p) {
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < p.head.field_count; ++i)
+    if (!p.info.drop.test(i)) names.emplace_back(p.head.fields[i].name);
+  return names;
+}
+
+TEST(AnalyzeRequestTest, SplitsPathAndQuery) {
+  auto p = request("GET /a/b?x=1&y HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_EQ(p->info.path, "/a/b");
+  EXPECT_EQ(p->info.query, "?x=1&y");
+  EXPECT_EQ(p->info.method, Method::kGet);
+  EXPECT_EQ(p->info.framing, Framing::kNone);
+  EXPECT_TRUE(p->info.keep_alive);
+}
+
+// Hop-by-hop fields, and those named in Connection, are not forwarded (RFC 9110 7.6.1).
+TEST(AnalyzeRequestTest, DropsHopByHopAndConnectionListedFields) {
+  auto p = request(
+      "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret, keep-alive\r\nKeep-Alive: 5\r\n"
+      "Proxy-Connection: x\r\nTE: trailers\r\nUpgrade: h2c\r\nX-Secret: 1\r\nAccept: */*\r\n"
+      "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_EQ(forwarded(*p), std::vector<std::string>{"Accept"});
+}
+
+TEST(AnalyzeRequestTest, PersistenceByVersionAndConnection) {
+  EXPECT_FALSE(request("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")->info.keep_alive);
+  EXPECT_FALSE(request("GET / HTTP/1.0\r\n\r\n")->info.keep_alive);
+  EXPECT_TRUE(request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")->info.keep_alive);
+}
+
+TEST(AnalyzeRequestTest, Framing) {
+  auto cl = request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n");
+  EXPECT_EQ(cl->info.framing, Framing::kLength);
+  EXPECT_EQ(cl->info.content_length, 10u);
+  auto zero = request("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(zero->info.framing, Framing::kNone);
+  auto te = request("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n");
+  EXPECT_EQ(te->info.framing, Framing::kChunked);
+}
+
+// Everything ambiguous about the body's length is refused.
+TEST(AnalyzeRequestTest, RefusesAmbiguousFraming) {
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            RequestError::kContentLengthAndTe);
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            RequestError::kBadContentLength);
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n"),
+            RequestError::kBadContentLength);
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            RequestError::kBadTransferEncoding);
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            RequestError::kBadTransferEncoding);
+  EXPECT_EQ(error_of("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            RequestError::kBadTransferEncoding);
+  EXPECT_EQ(status_for(RequestError::kBadTransferEncoding), 501);
+  EXPECT_EQ(status_for(RequestError::kContentLengthAndTe), 400);
+}
+
+TEST(AnalyzeRequestTest, HostRules) {
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\n\r\n"), RequestError::kMissingHost);
+  EXPECT_EQ(error_of("GET / HTTP/1.0\r\n\r\n"), RequestError::kNone);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), RequestError::kDuplicateHost);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: a b\r\n\r\n"), RequestError::kBadHost);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: user@a\r\n\r\n"), RequestError::kBadHost);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"), RequestError::kNone);
+}
+
+TEST(AnalyzeRequestTest, TargetForms) {
+  EXPECT_EQ(error_of("GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kBadTarget);
+  EXPECT_EQ(error_of("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kNone);
+  EXPECT_EQ(error_of("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kBadTarget);
+}
+
+TEST(AnalyzeRequestTest, ExpectAndUpgrade) {
+  EXPECT_TRUE(request("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+                  ->info.expect_continue);
+  EXPECT_EQ(error_of("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n"), RequestError::kUnsupportedExpect);
+  EXPECT_EQ(status_for(RequestError::kUnsupportedExpect), 417);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            RequestError::kUpgrade);
+}
+
+// A valid X-Correlation-ID wins; X-Request-ID is the fallback; invalid ones are ignored.
+TEST(AnalyzeRequestTest, CorrelationIdRules) {
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\nX-Correlation-ID: c1\r\n\r\n")
+                ->info.correlation_id,
+            "c1");
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\n\r\n")->info.correlation_id, "r1");
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: bad id\r\nX-Request-ID: r1\r\n\r\n")
+                ->info.correlation_id,
+            "r1");
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: " + std::string(129, 'a') + "\r\n\r\n")
+                ->info.correlation_id,
+            "");
+  // The incoming X-Correlation-ID is not forwarded as-is: the gateway writes its own.
+  auto p = request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: c1\r\n\r\n");
+  EXPECT_TRUE(forwarded(*p).empty());
+}
+
+struct ParsedResponse {
+  std::string text;
+  ResponseHead head;
+  ResponseInfo info;
+  ResponseError error = ResponseError::kNone;
+};
+
+std::unique_ptr<ParsedResponse> response(std::string text, Method m = Method::kGet) {
+  auto p = std::make_unique<ParsedResponse>();
+  p->text = std::move(text);
+  std::size_t scan = 0;
+  EXPECT_EQ(parse_response_head(p->text.data(), p->text.size(), 65536, scan, p->head).status,
+            ParseStatus::kComplete);
+  p->error = analyze_response(p->head, m, p->info);
+  return p;
+}
+
+TEST(AnalyzeResponseTest, FramingRules) {
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")->info.framing, Framing::kLength);
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")->info.framing,
+            Framing::kChunked);
+  auto until_close = response("HTTP/1.1 200 OK\r\n\r\n");
+  EXPECT_EQ(until_close->info.framing, Framing::kUntilClose);
+  EXPECT_FALSE(until_close->info.keep_alive);
+  EXPECT_EQ(response("HTTP/1.1 204 No Content\r\n\r\n")->info.framing, Framing::kNone);
+  EXPECT_EQ(response("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n")->info.framing,
+            Framing::kNone);
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::kHead)->info.framing,
+            Framing::kNone);
+  EXPECT_FALSE(response("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n")->info.keep_alive);
+  EXPECT_FALSE(response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n")->info.keep_alive);
+}
+
+TEST(AnalyzeResponseTest, RefusesAmbiguousFraming) {
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")->error,
+            ResponseError::kContentLengthAndTe);
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")->error,
+            ResponseError::kBadContentLength);
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")->error,
+            ResponseError::kBadTransferEncoding);
+  EXPECT_EQ(response("HTTP/1.1 101 Switching Protocols\r\n\r\n")->error, ResponseError::kUnexpectedUpgrade);
+}
+
+TEST(HeadWriterTest, WritesStatusLineAndFields) {
+  std::string out = "garbage";
+  HeadWriter w(out);
+  w.status_line(503, "Service Unavailable").field("A", "b").field("Content-Length", std::uint64_t{1234});
+  w.end();
+  EXPECT_EQ(out, "HTTP/1.1 503 Service Unavailable\r\nA: b\r\nContent-Length: 1234\r\n\r\n");
+}
+
+TEST(ChunkSizeTest, Formats) {
+  char buf[20];
+  EXPECT_EQ(std::string(buf, format_chunk_size(0, buf)), "0\r\n");
+  EXPECT_EQ(std::string(buf, format_chunk_size(0x1a2b, buf)), "1a2b\r\n");
+  EXPECT_EQ(std::string(buf, format_chunk_size(~0ull, buf)), "ffffffffffffffff\r\n");
+}
+
+}  // namespace
+}  // namespace sb::http
