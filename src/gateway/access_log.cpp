@@ -55,10 +55,15 @@ void append_uint(std::string& out, std::uint64_t v) {
   out.append(buf, r.ptr);
 }
 
+// Milliseconds with three decimals, from whole microseconds (no floating point).
 void append_millis(std::string& out, double ms) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, ms, std::chars_format::fixed, 3);
-  out.append(buf, r.ptr);
+  const auto us = static_cast<std::uint64_t>(ms * 1000.0 + 0.5);
+  append_uint(out, us / 1000);
+  const unsigned frac = static_cast<unsigned>(us % 1000);
+  const char digits[4] = {'.', static_cast<char>('0' + frac / 100),
+                          static_cast<char>('0' + frac / 10 % 10),
+                          static_cast<char>('0' + frac % 10)};
+  out.append(digits, 4);
 }
 }  // namespace
 
@@ -72,14 +77,15 @@ AccessLog::~AccessLog() {
 }
 
 void AccessLog::set_time(core::WallTime wall_now) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall_now.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   timestamp_len_ = std::strftime(timestamp_, sizeof timestamp_, "%Y-%m-%dT%H:%M:%S", &tm);
-  timestamp_len_ += static_cast<std::size_t>(
-      std::snprintf(timestamp_ + timestamp_len_, sizeof timestamp_ - timestamp_len_, ".%03dZ",
-                    static_cast<int>(ms % 1000)));
+  timestamp_len_ += static_cast<std::size_t>(std::snprintf(timestamp_ + timestamp_len_,
+                                                           sizeof timestamp_ - timestamp_len_,
+                                                           ".%03dZ", static_cast<int>(ms % 1000)));
 }
 
 void AccessLog::record(const AccessRecord& r) {

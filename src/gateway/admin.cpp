@@ -48,7 +48,10 @@ AdminResponse health(Gateway& gw, core::SteadyTime now) {
 AdminResponse live(Gateway& gw, core::SteadyTime now) {
   if (gw.server().workers_alive(now, gw.config().health.liveness_stall))
     return {200, "{\"status\":\"alive\"}\n", {}};
-  return {503, "{\"status\":\"stalled\",\"detail\":\"a worker loop has not turned within health.liveness_stall\"}\n", {}};
+  return {503,
+          "{\"status\":\"stalled\",\"detail\":\"a worker loop has not turned within "
+          "health.liveness_stall\"}\n",
+          {}};
 }
 
 AdminResponse ready(Gateway& gw) {

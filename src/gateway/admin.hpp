@@ -12,7 +12,7 @@ class Gateway;
 
 struct AdminResponse {
   int status = 200;
-  std::string body;  // application/json
+  std::string body;          // application/json
   std::string extra_fields;  // head lines ending in CRLF
 };
 

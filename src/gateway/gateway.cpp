@@ -69,8 +69,7 @@ std::optional<std::string> Gateway::prepare() {
   http::ServerSettings settings{config_.server.listen, config_.server.admin_listen,
                                 config_.server.threads, config_.limits};
   server_ = std::make_unique<http::Server>(
-      settings, clock_,
-      [this](http::Worker& w) { return make_proxy_handler(*this, w); });
+      settings, clock_, [this](http::Worker& w) { return make_proxy_handler(*this, w); });
   return std::nullopt;
 }
 
@@ -90,8 +89,8 @@ void Gateway::start() {
   server_->start();
   const auto admin = server_->admin_address();
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
-               server_->proxy_address().str(), admin ? " admin=" : "",
-               admin ? admin->str() : "", server_->workers().size(), config_.services.size());
+               server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
+               server_->workers().size(), config_.services.size());
 }
 
 int Gateway::run_until_signalled() {

@@ -48,9 +48,9 @@ struct Outcome {
 
 /// How one attempt on an upstream connection ended.
 enum class Attempt : std::uint8_t {
-  kResponse,     // a complete, valid response head is in the connection's buffer
-  kRetry,        // a reused connection failed before answering; the request may be resent
-  kAnswered,     // an error answer is prepared in scratch (or the client is gone)
+  kResponse,  // a complete, valid response head is in the connection's buffer
+  kRetry,     // a reused connection failed before answering; the request may be resent
+  kAnswered,  // an error answer is prepared in scratch (or the client is gone)
 };
 
 // ---------------------------------------------------------------------------------------
@@ -100,7 +100,8 @@ void prepare_acquire_failure(Exchange& ex, Outcome& out, const Service& svc, con
                       ": " + lease.detail);
 }
 
-void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst) {
+void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc,
+                              const Instance& inst) {
   const auto ms = svc.config->timeouts.response.count();
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) did not answer within {} ms",
              svc.config->name, inst.config->url.text, ms);
@@ -112,9 +113,9 @@ void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc, co
 void prepare_upstream_reset(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst) {
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection",
              svc.config->name, inst.config->url.text);
-  prepare_problem(ex, out, 502, "upstream-reset",
-                  "instance of \"" + svc.config->name +
-                      "\" closed the connection without a complete response");
+  prepare_problem(
+      ex, out, 502, "upstream-reset",
+      "instance of \"" + svc.config->name + "\" closed the connection without a complete response");
 }
 
 void prepare_bad_response(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
@@ -135,8 +136,10 @@ void prepare_admin(Gateway& gw, Exchange& ex, Outcome& out, core::SteadyTime now
       .field("Content-Length", r.body.size())
       .field("Cache-Control", "no-store")
       .field("X-Correlation-ID", ex.correlation_id());
-  if (!ex.keep_alive()) w.field("Connection", "close");
-  else if (ex.head().version_minor == 0) w.field("Connection", "keep-alive");
+  if (!ex.keep_alive())
+    w.field("Connection", "close");
+  else if (ex.head().version_minor == 0)
+    w.field("Connection", "keep-alive");
   w.raw(r.extra_fields);
   w.end();
   if (ex.info().method != http::Method::kHead) h += r.body;
@@ -153,8 +156,9 @@ void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc
   h.append(inst.config->url.base_path);
   Router::append_upstream_path(m, h);
   h.append(info.query).append(" HTTP/1.1\r\n", 11);
-  w.field("Host", svc.config->preserve_host && !info.host.empty() ? info.host
-                                                                 : std::string_view(inst.authority));
+  w.field("Host", svc.config->preserve_host && !info.host.empty()
+                      ? info.host
+                      : std::string_view(inst.authority));
   for (std::size_t i = 0; i < head.field_count; ++i)
     if (!info.drop.test(i)) w.field(head.fields[i].name, head.fields[i].value);
   h.append("X-Forwarded-For: ", 17);
@@ -194,8 +198,10 @@ bool prepare_client_head(Exchange& ex, const http::ResponseHead& rh, const http:
              rh.status != 204 && rh.status != 304) {
     w.field("Content-Length", std::uint64_t{0});
   }
-  if (!ex.keep_alive()) w.field("Connection", "close");
-  else if (!client_11) w.field("Connection", "keep-alive");
+  if (!ex.keep_alive())
+    w.field("Connection", "close");
+  else if (!client_11)
+    w.field("Connection", "keep-alive");
   w.end();
   return unframed && client_11;
 }
@@ -231,8 +237,10 @@ class ProxyHandler final : public http::Handler {
     Outcome out;
     Instance* inst = nullptr;
     Service* svc = route(ex, out, inst);
-    if (svc != nullptr) co_await forward(ex, out, *svc, *inst);
-    else co_await send_scratch(ex);
+    if (svc != nullptr)
+      co_await forward(ex, out, *svc, *inst);
+    else
+      co_await send_scratch(ex);
     if (log_.enabled()) record(ex, out, start);
   }
 
@@ -379,9 +387,8 @@ class ProxyHandler final : public http::Handler {
     std::size_t scan = 0;
     while (sent) {
       if (conn.len > 0) {
-        const auto pr = http::parse_response_head(conn.buf(), conn.len,
-                                                  ex.limits().max_response_header_bytes, scan,
-                                                  conn.head());
+        const auto pr = http::parse_response_head(
+            conn.buf(), conn.len, ex.limits().max_response_header_bytes, scan, conn.head());
         if (pr.status == http::ParseStatus::kError) {
           prepare_bad_response(ex, out, svc, inst, http::describe(pr.error));
           co_return Attempt::kAnswered;
@@ -417,15 +424,17 @@ class ProxyHandler final : public http::Handler {
     co_return Attempt::kAnswered;
   }
 
-  /// Writes the batch to the client; false when the client is gone.
-  static Task<bool> flush(Exchange& ex) {
-    http::WriteBatch& batch = ex.batch();
-    if (batch.empty()) co_return true;
-    auto [ec, n] = co_await ex.write(batch.buffers());
-    ex.count_sent(n);
-    batch.clear();
-    co_return !ec;
-  }
+  /// Writes the batch to the client; false when the client is gone. A macro rather than
+  /// a coroutine: one frame fewer per write on the hot path.
+#define SB_FLUSH(ex, ok)                                                        \
+  do {                                                                          \
+    if (!(ex).batch().empty()) {                                                \
+      auto [flush_ec_, flush_n_] = co_await (ex).write((ex).batch().buffers()); \
+      (ex).count_sent(flush_n_);                                                \
+      (ex).batch().clear();                                                     \
+      ok = !flush_ec_;                                                          \
+    }                                                                           \
+  } while (0)
 
   /// Reads more from the upstream after moving [keep_from, len) to the front; returns
   /// the bytes read, 0 on end of stream, error or timeout.
@@ -465,10 +474,25 @@ class ProxyHandler final : public http::Handler {
     switch (ri.framing) {
       case Framing::kNone:
         clean_end = conn->len == pos;
-        ok = co_await flush(ex);
+        SB_FLUSH(ex, ok);
         break;
       case Framing::kLength:
-        ok = co_await relay_length(ex, *conn, pos, ri.content_length, svc, clean_end);
+        // The common case, inline: a small body usually came with the head.
+        for (std::uint64_t left = ri.content_length;;) {
+          const std::size_t take =
+              static_cast<std::size_t>(std::min<std::uint64_t>(left, conn->len - pos));
+          ex.batch().add(std::string_view(conn->buf() + pos, take));
+          pos += take;
+          left -= take;
+          if (left == 0) clean_end = conn->len == pos;
+          SB_FLUSH(ex, ok);
+          if (!ok || left == 0) break;
+          if (co_await refill(ex, *conn, conn->len, svc.config->timeouts.response) == 0) {
+            ok = false;
+            break;
+          }
+          pos = 0;
+        }
         break;
       case Framing::kChunked:
         ok = co_await relay_chunked(ex, *conn, pos, rechunk, svc, clean_end);
@@ -480,30 +504,16 @@ class ProxyHandler final : public http::Handler {
     }
     if (!ok) {
       // The status is out: the only honest signal left is to cut the client connection.
-      SB_REQ_LOG(warn, ex.correlation_id(), "response from {} ({}) cut mid-body",
-                 svc.config->name, inst.config->url.text);
+      SB_REQ_LOG(warn, ex.correlation_id(), "response from {} ({}) cut mid-body", svc.config->name,
+                 inst.config->url.text);
       inst.pool->discard(std::move(conn));
       ex.abort();
       co_return;
     }
-    if (reusable && clean_end) inst.pool->release(std::move(conn), worker_.now());
-    else inst.pool->discard(std::move(conn));
-  }
-
-  Task<bool> relay_length(Exchange& ex, http::UpstreamConnection& conn, std::size_t pos,
-                          std::uint64_t left, const Service& svc, bool& clean_end) {
-    for (;;) {
-      const std::size_t take =
-          static_cast<std::size_t>(std::min<std::uint64_t>(left, conn.len - pos));
-      ex.batch().add(std::string_view(conn.buf() + pos, take));
-      pos += take;
-      left -= take;
-      if (left == 0) clean_end = conn.len == pos;
-      if (!co_await flush(ex)) co_return false;
-      if (left == 0) co_return true;
-      if (co_await refill(ex, conn, conn.len, svc.config->timeouts.response) == 0) co_return false;
-      pos = 0;
-    }
+    if (reusable && clean_end)
+      inst.pool->release(std::move(conn), worker_.now());
+    else
+      inst.pool->discard(std::move(conn));
   }
 
   Task<bool> relay_chunked(Exchange& ex, http::UpstreamConnection& conn, std::size_t pos,
@@ -515,24 +525,36 @@ class ProxyHandler final : public http::Handler {
       pos += step.consumed;
       switch (step.status) {
         case http::ChunkedDecoder::Status::kData:
-          if (rechunk) batch.add_chunk(step.data);
-          else batch.add(step.data);
-          if (batch.full() && !co_await flush(ex)) co_return false;
+          if (rechunk)
+            batch.add_chunk(step.data);
+          else
+            batch.add(step.data);
+          if (batch.full()) {
+            bool ok = true;
+            SB_FLUSH(ex, ok);
+            if (!ok) co_return false;
+          }
           break;
-        case http::ChunkedDecoder::Status::kDone:
+        case http::ChunkedDecoder::Status::kDone: {
           if (rechunk) batch.add("0\r\n\r\n");
           clean_end = conn.len == pos;
-          co_return co_await flush(ex);
+          bool ok = true;
+          SB_FLUSH(ex, ok);
+          co_return ok;
+        }
         case http::ChunkedDecoder::Status::kError:
           SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} sent a malformed chunked body",
                      svc.config->name);
           co_return false;
-        case http::ChunkedDecoder::Status::kNeedMore:
+        case http::ChunkedDecoder::Status::kNeedMore: {
           // Send what we have (it points into the buffer), then read more.
-          if (!co_await flush(ex)) co_return false;
+          bool ok = true;
+          SB_FLUSH(ex, ok);
+          if (!ok) co_return false;
           if (co_await refill(ex, conn, pos, svc.config->timeouts.response) == 0) co_return false;
           pos = 0;
           break;
+        }
       }
     }
   }
@@ -542,9 +564,13 @@ class ProxyHandler final : public http::Handler {
     http::WriteBatch& batch = ex.batch();
     for (;;) {
       const std::string_view data(conn.buf() + pos, conn.len - pos);
-      if (rechunk) batch.add_chunk(data);
-      else batch.add(data);
-      if (!co_await flush(ex)) co_return false;
+      if (rechunk)
+        batch.add_chunk(data);
+      else
+        batch.add(data);
+      bool ok = true;
+      SB_FLUSH(ex, ok);
+      if (!ok) co_return false;
       if (co_await refill(ex, conn, conn.len, svc.config->timeouts.response) == 0) {
         if (ex.fired() == http::TimeoutKind::kUpstreamResponse) co_return false;
         break;  // the upstream closed: that is the end of the body
@@ -552,7 +578,9 @@ class ProxyHandler final : public http::Handler {
       pos = 0;
     }
     if (rechunk) batch.add("0\r\n\r\n");
-    co_return co_await flush(ex);
+    bool ok = true;
+    SB_FLUSH(ex, ok);
+    co_return ok;
   }
 
   Gateway& gw_;

@@ -93,7 +93,8 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
 
 void Router::append_upstream_path(const RouteMatch& m, std::string& out) {
   std::string_view rep = m.replacement, rest = m.rest;
-  if (!rep.empty() && rep.back() == '/' && !rest.empty() && rest.front() == '/') rep.remove_suffix(1);
+  if (!rep.empty() && rep.back() == '/' && !rest.empty() && rest.front() == '/')
+    rep.remove_suffix(1);
   if (rep.empty() && (rest.empty() || rest.front() != '/')) out += '/';
   out.append(rep);
   if (!rep.empty() && rep.back() != '/' && !rest.empty() && rest.front() != '/') out += '/';

@@ -13,7 +13,7 @@ namespace sb::gateway {
 
 struct RouteMatch {
   enum class Kind { kMatched, kUnknownService, kNoRoute } kind = Kind::kNoRoute;
-  std::size_t service = 0;    // index into the configured services (kMatched)
+  std::size_t service = 0;        // index into the configured services (kMatched)
   std::string_view service_name;  // as requested (kUnknownService) or configured
   /// The upstream path is `replacement` + `rest` (joined so that no "//" appears at the
   /// seam), "/" when both are empty.

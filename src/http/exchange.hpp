@@ -10,9 +10,9 @@
 #include <string>
 #include <string_view>
 
+#include <boost/asio/write.hpp>
 #include "core/clock.hpp"
 #include "core/config.hpp"
-#include <boost/asio/write.hpp>
 
 #include "http/io.hpp"
 #include "http/message.hpp"
@@ -27,12 +27,12 @@ class Exchange;
 /// Which operation a deadline guards; reported when it fires.
 enum class TimeoutKind : std::uint8_t {
   kNone,
-  kKeepAlive,        // idle client between requests: close quietly
-  kClientHead,       // 408
-  kClientBody,       // 408
-  kClientWrite,      // client not reading: close
-  kUpstreamConnect,  // 504
-  kUpstreamResponse, // 504
+  kKeepAlive,         // idle client between requests: close quietly
+  kClientHead,        // 408
+  kClientBody,        // 408
+  kClientWrite,       // client not reading: close
+  kUpstreamConnect,   // 504
+  kUpstreamResponse,  // 504
 };
 
 /// Answers requests. One per worker, so it may keep per-worker state without locks.
@@ -54,8 +54,13 @@ enum class ListenerKind : std::uint8_t { kProxy, kAdmin };
 struct BodyPiece {
   std::string_view data{};
   bool done = false;
-  enum class Error : std::uint8_t { kNone, kClosed, kTimeout, kMalformed, kTooLarge } error =
-      Error::kNone;
+  enum class Error : std::uint8_t {
+    kNone,
+    kClosed,
+    kTimeout,
+    kMalformed,
+    kTooLarge
+  } error = Error::kNone;
 };
 
 class Exchange {
@@ -146,8 +151,8 @@ class Exchange {
 
   std::unique_ptr<char[]> buf_;
   std::size_t cap_ = 0;
-  std::size_t len_ = 0;       // bytes in buf_
-  std::size_t scan_from_ = 0; // head scan resume point
+  std::size_t len_ = 0;        // bytes in buf_
+  std::size_t scan_from_ = 0;  // head scan resume point
 
   RequestHead head_;
   RequestInfo info_;

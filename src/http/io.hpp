@@ -2,8 +2,9 @@
 // operations that yield [error_code, value] tuples instead of throwing, and sockets bound
 // to that executor. kUse is as_tuple(deferred): `co_await op(kUse)` launches the operation
 // straight from the awaiting coroutine, where use_awaitable would add a coroutine frame
-// (a malloc once frames outgrow Asio's small per-thread cache) to every read and write. Internal to src/http and src/gateway .cpp files: keep it out of public
-// headers so most translation units never see Asio.
+// (a malloc once frames outgrow Asio's small per-thread cache) to every read and write. Internal to
+// src/http and src/gateway .cpp files: keep it out of public headers so most translation units
+// never see Asio.
 #pragma once
 
 #include <boost/asio/as_tuple.hpp>

@@ -1,5 +1,7 @@
 #include "http/message.hpp"
 
+#include <cstring>
+
 #include "core/correlation_id.hpp"
 
 namespace sb::http {
@@ -23,42 +25,60 @@ enum class Known : std::uint8_t {
   kXForwardedHost,
 };
 
+// Compares a field name with a lower-case literal of the same length, eight bytes at a
+// time. OR-ing 0x20 lower-cases letters; for the characters our literals use (letters,
+// digits, '-') no other token character maps onto them, so the test is exact.
+inline bool name_is(std::string_view n, std::string_view lower) {
+  if (n.size() != lower.size()) return false;
+  std::size_t i = 0;
+  for (; i + 8 <= n.size(); i += 8) {
+    std::uint64_t a, b;
+    std::memcpy(&a, n.data() + i, 8);
+    std::memcpy(&b, lower.data() + i, 8);
+    if ((a | 0x2020202020202020ull) != b) return false;
+  }
+  for (; i < n.size(); ++i)
+    if ((static_cast<unsigned char>(n[i]) | 0x20) != static_cast<unsigned char>(lower[i]))
+      return false;
+  return true;
+}
+
 Known classify(std::string_view n) {
   // Dispatch on length first: one comparison for most fields.
   switch (n.size()) {
     case 2:
-      if (iequals(n, "te")) return Known::kTe;
+      if (name_is(n, "te")) return Known::kTe;
       break;
     case 4:
-      if (iequals(n, "host")) return Known::kHost;
+      if (name_is(n, "host")) return Known::kHost;
       break;
     case 6:
-      if (iequals(n, "expect")) return Known::kExpect;
+      if (name_is(n, "expect")) return Known::kExpect;
       break;
     case 7:
-      if (iequals(n, "upgrade")) return Known::kUpgrade;
+      if (name_is(n, "upgrade")) return Known::kUpgrade;
       break;
     case 10:
-      if (iequals(n, "connection")) return Known::kConnection;
-      if (iequals(n, "keep-alive")) return Known::kKeepAlive;
+      if (name_is(n, "connection")) return Known::kConnection;
+      if (name_is(n, "keep-alive")) return Known::kKeepAlive;
       break;
     case 12:
-      if (iequals(n, "x-request-id")) return Known::kXRequestId;
+      if (name_is(n, "x-request-id")) return Known::kXRequestId;
       break;
     case 14:
-      if (iequals(n, "content-length")) return Known::kContentLength;
+      if (name_is(n, "content-length")) return Known::kContentLength;
       break;
     case 15:
-      if (iequals(n, "x-forwarded-for")) return Known::kXForwardedFor;
+      if (name_is(n, "x-forwarded-for")) return Known::kXForwardedFor;
       break;
     case 16:
-      if (iequals(n, "x-correlation-id")) return Known::kXCorrelationId;
-      if (iequals(n, "x-forwarded-host")) return Known::kXForwardedHost;
-      if (iequals(n, "proxy-connection")) return Known::kProxyConnection;
+      if (name_is(n, "x-correlation-id")) return Known::kXCorrelationId;
+      if (name_is(n, "x-forwarded-host")) return Known::kXForwardedHost;
+      if (name_is(n, "proxy-connection")) return Known::kProxyConnection;
       break;
     case 17:
-      if (iequals(n, "transfer-encoding")) return Known::kTransferEncoding;
-      if (iequals(n, "x-forwarded-proto")) return Known::kXForwardedProto;
+      if (name_is(n, "transfer-encoding")) return Known::kTransferEncoding;
+      if (name_is(n, "x-forwarded-proto")) return Known::kXForwardedProto;
       break;
   }
   return Known::kOther;
@@ -86,11 +106,18 @@ struct ConnectionOptions {
       const std::string_view tok = trim(v.substr(0, comma));
       v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
       if (tok.empty()) continue;
-      if (iequals(tok, "close")) close = true;
-      else if (iequals(tok, "keep-alive")) keep_alive = true;
-      else if (iequals(tok, "upgrade")) upgrade = true;
-      if (count < kMax) names[count++] = tok;
-      else overflow = true;
+      // close and keep-alive are options, not field names worth dropping (a Keep-Alive
+      // field is dropped anyway); upgrade names the Upgrade field, dropped anyway too.
+      if (iequals(tok, "close"))
+        close = true;
+      else if (iequals(tok, "keep-alive"))
+        keep_alive = true;
+      else if (iequals(tok, "upgrade"))
+        upgrade = true;
+      else if (count < kMax)
+        names[count++] = tok;
+      else
+        overflow = true;
     }
   }
   bool lists(std::string_view name) const {
@@ -227,7 +254,7 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
   if (upgrade && conn.upgrade) return RequestError::kUpgrade;
   if (conn.overflow) return RequestError::kBadHost;
 
-  out.framing = have_te ? Framing::kChunked
+  out.framing = have_te                               ? Framing::kChunked
                 : (have_cl && out.content_length > 0) ? Framing::kLength
                                                       : Framing::kNone;
   out.keep_alive = head.version_minor == 1 ? !conn.close : (conn.keep_alive && !conn.close);
@@ -240,8 +267,7 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
   return RequestError::kNone;
 }
 
-ResponseError analyze_response(const ResponseHead& head, Method request_method,
-                               ResponseInfo& out) {
+ResponseError analyze_response(const ResponseHead& head, Method request_method, ResponseInfo& out) {
   out = ResponseInfo{};
   ConnectionOptions conn;
   bool have_cl = false, have_te = false;
@@ -280,8 +306,9 @@ ResponseError analyze_response(const ResponseHead& head, Method request_method,
   if (head.status == 101) return ResponseError::kUnexpectedUpgrade;
   if (conn.overflow) return ResponseError::kBadTransferEncoding;
 
-  const bool no_body = request_method == Method::kHead || (head.status >= 100 && head.status < 200) ||
-                       head.status == 204 || head.status == 304;
+  const bool no_body = request_method == Method::kHead ||
+                       (head.status >= 100 && head.status < 200) || head.status == 204 ||
+                       head.status == 304;
   if (no_body) {
     // The length of the body a GET would get (HEAD, 304) is information for the client.
     out.framing = Framing::kNone;
@@ -304,98 +331,154 @@ ResponseError analyze_response(const ResponseHead& head, Method request_method,
 
 int status_for(HeadError e, bool request) {
   switch (e) {
-    case HeadError::kNone: return 200;
-    case HeadError::kUriTooLong: return 414;
+    case HeadError::kNone:
+      return 200;
+    case HeadError::kUriTooLong:
+      return 414;
     case HeadError::kHeadTooLarge:
-    case HeadError::kTooManyFields: return request ? 431 : 502;
-    case HeadError::kBadVersion: return request ? 505 : 502;
-    default: return request ? 400 : 502;
+    case HeadError::kTooManyFields:
+      return request ? 431 : 502;
+    case HeadError::kBadVersion:
+      return request ? 505 : 502;
+    default:
+      return request ? 400 : 502;
   }
 }
 
 int status_for(RequestError e) {
   switch (e) {
-    case RequestError::kNone: return 200;
+    case RequestError::kNone:
+      return 200;
     case RequestError::kBadTransferEncoding:
-    case RequestError::kUpgrade: return 501;
-    case RequestError::kUnsupportedExpect: return 417;
-    default: return 400;
+    case RequestError::kUpgrade:
+      return 501;
+    case RequestError::kUnsupportedExpect:
+      return 417;
+    default:
+      return 400;
   }
 }
 
 const char* describe(HeadError e) {
   switch (e) {
-    case HeadError::kNone: return "ok";
-    case HeadError::kBadRequestLine: return "malformed request line";
-    case HeadError::kBadVersion: return "unsupported HTTP version (only HTTP/1.0 and HTTP/1.1)";
-    case HeadError::kUriTooLong: return "request line longer than limits.max_request_line";
-    case HeadError::kHeadTooLarge: return "header section larger than the limit";
-    case HeadError::kTooManyFields: return "more header fields than limits.max_headers";
-    case HeadError::kBadField: return "malformed header field";
-    case HeadError::kObsFold: return "obsolete line folding in a header field";
-    case HeadError::kBareLf: return "line ending without CR";
-    case HeadError::kBadStatusLine: return "malformed status line";
+    case HeadError::kNone:
+      return "ok";
+    case HeadError::kBadRequestLine:
+      return "malformed request line";
+    case HeadError::kBadVersion:
+      return "unsupported HTTP version (only HTTP/1.0 and HTTP/1.1)";
+    case HeadError::kUriTooLong:
+      return "request line longer than limits.max_request_line";
+    case HeadError::kHeadTooLarge:
+      return "header section larger than the limit";
+    case HeadError::kTooManyFields:
+      return "more header fields than limits.max_headers";
+    case HeadError::kBadField:
+      return "malformed header field";
+    case HeadError::kObsFold:
+      return "obsolete line folding in a header field";
+    case HeadError::kBareLf:
+      return "line ending without CR";
+    case HeadError::kBadStatusLine:
+      return "malformed status line";
   }
   return "malformed head";
 }
 
 const char* describe(RequestError e) {
   switch (e) {
-    case RequestError::kNone: return "ok";
-    case RequestError::kMissingHost: return "HTTP/1.1 request without Host";
-    case RequestError::kDuplicateHost: return "more than one Host field";
-    case RequestError::kBadHost: return "malformed Host, Connection or X-Forwarded-For field";
-    case RequestError::kBadContentLength: return "malformed or repeated Content-Length";
+    case RequestError::kNone:
+      return "ok";
+    case RequestError::kMissingHost:
+      return "HTTP/1.1 request without Host";
+    case RequestError::kDuplicateHost:
+      return "more than one Host field";
+    case RequestError::kBadHost:
+      return "malformed Host, Connection or X-Forwarded-For field";
+    case RequestError::kBadContentLength:
+      return "malformed or repeated Content-Length";
     case RequestError::kContentLengthAndTe:
       return "both Content-Length and Transfer-Encoding present";
     case RequestError::kBadTransferEncoding:
       return "Transfer-Encoding other than a single \"chunked\" on HTTP/1.1";
-    case RequestError::kUnsupportedExpect: return "Expect other than 100-continue";
-    case RequestError::kBadTarget: return "request target must be an absolute path";
-    case RequestError::kUpgrade: return "protocol upgrade is not supported";
+    case RequestError::kUnsupportedExpect:
+      return "Expect other than 100-continue";
+    case RequestError::kBadTarget:
+      return "request target must be an absolute path";
+    case RequestError::kUpgrade:
+      return "protocol upgrade is not supported";
   }
   return "bad request";
 }
 
 const char* describe(ResponseError e) {
   switch (e) {
-    case ResponseError::kNone: return "ok";
-    case ResponseError::kBadContentLength: return "malformed or repeated Content-Length";
+    case ResponseError::kNone:
+      return "ok";
+    case ResponseError::kBadContentLength:
+      return "malformed or repeated Content-Length";
     case ResponseError::kContentLengthAndTe:
       return "both Content-Length and Transfer-Encoding present";
-    case ResponseError::kBadTransferEncoding: return "unsupported Transfer-Encoding";
-    case ResponseError::kUnexpectedUpgrade: return "unexpected protocol switch";
+    case ResponseError::kBadTransferEncoding:
+      return "unsupported Transfer-Encoding";
+    case ResponseError::kUnexpectedUpgrade:
+      return "unexpected protocol switch";
   }
   return "bad response";
 }
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
   }
   return "";
 }

@@ -24,15 +24,15 @@ enum class Method : std::uint8_t { kGet, kHead, kPost, kPut, kDelete, kOptions, 
 /// Why a request head is refused after it parsed (each answers 400 unless noted).
 enum class RequestError : std::uint8_t {
   kNone,
-  kMissingHost,         // HTTP/1.1 without Host
+  kMissingHost,  // HTTP/1.1 without Host
   kDuplicateHost,
   kBadHost,
-  kBadContentLength,    // not digits, repeated, or a list
-  kContentLengthAndTe,  // both present: a smuggling vector
-  kBadTransferEncoding, // anything but a single "chunked" (501), or on HTTP/1.0
-  kUnsupportedExpect,   // Expect other than 100-continue (417)
-  kBadTarget,           // not origin-form ("/..."), nor "*" for OPTIONS
-  kUpgrade,             // protocol upgrades are not proxied (501)
+  kBadContentLength,     // not digits, repeated, or a list
+  kContentLengthAndTe,   // both present: a smuggling vector
+  kBadTransferEncoding,  // anything but a single "chunked" (501), or on HTTP/1.0
+  kUnsupportedExpect,    // Expect other than 100-continue (417)
+  kBadTarget,            // not origin-form ("/..."), nor "*" for OPTIONS
+  kUpgrade,              // protocol upgrades are not proxied (501)
 };
 
 struct RequestInfo {
@@ -69,8 +69,7 @@ struct ResponseInfo {
 };
 
 /// Reads an upstream response head; `request_method` decides whether a body follows.
-ResponseError analyze_response(const ResponseHead& head, Method request_method,
-                               ResponseInfo& out);
+ResponseError analyze_response(const ResponseHead& head, Method request_method, ResponseInfo& out);
 
 int status_for(HeadError e, bool request);
 int status_for(RequestError e);

@@ -92,7 +92,8 @@ HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, H
     const char* value_begin = p;
     // Every line ends in CRLF (find_head_end checked each LF), so the value ends at the
     // first CR; a CR inside a value fails the byte check below or the LF check after.
-    const char* cr = static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
+    const char* cr =
+        static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
     if (cr == nullptr || !valid_value_bytes(p, cr)) return HeadError::kBadField;
     p = cr;
     const char* value_end = cr;
@@ -101,8 +102,8 @@ HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, H
     p += 2;
     if (out.field_count >= max_fields || out.field_count >= kMaxFields)
       return HeadError::kTooManyFields;
-    out.fields[out.field_count++] =
-        Field{name, std::string_view(value_begin, static_cast<std::size_t>(value_end - value_begin))};
+    out.fields[out.field_count++] = Field{
+        name, std::string_view(value_begin, static_cast<std::size_t>(value_end - value_begin))};
   }
   return HeadError::kNone;
 }
@@ -139,19 +140,20 @@ ParseResult parse_request_head(const char* data, std::size_t size, const HeadLim
   if (first_lf == nullptr) return {ParseStatus::kError, HeadError::kUriTooLong};
 
   const char* p = data;
-  const char* line_end = static_cast<const char*>(first_lf) - 1;  // at '\r'
+  const char* line_end = static_cast<const char*>(first_lf) - 1;                // at '\r'
   if (line_end == p) return {ParseStatus::kError, HeadError::kBadRequestLine};  // empty line
 
   const char* m = p;
   while (p < line_end && is_tchar(*p)) ++p;
-  if (p == m || p == line_end || *p != ' ') return {ParseStatus::kError, HeadError::kBadRequestLine};
+  if (p == m || p == line_end || *p != ' ')
+    return {ParseStatus::kError, HeadError::kBadRequestLine};
   out.method = std::string_view(m, static_cast<std::size_t>(p - m));
   ++p;
   const char* t = p;
-  while (p < line_end && static_cast<unsigned char>(*p) > 0x20 &&
-         static_cast<unsigned char>(*p) < 0x7f)
+  while (p<line_end&& static_cast<unsigned char>(*p)> 0x20 && static_cast<unsigned char>(*p) < 0x7f)
     ++p;
-  if (p == t || p == line_end || *p != ' ') return {ParseStatus::kError, HeadError::kBadRequestLine};
+  if (p == t || p == line_end || *p != ' ')
+    return {ParseStatus::kError, HeadError::kBadRequestLine};
   out.target = std::string_view(t, static_cast<std::size_t>(p - t));
   ++p;
   if (line_end - p != 8) {
@@ -231,11 +233,18 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
         while (d < line_end) {
           const char c = *d;
           int v;
-          if (c >= '0' && c <= '9') v = c - '0';
-          else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-          else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-          else break;
-          if (d - q >= 16) { state_ = State::kError; return {Status::kError, {}, used}; }
+          if (c >= '0' && c <= '9')
+            v = c - '0';
+          else if (c >= 'a' && c <= 'f')
+            v = c - 'a' + 10;
+          else if (c >= 'A' && c <= 'F')
+            v = c - 'A' + 10;
+          else
+            break;
+          if (d - q >= 16) {
+            state_ = State::kError;
+            return {Status::kError, {}, used};
+          }
           size = size * 16 + static_cast<std::uint64_t>(v);
           ++d;
         }
@@ -246,7 +255,10 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
         if (x < line_end) {
           if (*x != ';') break;
           for (const char* c = x; c < line_end; ++c)
-            if (!is_vchar_or_obs(*c)) { state_ = State::kError; return {Status::kError, {}, used}; }
+            if (!is_vchar_or_obs(*c)) {
+              state_ = State::kError;
+              return {Status::kError, {}, used};
+            }
         } else if (x != d) {
           break;  // trailing whitespace with no extension
         }
@@ -261,7 +273,8 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
       }
       case State::kData: {
         if (left == 0) return {Status::kNeedMore, {}, used};
-        const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, left));
+        const std::size_t take =
+            static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, left));
         remaining_ -= take;
         body_bytes_ += take;
         if (remaining_ == 0) state_ = State::kDataCrlf;
@@ -298,7 +311,10 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
         while (c < e - 1 && is_tchar(*c)) ++c;
         if (c == q || *c != ':') break;
         for (++c; c < e - 1; ++c)
-          if (!is_vchar_or_obs(*c)) { state_ = State::kError; return {Status::kError, {}, used}; }
+          if (!is_vchar_or_obs(*c)) {
+            state_ = State::kError;
+            return {Status::kError, {}, used};
+          }
         used += line;
         continue;
       }

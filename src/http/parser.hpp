@@ -22,15 +22,15 @@ struct Field {
 /// What went wrong in a head. Each maps to one status (see status_for()).
 enum class HeadError : std::uint8_t {
   kNone,
-  kBadRequestLine,    // 400
-  kBadVersion,        // 505 for requests (HTTP/2, HTTP/0.9), 502 for responses
-  kUriTooLong,        // 414
-  kHeadTooLarge,      // 431
-  kTooManyFields,     // 431
-  kBadField,          // 400: bad name, bad bytes in a value, whitespace before ':'
-  kObsFold,           // 400
-  kBareLf,            // 400
-  kBadStatusLine,     // responses only
+  kBadRequestLine,  // 400
+  kBadVersion,      // 505 for requests (HTTP/2, HTTP/0.9), 502 for responses
+  kUriTooLong,      // 414
+  kHeadTooLarge,    // 431
+  kTooManyFields,   // 431
+  kBadField,        // 400: bad name, bad bytes in a value, whitespace before ':'
+  kObsFold,         // 400
+  kBareLf,          // 400
+  kBadStatusLine,   // responses only
 };
 
 /// The request line and fields of a request, as views into the read buffer.

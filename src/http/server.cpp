@@ -6,7 +6,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
@@ -64,9 +63,10 @@ struct Worker::Impl {
 Worker::Worker(Server& server, unsigned index)
     : server_(server),
       index_(index),
-      // Sockets are only touched by their own worker, so the reactor needs no locks;
-      // the scheduler keeps them (other threads post to workers).
-      ctx_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
+      // A worker's io_context is touched by its own thread only: other threads never
+      // post to it, they set atomic flags the worker reads on its tick (see tick()). So
+      // neither the scheduler nor the reactor needs a lock.
+      ctx_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE)),
       impl_(std::make_unique<Impl>(*ctx_)) {
   now_ = server_.clock().steady_now();
   heartbeat_.store(now_.time_since_epoch().count(), std::memory_order_relaxed);
@@ -97,8 +97,10 @@ void Worker::add(Exchange* ex) {
 }
 
 void Worker::remove(Exchange* ex) {
-  if (ex->prev_ != nullptr) ex->prev_->next_ = ex->next_;
-  else head_ = ex->next_;
+  if (ex->prev_ != nullptr)
+    ex->prev_->next_ = ex->next_;
+  else
+    head_ = ex->next_;
   if (ex->next_ != nullptr) ex->next_->prev_ = ex->prev_;
   ex->prev_ = ex->next_ = nullptr;
   connections_.fetch_sub(1, std::memory_order_relaxed);
@@ -108,6 +110,14 @@ void Worker::remove(Exchange* ex) {
 void Worker::tick() {
   const auto now = refresh_now();
   heartbeat_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+  if (server_.stop_requested_.load(std::memory_order_acquire)) {
+    ctx_->stop();
+    return;
+  }
+  if (!server_.accepting() && !listeners_closed_) {
+    listeners_closed_ = true;
+    close_listeners();
+  }
   for (Exchange* ex = head_; ex != nullptr;) {
     Exchange* next = ex->next_;  // check_deadline may not unlink, but be safe
     ex->check_deadline(now);
@@ -173,7 +183,8 @@ Server::Server(ServerSettings settings, core::Clock& clock, HandlerFactory facto
 Server::~Server() { stop(); }
 
 std::optional<std::string> Server::bind() {
-  std::vector<std::pair<core::HostPort, ListenerKind>> wanted{{settings_.listen, ListenerKind::kProxy}};
+  std::vector<std::pair<core::HostPort, ListenerKind>> wanted{
+      {settings_.listen, ListenerKind::kProxy}};
   if (settings_.admin_listen) wanted.emplace_back(*settings_.admin_listen, ListenerKind::kAdmin);
 
   // Probe each address with a plain socket first: a socket bound with SO_REUSEPORT would
@@ -224,7 +235,8 @@ std::optional<std::string> Server::bind() {
 void Server::start() {
   for (auto& w : workers_) {
     w->handler_ = factory_(*w);
-    for (std::size_t i = 0; i < w->impl_->acceptors.size(); ++i) w->accept_loop(static_cast<int>(i));
+    for (std::size_t i = 0; i < w->impl_->acceptors.size(); ++i)
+      w->accept_loop(static_cast<int>(i));
     auto ticker = [](Worker& self) -> Task<void> {
       auto& timer = self.impl_->tick_timer;
       for (;;) {
@@ -242,13 +254,8 @@ void Server::start() {
 void Server::begin_drain() { draining_.store(true, std::memory_order_relaxed); }
 
 void Server::stop_accepting() {
-  accepting_.store(false, std::memory_order_relaxed);
-  for (auto& w : workers_) {
-    asio::post(*w->ctx_, [wp = w.get()] {
-      wp->close_listeners();
-      wp->close_idle();
-    });
-  }
+  // Each worker closes its own listeners and idle connections on its next tick.
+  accepting_.store(false, std::memory_order_release);
 }
 
 std::uint32_t Server::connections() const {
@@ -272,7 +279,9 @@ bool Server::workers_alive(core::SteadyTime now, std::chrono::nanoseconds stall)
 }
 
 void Server::stop() {
-  for (auto& w : workers_) w->ctx_->stop();
+  // Each worker stops its own loop on its next tick; a worker that never started has
+  // nothing to stop.
+  stop_requested_.store(true, std::memory_order_release);
   for (auto& w : workers_)
     if (w->thread_.joinable()) w->thread_.join();
 }
@@ -366,7 +375,8 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
                      : status == 501 ? "not-implemented"
                      : status == 417 ? "expectation-failed"
                                      : "bad-request";
-  SB_REQ_LOG(info, correlation_id_, "refused request from {}: {} {}", peer_address_, status, detail);
+  SB_REQ_LOG(info, correlation_id_, "refused request from {}: {} {}", peer_address_, status,
+             detail);
   write_problem(scratch_, status, slug, detail, correlation_id_, true);
   arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
   co_await asio::async_write(socket_, asio::buffer(scratch_), kUse);
@@ -392,8 +402,10 @@ Task<bool> Exchange::read_head() {
   idle_ = len_ == 0;
   scan_from_ = 0;
   correlation_id_ = {};
-  if (idle_) arm(socket_, worker_.now() + lim.keepalive_timeout, TimeoutKind::kKeepAlive);
-  else arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
+  if (idle_)
+    arm(socket_, worker_.now() + lim.keepalive_timeout, TimeoutKind::kKeepAlive);
+  else
+    arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
 
   for (;;) {
     if (len_ > 0) {
@@ -412,8 +424,10 @@ Task<bool> Exchange::read_head() {
           co_await reject(status_for(re), describe(re));
           co_return false;
         }
-        if (!info_.correlation_id.empty()) correlation_id_ = info_.correlation_id;
-        else new_correlation_id();
+        if (!info_.correlation_id.empty())
+          correlation_id_ = info_.correlation_id;
+        else
+          new_correlation_id();
         if (info_.framing == Framing::kLength && info_.content_length > lim.max_body_bytes) {
           co_await reject(413, "request body larger than limits.max_body_bytes (" +
                                    std::to_string(lim.max_body_bytes) + " bytes)");
@@ -442,7 +456,8 @@ Task<bool> Exchange::read_head() {
       }
     }
     const bool was_idle = idle_;
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
     if (!ec) len_ += n;
     if (ec || n == 0) {
       const TimeoutKind f = fired_;
@@ -488,7 +503,8 @@ Task<BodyPiece> Exchange::read_body() {
       switch (step.status) {
         case ChunkedDecoder::Status::kData:
           body_total_ += step.data.size();
-          if (body_total_ > lim.max_body_bytes) co_return BodyPiece{.error = BodyPiece::Error::kTooLarge};
+          if (body_total_ > lim.max_body_bytes)
+            co_return BodyPiece{.error = BodyPiece::Error::kTooLarge};
           co_return BodyPiece{.data = step.data};
         case ChunkedDecoder::Status::kDone:
           body_done_ = true;
@@ -502,7 +518,8 @@ Task<BodyPiece> Exchange::read_body() {
     // Need more bytes: keep the unconsumed tail (a partial chunk line) right after the head.
     const std::size_t base = head_.head_size;
     const std::size_t rest = len_ - body_pos_;
-    if (body_pos_ != base && rest > 0) std::memmove(buf_.get() + base, buf_.get() + body_pos_, rest);
+    if (body_pos_ != base && rest > 0)
+      std::memmove(buf_.get() + base, buf_.get() + body_pos_, rest);
     len_ = base + rest;
     body_pos_ = base;
     if (len_ == cap_) co_return BodyPiece{.error = BodyPiece::Error::kMalformed};
@@ -516,7 +533,8 @@ Task<BodyPiece> Exchange::read_body() {
     }
     body_read_from_socket_ = true;
     arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
     const TimeoutKind f = fired_;
     disarm();
     if (!ec) len_ += n;
@@ -538,7 +556,6 @@ Task<bool> Exchange::drain_body(std::uint64_t max) {
   }
   co_return true;
 }
-
 
 Task<void> Exchange::run() {
   worker_.add(this);

@@ -70,6 +70,7 @@ class Worker {
   core::SteadyTime now_{};
   std::atomic<std::uint32_t> connections_{0};
   std::atomic<std::int64_t> heartbeat_{0};
+  bool listeners_closed_ = false;
   std::thread thread_;
 
   void tick();
@@ -95,12 +96,13 @@ class Server {
   void start();
   /// Readiness fails from now on; responses carry "Connection: close".
   void begin_drain();
-  /// Stops accepting and closes idle connections (repeated while draining).
+  /// Stops accepting and closes idle connections (repeated while draining). Takes effect
+  /// on each worker's next tick (within ~100 ms): nothing is posted across threads.
   void stop_accepting();
   /// Client connections open now, over all workers.
   std::uint32_t connections() const;
   std::uint32_t in_flight() const;
-  /// Stops every worker loop and joins the threads.
+  /// Stops every worker loop (on its next tick) and joins the threads.
   void stop();
 
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
@@ -123,6 +125,7 @@ class Server {
   std::optional<core::HostPort> bound_admin_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> accepting_{true};
+  std::atomic<bool> stop_requested_{false};
 };
 
 }  // namespace sb::http

@@ -85,12 +85,18 @@ void UpstreamConnection::start_tls_read(asio::mutable_buffer buffer, Completion 
 
 const char* describe(AcquireError e) {
   switch (e) {
-    case AcquireError::kNone: return "ok";
-    case AcquireError::kRefused: return "connection refused";
-    case AcquireError::kTimeout: return "connect timeout";
-    case AcquireError::kTls: return "TLS handshake failed";
-    case AcquireError::kResolve: return "name resolution failed";
-    case AcquireError::kLimit: return "connection limit reached";
+    case AcquireError::kNone:
+      return "ok";
+    case AcquireError::kRefused:
+      return "connection refused";
+    case AcquireError::kTimeout:
+      return "connect timeout";
+    case AcquireError::kTls:
+      return "TLS handshake failed";
+    case AcquireError::kResolve:
+      return "name resolution failed";
+    case AcquireError::kLimit:
+      return "connection limit reached";
   }
   return "error";
 }
@@ -130,7 +136,8 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
   const auto deadline = ex.worker().now() + connect_timeout_;
   if (endpoints_.empty()) {
     Resolver resolver(ex_);
-    auto [ec, results] = co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kUse);
+    auto [ec, results] =
+        co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kUse);
     if (ec || results.empty())
       co_return Lease{nullptr, AcquireError::kResolve, target_.host + ": " + ec.message()};
     for (const auto& r : results) endpoints_.push_back(r.endpoint());
@@ -180,12 +187,14 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
     const TimeoutKind fired = ex.fired();
     ex.disarm();
     if (fired == TimeoutKind::kUpstreamConnect)
-      co_return Lease{nullptr, AcquireError::kTimeout, "TLS handshake not done within timeouts.connect"};
+      co_return Lease{nullptr, AcquireError::kTimeout,
+                      "TLS handshake not done within timeouts.connect"};
     if (hec) {
       std::string why = hec.message();
       const long verify = SSL_get_verify_result(ssl_handle);
-      if (verify != X509_V_OK) why = std::string("certificate verification failed: ") +
-                                     X509_verify_cert_error_string(verify);
+      if (verify != X509_V_OK)
+        why = std::string("certificate verification failed: ") +
+              X509_verify_cert_error_string(verify);
       co_return Lease{nullptr, AcquireError::kTls, why};
     }
   }
@@ -211,7 +220,8 @@ void UpstreamPool::discard(std::unique_ptr<UpstreamConnection> conn) {
 void UpstreamPool::sweep(core::SteadyTime now) {
   // idle_ is ordered oldest first.
   std::size_t expired = 0;
-  while (expired < idle_.size() && now - idle_[expired]->idle_since >= pool_.idle_timeout) ++expired;
+  while (expired < idle_.size() && now - idle_[expired]->idle_since >= pool_.idle_timeout)
+    ++expired;
   if (expired > 0) idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(expired));
 }
 

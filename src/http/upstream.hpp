@@ -4,14 +4,14 @@
 
 #include <cstdint>
 #include <memory>
-#include <tuple>
 #include <string>
+#include <tuple>
 #include <vector>
 
-#include "core/clock.hpp"
-#include "core/config.hpp"
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/write.hpp>
+#include "core/clock.hpp"
+#include "core/config.hpp"
 
 #include "http/io.hpp"
 #include "http/parser.hpp"
@@ -63,8 +63,10 @@ class UpstreamConnection {
   auto write(Buffers buffers) {
     return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
         [this, buffers](auto handler) {
-          if (tls_) start_tls_write(buffers, std::move(handler));
-          else asio::async_write(socket_, buffers, std::move(handler));
+          if (tls_)
+            start_tls_write(buffers, std::move(handler));
+          else
+            asio::async_write(socket_, buffers, std::move(handler));
         },
         kUse);
   }
@@ -72,8 +74,10 @@ class UpstreamConnection {
   auto read_some(char* data, std::size_t size) {
     return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
         [this, data, size](auto handler) {
-          if (tls_) start_tls_read(asio::buffer(data, size), std::move(handler));
-          else socket_.async_read_some(asio::buffer(data, size), std::move(handler));
+          if (tls_)
+            start_tls_read(asio::buffer(data, size), std::move(handler));
+          else
+            socket_.async_read_some(asio::buffer(data, size), std::move(handler));
         },
         kUse);
   }
@@ -82,7 +86,7 @@ class UpstreamConnection {
   char* buf() { return lent_->data; }
   ResponseHead& head() { return lent_->head; }
   std::size_t len = 0;
-  bool reused = false;              // came from the idle pool
+  bool reused = false;  // came from the idle pool
   core::SteadyTime idle_since{};
 
  private:
