@@ -27,7 +27,8 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
   auto loaded = sb::core::load_config(options);
   if (!loaded.ok()) return print_errors(loaded.errors);
   sb::core::Config config = std::move(*loaded.config);
-  if (config.server.threads == 0) config.server.threads = std::max(1u, std::thread::hardware_concurrency());
+  if (config.server.threads == 0)
+    config.server.threads = std::max(1u, std::thread::hardware_concurrency());
   if (print_config) {
     std::cout << sb::core::render_config(config);
     return 0;
@@ -40,7 +41,8 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
   if (auto err = gateway.bind()) {
     const bool is_admin = admin && err->starts_with(admin->str());
     const std::string key = is_admin ? "server.admin_listen" : "server.listen";
-    const std::string origin = gateway.config().origins.count(key) ? gateway.config().origins.at(key) : "default";
+    const std::string origin =
+        gateway.config().origins.count(key) ? gateway.config().origins.at(key) : "default";
     return print_errors({{origin + ": " + key + ": cannot listen on " + *err +
                           (err->find("in use") != std::string::npos ? " (port in use)" : "")}});
   }
@@ -64,18 +66,22 @@ int main(int argc, char** argv) {
 
   auto* serve_cmd = app.add_subcommand("serve", "Run the gateway");
   serve_cmd->add_option("-c,--config", config_file, "YAML configuration file");
-  serve_cmd->add_option("--listen", listen, "Proxy listen address HOST:PORT (default 127.0.0.1:8080)");
+  serve_cmd->add_option("--listen", listen,
+                        "Proxy listen address HOST:PORT (default 127.0.0.1:8080)");
   serve_cmd->add_option("--service", options.cli.services,
                         "Register a service: NAME=URL[,URL...] (repeatable)");
   serve_cmd->add_option("--threads", threads, "Worker threads (default: number of cores)");
-  serve_cmd->add_option("--env-file", env_files, "Load environment variables from a dotenv file (repeatable)");
+  serve_cmd->add_option("--env-file", env_files,
+                        "Load environment variables from a dotenv file (repeatable)");
   serve_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off");
   serve_cmd->add_option("--log-format", log_format, "text or json");
-  serve_cmd->add_flag("--print-config", print_config,
-                      "Print the effective configuration, with where each value came from, and exit");
+  serve_cmd->add_flag(
+      "--print-config", print_config,
+      "Print the effective configuration, with where each value came from, and exit");
 
   std::string validate_file;
-  auto* validate_cmd = app.add_subcommand("validate", "Check a configuration file and exit (0 valid, 2 invalid)");
+  auto* validate_cmd =
+      app.add_subcommand("validate", "Check a configuration file and exit (0 valid, 2 invalid)");
   validate_cmd->add_option("FILE", validate_file, "YAML configuration file")->required();
 
   app.add_subcommand("version", "Print the version and exit");

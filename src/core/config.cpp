@@ -17,11 +17,16 @@ std::string UpstreamUrl::authority() const {
 
 const char* to_string(Source s) {
   switch (s) {
-    case Source::kDefault: return "default";
-    case Source::kFile: return "config";
-    case Source::kEnvironment: return "env";
-    case Source::kCommandLine: return "cli";
-    case Source::kApi: return "api";
+    case Source::kDefault:
+      return "default";
+    case Source::kFile:
+      return "config";
+    case Source::kEnvironment:
+      return "env";
+    case Source::kCommandLine:
+      return "cli";
+    case Source::kApi:
+      return "api";
   }
   return "unknown";
 }
