@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "core/clock.hpp"
@@ -27,12 +28,12 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
   auto loaded = sb::core::load_config(options);
   if (!loaded.ok()) return print_errors(loaded.errors);
   sb::core::Config config = std::move(*loaded.config);
-  if (config.server.threads == 0)
-    config.server.threads = std::max(1u, std::thread::hardware_concurrency());
   if (print_config) {
     std::cout << sb::core::render_config(config);
     return 0;
   }
+  if (config.server.threads == 0)
+    config.server.threads = std::max(1u, std::thread::hardware_concurrency());
   sb::core::init_logging(config.logging.level, config.logging.format);
 
   const auto admin = config.server.admin_listen;
@@ -41,9 +42,13 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
   if (auto err = gateway.bind()) {
     const bool is_admin = admin && err->starts_with(admin->str());
     const std::string key = is_admin ? "server.admin_listen" : "server.listen";
-    const std::string origin =
-        gateway.config().origins.count(key) ? gateway.config().origins.at(key) : "default";
-    return print_errors({{origin + ": " + key + ": cannot listen on " + *err +
+    // "x.yaml:12: server.listen: ..." when the file set it, else "server.listen (from
+    // command line --listen): ...".
+    const auto it = gateway.config().origins.find(key);
+    const std::string origin = it != gateway.config().origins.end() ? it->second : "default";
+    const std::string where = origin.starts_with("file ") ? origin.substr(5) + ": " + key
+                                                          : key + " (from " + origin + ")";
+    return print_errors({{where + ": cannot listen on " + *err +
                           (err->find("in use") != std::string::npos ? " (port in use)" : "")}});
   }
   gateway.start();
@@ -62,7 +67,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::vector<std::string> env_files;
   std::string listen, log_level, log_format;
-  unsigned threads = 0;
+  std::optional<unsigned> threads;
 
   auto* serve_cmd = app.add_subcommand("serve", "Run the gateway");
   serve_cmd->add_option("-c,--config", config_file, "YAML configuration file");
@@ -117,7 +122,7 @@ int main(int argc, char** argv) {
   if (!config_file.empty()) options.config_file = config_file;
   options.env_files = env_files;
   if (!listen.empty()) options.cli.listen = listen;
-  if (threads != 0) options.cli.threads = threads;
+  options.cli.threads = threads;
   if (!log_level.empty()) options.cli.log_level = log_level;
   if (!log_format.empty()) options.cli.log_format = log_format;
   return serve(options, print_config);

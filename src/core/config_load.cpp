@@ -1,6 +1,7 @@
 #include "core/config_load.hpp"
 
 #include <fmt/format.h>
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -608,7 +609,12 @@ class Loader {
                 "expected one YAML document, found more (remove the extra '---')");
         return;
       }
-      root = YAML::Load(*text);  // reads the first (and only) document
+      root = YAML::Load(*text);               // reads the first (and only) document
+    } catch (const YAML::DeepRecursion& e) {  // its message is just "bad file"
+      error(fmt::format("{}:{}:{}: YAML syntax error: nested too deeply", path, e.mark.line + 1,
+                        e.mark.column + 1),
+            0);
+      return;
     } catch (const YAML::Exception& e) {
       if (e.mark.is_null())
         error(fmt::format("{}: YAML error: {}", path, e.msg), 0);
@@ -792,6 +798,24 @@ class Loader {
     note(f);
   }
 
+  // Handlers for the common kinds of leaf: parse, check the range, store, note the origin.
+  template <class T>
+  KeyHandler uint_key(std::string_view key, T& target, std::uint64_t min, std::uint64_t max) {
+    return {key,
+            [this, &target, min, max](const Field& x) { set(target, read_uint(x, min, max), x); }};
+  }
+  template <class T>
+  KeyHandler size_key(std::string_view key, T& target, std::uint64_t min, std::uint64_t max) {
+    return {key,
+            [this, &target, min, max](const Field& x) { set(target, read_size(x, min, max), x); }};
+  }
+  KeyHandler duration_key(std::string_view key, Millis& target, Millis min) {
+    return {key, [this, &target, min](const Field& x) { set(target, read_duration(x, min), x); }};
+  }
+  KeyHandler bool_key(std::string_view key, bool& target) {
+    return {key, [this, &target](const Field& x) { set(target, read_bool(x), x); }};
+  }
+
   // --- sections -------------------------------------------------------------------------
 
   void read_server(const Field& f) {
@@ -807,70 +831,50 @@ class Loader {
                          set(s.admin_listen, read_host_port(x), x);
                        }
                      }},
-                    {"threads", [&](const Field& x) { set(s.threads, read_uint(x, 0, 1024), x); }},
+                    uint_key("threads", s.threads, 0, 1024),
                 });
   }
 
   void read_limits(const Field& f) {
     auto& l = cfg_.limits;
-    read_map(
-        f, {
-               {"max_connections",
-                [&](const Field& x) { set(l.max_connections, read_uint(x, 1, 1'000'000), x); }},
-               {"max_request_line",
-                [&](const Field& x) { set(l.max_request_line, read_size(x, 64, kMiB), x); }},
-               {"max_header_bytes",
-                [&](const Field& x) { set(l.max_header_bytes, read_size(x, kKiB, kMiB), x); }},
-               {"max_headers",
-                [&](const Field& x) { set(l.max_headers, read_uint(x, 1, 10'000), x); }},
-               {"max_body_bytes",
-                [&](const Field& x) { set(l.max_body_bytes, read_size(x, 0, 64 * kGiB), x); }},
-               {"header_timeout",
-                [&](const Field& x) { set(l.header_timeout, read_duration(x, Millis(1)), x); }},
-               {"body_timeout",
-                [&](const Field& x) { set(l.body_timeout, read_duration(x, Millis(1)), x); }},
-               {"keepalive_timeout",
-                [&](const Field& x) { set(l.keepalive_timeout, read_duration(x, Millis(1)), x); }},
-               {"max_response_header_bytes",
-                [&](const Field& x) {
-                  set(l.max_response_header_bytes, read_size(x, kKiB, kMiB), x);
-                }},
-           });
+    read_map(f, {
+                    uint_key("max_connections", l.max_connections, 1, 1'000'000),
+                    size_key("max_request_line", l.max_request_line, 64, kMiB),
+                    size_key("max_header_bytes", l.max_header_bytes, kKiB, kMiB),
+                    uint_key("max_headers", l.max_headers, 1, 10'000),
+                    size_key("max_body_bytes", l.max_body_bytes, 0, 64 * kGiB),
+                    duration_key("header_timeout", l.header_timeout, Millis(1)),
+                    duration_key("body_timeout", l.body_timeout, Millis(1)),
+                    duration_key("keepalive_timeout", l.keepalive_timeout, Millis(1)),
+                    size_key("max_response_header_bytes", l.max_response_header_bytes, kKiB, kMiB),
+                });
   }
 
   void read_timeouts(const Field& f, UpstreamTimeouts& t) {
-    read_map(
-        f,
-        {
-            {"connect", [&](const Field& x) { set(t.connect, read_duration(x, Millis(1)), x); }},
-            {"response", [&](const Field& x) { set(t.response, read_duration(x, Millis(1)), x); }},
-        });
+    read_map(f, {
+                    duration_key("connect", t.connect, Millis(1)),
+                    duration_key("response", t.response, Millis(1)),
+                });
   }
 
   void read_pool(const Field& f, PoolConfig& p) {
-    read_map(
-        f, {
-               {"max_connections",
-                [&](const Field& x) { set(p.max_connections, read_uint(x, 1, 100'000), x); }},
-               {"max_idle", [&](const Field& x) { set(p.max_idle, read_uint(x, 0, 100'000), x); }},
-               {"idle_timeout",
-                [&](const Field& x) { set(p.idle_timeout, read_duration(x, Millis(1)), x); }},
-           });
+    read_map(f, {
+                    uint_key("max_connections", p.max_connections, 1, 100'000),
+                    uint_key("max_idle", p.max_idle, 0, 100'000),
+                    duration_key("idle_timeout", p.idle_timeout, Millis(1)),
+                });
   }
 
   void read_tls(const Field& f, TlsConfig& t) {
     read_map(f, {
-                    {"verify", [&](const Field& x) { set(t.verify, read_bool(x), x); }},
+                    bool_key("verify", t.verify),
                     {"ca_file",
                      [&](const Field& x) {
                        auto s = read_string(x);
-                       if (s && !s->empty()) {
-                         int err = 0;
-                         if (!read_file(*s, &err)) {
-                           fail(x,
-                                fmt::format("cannot read {}: {}", quote(*s), std::strerror(err)));
-                           return;
-                         }
+                       int err = 0;
+                       if (s && !s->empty() && !read_file(*s, &err)) {
+                         fail(x, fmt::format("cannot read {}: {}", quote(*s), std::strerror(err)));
+                         return;
                        }
                        set(t.ca_file, s, x);
                      }},
@@ -888,11 +892,10 @@ class Loader {
 
   void read_drain(const Field& f) {
     auto& d = cfg_.drain;
-    read_map(
-        f, {
-               {"delay", [&](const Field& x) { set(d.delay, read_duration(x, Millis(0)), x); }},
-               {"timeout", [&](const Field& x) { set(d.timeout, read_duration(x, Millis(0)), x); }},
-           });
+    read_map(f, {
+                    duration_key("delay", d.delay, Millis(0)),
+                    duration_key("timeout", d.timeout, Millis(0)),
+                });
   }
 
   void read_logging(const Field& f) {
@@ -911,69 +914,55 @@ class Loader {
                     {"format",
                      [&](const Field& x) {
                        auto s = read_string(x);
-                       if (!s) return;
-                       if (*s != "text" && *s != "json") {
+                       if (s && *s != "text" && *s != "json") {
                          fail(x, fmt::format("expected text or json, got {}", quote(*s)));
                          return;
                        }
-                       l.format = *s == "json" ? LogFormat::kJson : LogFormat::kText;
-                       note(x);
+                       if (s)
+                         set(l.format,
+                             std::optional(*s == "json" ? LogFormat::kJson : LogFormat::kText), x);
                      }},
-                    {"access_log", [&](const Field& x) { set(l.access_log, read_bool(x), x); }},
+                    bool_key("access_log", l.access_log),
                 });
   }
 
   void read_health(const Field& f) {
     auto& h = cfg_.health;
-    read_map(f,
-             {
-                 {"check_interval",
-                  [&](const Field& x) { set(h.check_interval, read_duration(x, Millis(1)), x); }},
-                 {"metrics_collection_interval",
-                  [&](const Field& x) {
-                    set(h.metrics_collection_interval, read_duration(x, Millis(1)), x);
-                  }},
-                 {"ready_requires_critical",
-                  [&](const Field& x) { set(h.ready_requires_critical, read_bool(x), x); }},
-                 {"liveness_stall",
-                  [&](const Field& x) { set(h.liveness_stall, read_duration(x, Millis(1)), x); }},
-             });
+    read_map(f, {
+                    duration_key("check_interval", h.check_interval, Millis(1)),
+                    duration_key("metrics_collection_interval", h.metrics_collection_interval,
+                                 Millis(1)),
+                    bool_key("ready_requires_critical", h.ready_requires_critical),
+                    duration_key("liveness_stall", h.liveness_stall, Millis(1)),
+                });
   }
 
   void read_telemetry(const Field& f) {
     auto& t = cfg_.telemetry;
-    read_map(
-        f,
-        {
-            {"sample_rate",
-             [&](const Field& x) {
-               auto s = scalar(x, "expected a number between 0 and 1");
-               if (!s) return;
-               auto d = parse_unit_interval(*s);
-               if (!d) {
-                 fail(x, fmt::format("expected a number between 0 and 1, got {}", quote(*s)));
-                 return;
-               }
-               set(t.sample_rate, d, x);
-             }},
-            {"jaeger_exporter", [&](const Field& x) { set(t.jaeger_exporter, read_bool(x), x); }},
-            {"jaeger_endpoint",
-             [&](const Field& x) {
-               auto s = read_string(x);
-               if (s && !s->empty()) {
-                 std::string why;
-                 if (!parse_upstream_url(*s, &why)) {
-                   fail(x, fmt::format("bad URL {}: {}", quote(*s), why));
-                   return;
-                 }
-               }
-               set(t.jaeger_endpoint, s, x);
-             }},
-            {"prometheus_exporter",
-             [&](const Field& x) { set(t.prometheus_exporter, read_bool(x), x); }},
-            {"prometheus_port",
-             [&](const Field& x) { set(t.prometheus_port, read_uint(x, 0, 65535), x); }},
-        });
+    read_map(f, {
+                    {"sample_rate",
+                     [&](const Field& x) {
+                       auto s = scalar(x, "expected a number between 0 and 1");
+                       auto d = s ? parse_unit_interval(*s) : std::nullopt;
+                       if (s && !d)
+                         fail(x,
+                              fmt::format("expected a number between 0 and 1, got {}", quote(*s)));
+                       set(t.sample_rate, d, x);
+                     }},
+                    bool_key("jaeger_exporter", t.jaeger_exporter),
+                    {"jaeger_endpoint",
+                     [&](const Field& x) {
+                       auto s = read_string(x);
+                       std::string why;
+                       if (s && !s->empty() && !parse_upstream_url(*s, &why)) {
+                         fail(x, fmt::format("bad URL {}: {}", quote(*s), why));
+                         return;
+                       }
+                       set(t.jaeger_endpoint, s, x);
+                     }},
+                    bool_key("prometheus_exporter", t.prometheus_exporter),
+                    uint_key("prometheus_port", t.prometheus_port, 0, 65535),
+                });
   }
 
   // A new service with the upstream defaults; its inherited keys say so in their origin.
@@ -1019,15 +1008,14 @@ class Loader {
       }
       ServiceConfig& s = add_service(sf.key, Source::kFile);
       service_lines_[sf.key] = sf.key_line;
-      read_map(
-          sf, {
-                  {"instances", [&](const Field& x) { read_instances(x, s); }},
-                  {"critical", [&](const Field& x) { set(s.critical, read_bool(x), x); }},
-                  {"preserve_host", [&](const Field& x) { set(s.preserve_host, read_bool(x), x); }},
-                  {"timeouts", [&](const Field& x) { read_timeouts(x, s.timeouts); }},
-                  {"pool", [&](const Field& x) { read_pool(x, s.pool); }},
-                  {"tls", [&](const Field& x) { read_tls(x, s.tls); }},
-              });
+      read_map(sf, {
+                       {"instances", [&](const Field& x) { read_instances(x, s); }},
+                       bool_key("critical", s.critical),
+                       bool_key("preserve_host", s.preserve_host),
+                       {"timeouts", [&](const Field& x) { read_timeouts(x, s.timeouts); }},
+                       {"pool", [&](const Field& x) { read_pool(x, s.pool); }},
+                       {"tls", [&](const Field& x) { read_tls(x, s.tls); }},
+                   });
     }
   }
 
@@ -1359,7 +1347,7 @@ class Loader {
         error(fmt::format("{}: bad address {} ({})", w, quote(*cli.listen), kHostPortHint));
       }
     }
-    std::map<std::string, bool> seen;
+    std::set<std::string> seen;
     for (const auto& arg : cli.services) {
       const std::string w = "command line --service";
       const auto eq = arg.find('=');
@@ -1373,11 +1361,10 @@ class Loader {
         error(fmt::format("{}: {}: {}", w, quote(name), why));
         continue;
       }
-      if (seen[name]) {
+      if (!seen.insert(name).second) {
         error(fmt::format("{}: service {} given twice", w, quote(name)));
         continue;
       }
-      seen[name] = true;
       if (auto list = parse_url_list(std::string_view(arg).substr(eq + 1), w + " " + name))
         set_service_instances(name, std::move(*list), Source::kCommandLine, w, w);
     }
@@ -1413,11 +1400,20 @@ class Loader {
 
   // --- rules across keys, once every layer is in ------------------------------------------
 
-  void check_pool(const std::string& p, const PoolConfig& pool) {
-    if (pool.max_idle > pool.max_connections)
-      error_about(p + ".pool.max_idle",
-                  fmt::format("must not exceed {}.pool.max_connections ({}), got {}", p,
-                              pool.max_connections, pool.max_idle));
+  // max_idle above max_connections is an error when max_idle was written for this pool;
+  // a default or inherited max_idle is lowered to max_connections instead.
+  void check_pool(const std::string& p, PoolConfig& pool) {
+    if (pool.max_idle <= pool.max_connections) return;
+    const std::string key = p + ".pool.max_idle";
+    auto origin = cfg_.origins.find(key);
+    if (origin != cfg_.origins.end() && origin->second.rfind("file ", 0) == 0) {
+      error_about(key, fmt::format("must not exceed {}.pool.max_connections ({}), got {}", p,
+                                   pool.max_connections, pool.max_idle));
+      return;
+    }
+    pool.max_idle = pool.max_connections;
+    std::string was = origin == cfg_.origins.end() ? "default" : origin->second;
+    cfg_.origins[key] = was + ", lowered to max_connections";
   }
 
   void check_whole() {
@@ -1439,7 +1435,7 @@ class Loader {
                   "the Jaeger exporter is on but telemetry.jaeger_endpoint (JAEGER_ENDPOINT) "
                   "is empty");
 
-    for (const auto& svc : cfg_.services) {
+    for (auto& svc : cfg_.services) {
       const std::string p = "services." + svc.name;
       check_pool(p, svc.pool);
       if (!svc.instances.empty() || bad_instances_.count(svc.name)) continue;

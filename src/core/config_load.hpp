@@ -17,16 +17,16 @@ namespace sb::core {
 
 /// Values given on the command line; unset ones leave lower layers alone.
 struct CliOverrides {
-  std::optional<std::string> listen;          // --listen HOST:PORT
-  std::vector<std::string> services;          // --service NAME=URL[,URL...] (repeatable)
-  std::optional<unsigned> threads;            // --threads N
-  std::optional<std::string> log_level;       // --log-level LEVEL
-  std::optional<std::string> log_format;      // --log-format text|json
+  std::optional<std::string> listen;      // --listen HOST:PORT
+  std::vector<std::string> services;      // --service NAME=URL[,URL...] (repeatable)
+  std::optional<unsigned> threads;        // --threads N
+  std::optional<std::string> log_level;   // --log-level LEVEL
+  std::optional<std::string> log_format;  // --log-format text|json
 };
 
 struct LoadOptions {
-  std::optional<std::string> config_file;     // --config FILE
-  std::vector<std::string> env_files;         // --env-file FILE (must exist)
+  std::optional<std::string> config_file;                    // --config FILE
+  std::vector<std::string> env_files;                        // --env-file FILE (must exist)
   std::optional<std::string> env_local_file = ".env.local";  // loaded when present
   std::map<std::string, std::string> environment;  // the process environment (see environ_map)
   CliOverrides cli;

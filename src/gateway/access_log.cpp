@@ -67,9 +67,10 @@ void append_millis(std::string& out, double ms) {
 }
 }  // namespace
 
-AccessLog::AccessLog(core::LogFormat format, bool enabled, int fd)
+AccessLog::AccessLog(core::LogFormat format, bool enabled, core::Clock& clock, int fd)
     : format_(format), enabled_(enabled), fd_(fd) {
   buffer_.reserve(kFlushAt + 1024);
+  set_time(clock.wall_now());
 }
 
 AccessLog::~AccessLog() {
@@ -90,7 +91,6 @@ void AccessLog::set_time(core::WallTime wall_now) {
 
 void AccessLog::record(const AccessRecord& r) {
   if (!enabled_) return;
-  if (timestamp_len_ == 0) set_time(core::SystemClock::instance().wall_now());
   const std::string_view ts(timestamp_, timestamp_len_);
   if (format_ == core::LogFormat::kJson) {
     buffer_ += "{\"ts\":\"";

@@ -26,7 +26,8 @@ struct AccessRecord {
 
 class AccessLog {
  public:
-  AccessLog(core::LogFormat format, bool enabled, int fd = 1);
+  /// Writes to `fd` (stdout by default); `clock` dates lines (refreshed on each flush).
+  AccessLog(core::LogFormat format, bool enabled, core::Clock& clock, int fd = 1);
   ~AccessLog();
   bool enabled() const { return enabled_; }
   void record(const AccessRecord& r);

@@ -211,7 +211,7 @@ bool prepare_client_head(Exchange& ex, const http::ResponseHead& rh, const http:
 class ProxyHandler final : public http::Handler {
  public:
   ProxyHandler(Gateway& gw, http::Worker& worker)
-      : gw_(gw), worker_(worker), log_(gw.config().logging.format, gw.config().logging.access_log) {
+      : gw_(gw), worker_(worker), log_(gw.config().logging.format, gw.config().logging.access_log, gw.clock()) {
     const auto& services = gw.config().services;
     services_.reserve(services.size());
     for (std::size_t i = 0; i < services.size(); ++i) {

@@ -24,6 +24,17 @@ std::vector<std::string> messages(const LoadResult& r) {
   return out;
 }
 
+// The 1-based line of the first line of `path` that starts with `prefix`, or 0.
+int line_starting_with(const std::string& path, std::string_view prefix) {
+  std::ifstream in(path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n)
+    if (line.rfind(prefix, 0) == 0) return n;
+  return 0;
+}
+
+const std::string kExample = std::string(SB_SOURCE_DIR) + "/examples/switchboard.yaml";
+
 std::string joined(const LoadResult& r) {
   std::string out;
   for (const auto& e : r.errors) out += e.message + "\n";
@@ -325,7 +336,7 @@ TEST_F(ConfigLoadTest, EmptyFileIsDefaults) {
 
 // The shipped example loads without errors and describes the four services.
 TEST_F(ConfigLoadTest, ExampleLoads) {
-  options_.config_file = std::string(SB_SOURCE_DIR) + "/examples/switchboard.yaml";
+  options_.config_file = kExample;
   auto r = load_config(options_);
   ASSERT_TRUE(r.ok()) << joined(r);
   const Config& c = *r.config;
@@ -347,7 +358,25 @@ TEST_F(ConfigLoadTest, ExampleLoads) {
   EXPECT_EQ(c.routes[1].prefix, "/llm");
   EXPECT_EQ(c.routes[1].service, "llm-service");
   EXPECT_EQ(c.routes[1].rewrite, "/");
-  EXPECT_EQ(c.origins.at("server.listen"), "file " + *options_.config_file + ":14");
+  const int listen_line = line_starting_with(kExample, "  listen:");
+  ASSERT_GT(listen_line, 0);
+  EXPECT_EQ(c.origins.at("server.listen"), "file " + kExample + ":" + std::to_string(listen_line));
+}
+
+// The example says its global sections show the defaults: keep it (and the docs) honest
+// when a default changes.
+TEST_F(ConfigLoadTest, ExampleShowsTheDefaults) {
+  options_.config_file = kExample;
+  auto r = load_config(options_);
+  ASSERT_TRUE(r.ok()) << joined(r);
+  const Config defaults;
+  EXPECT_EQ(r.config->server, defaults.server);
+  EXPECT_EQ(r.config->limits, defaults.limits);
+  EXPECT_EQ(r.config->upstream, defaults.upstream);
+  EXPECT_EQ(r.config->drain, defaults.drain);
+  EXPECT_EQ(r.config->logging, defaults.logging);
+  EXPECT_EQ(r.config->health, defaults.health);
+  EXPECT_EQ(r.config->telemetry, defaults.telemetry);
 }
 
 // Values from the file, with "file PATH:LINE" origins (the line of the key).
@@ -808,15 +837,35 @@ TEST_F(ConfigLoadTest, CrossKeyRules) {
   EXPECT_TRUE(load_yaml("server: {listen: \"127.0.0.1:0\", admin_listen: \"127.0.0.1:0\"}\n").ok());
 }
 
-// A per-service pool that ends up with max_idle above max_connections.
-TEST_F(ConfigLoadTest, ServicePoolRule) {
+// A max_idle written for a pool may not exceed its max_connections; a default or inherited
+// one is lowered to it, and its origin says so.
+TEST_F(ConfigLoadTest, PoolMaxIdleAgainstMaxConnections) {
+  const Config c = load_ok(
+      "upstream: {pool: {max_connections: 100}}\n"
+      "services:\n"
+      "  a:\n"
+      "    instances: [\"http://h:1\"]\n"
+      "    pool: {max_connections: 50}\n"
+      "  b:\n"
+      "    instances: [\"http://h:1\"]\n"
+      "    pool: {max_connections: 500, max_idle: 500}\n");
+  EXPECT_EQ(c.upstream.pool.max_idle, 100u);
+  EXPECT_EQ(c.origins.at("upstream.pool.max_idle"), "default, lowered to max_connections");
+  EXPECT_EQ(c.services.at(0).pool.max_idle, 50u);
+  EXPECT_EQ(c.origins.at("services.a.pool.max_idle"),
+            "inherited from upstream.pool.max_idle (default), lowered to max_connections");
+  EXPECT_EQ(c.services.at(1).pool.max_idle, 500u);
+
   EXPECT_THAT(messages(load_yaml("upstream: {pool: {max_idle: 100}}\n"
                                  "services:\n"
                                  "  a:\n"
                                  "    instances: [\"http://h:1\"]\n"
-                                 "    pool: {max_connections: 50}\n")),
-              ElementsAre(at(1) + "upstream.pool.max_idle: must not exceed "
-                                  "services.a.pool.max_connections (50), got 100"));
+                                 "    pool: {max_connections: 50}\n"
+                                 "  b:\n"
+                                 "    instances: [\"http://h:1\"]\n"
+                                 "    pool: {max_connections: 50, max_idle: 51}\n")),
+              ElementsAre(at(8) + "services.b.pool.max_idle: must not exceed "
+                                  "services.b.pool.max_connections (50), got 51"));
 }
 
 // TLS: a CA file must be readable; a server name must be a host name.
@@ -857,6 +906,14 @@ TEST_F(ConfigLoadTest, StrayTopLevelCommaIsSyntaxError) {
   EXPECT_THAT(messages(load_yaml(",# typo\nserver:\n  listen: 127.0.0.1:1\n")),
               ElementsAre(file_ + ":1:1: YAML syntax error: unexpected \",\""));
   EXPECT_FALSE(load_yaml("server: {}\n---\n,\n").ok());
+}
+
+// Input nested past yaml-cpp's depth guard is reported as such, not as "bad file".
+TEST_F(ConfigLoadTest, DeepNestingIsSyntaxError) {
+  auto r = load_yaml("a: " + std::string(10'000, '['));
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0].message, HasSubstr(file_ + ":1:"));
+  EXPECT_THAT(r.errors[0].message, HasSubstr("YAML syntax error: nested too deeply"));
 }
 
 // The top level must be one map.
@@ -1233,7 +1290,7 @@ void expect_every_leaf_commented(const std::string& yaml) {
 // The example plus environment and command-line layers renders to YAML that loads back
 // to the same values.
 TEST_F(ConfigLoadTest, RenderRoundTripOfExample) {
-  options_.config_file = std::string(SB_SOURCE_DIR) + "/examples/switchboard.yaml";
+  options_.config_file = kExample;
   options_.environment = {{"LLM_SERVICE_URL", "http://127.0.0.1:5003,https://[::1]:5004/v2"},
                           {"OTEL_SAMPLE_RATE", "0.1"}};
   options_.cli.services = {"extra=http://127.0.0.1:5005"};
@@ -1311,7 +1368,7 @@ TEST_F(ConfigLoadTest, RenderRoundTripOfOddValues) {
 
 // The loader records an origin for exactly the leaves the renderer prints: one per line.
 TEST_F(ConfigLoadTest, EveryRenderedLeafHasAnOrigin) {
-  options_.config_file = std::string(SB_SOURCE_DIR) + "/examples/switchboard.yaml";
+  options_.config_file = kExample;
   options_.environment = {{"LLM_SERVICE_URL", "http://127.0.0.1:5003"}};
   options_.cli.services = {"extra=http://127.0.0.1:5005"};
   auto r = load_config(options_);
@@ -1324,7 +1381,10 @@ TEST_F(ConfigLoadTest, EveryRenderedLeafHasAnOrigin) {
   EXPECT_EQ(leaves, r.config->origins.size());
   for (const auto& [key, origin] : r.config->origins) EXPECT_FALSE(origin.empty()) << key;
   EXPECT_EQ(r.config->origins.at("services.extra.critical"), "default");
-  EXPECT_EQ(r.config->origins.at("routes[3].service"), "file " + *options_.config_file + ":106");
+  const int frontend_route_line = line_starting_with(kExample, "    service: frontend");
+  ASSERT_GT(frontend_route_line, 0);
+  EXPECT_EQ(r.config->origins.at("routes[3].service"),
+            "file " + kExample + ":" + std::to_string(frontend_route_line));
 }
 
 }  // namespace
