@@ -9,8 +9,12 @@
 #include <boost/url/ipv6_address.hpp>
 #include <boost/url/parse.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
+
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -149,24 +153,46 @@ std::string join(const std::vector<std::string_view>& v) {
   return out;
 }
 
-// Reads a whole file. On failure returns nullopt and sets `err` to errno.
-std::optional<std::string> read_file(const std::string& path, int* err) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    *err = errno;
+// Reads a whole regular file of at most kMaxReadBytes. On failure returns nullopt and sets
+// `why`. Only regular files: /dev/zero would grow forever and a FIFO would block startup.
+constexpr std::size_t kMaxReadBytes = 4u << 20;
+
+std::optional<std::string> read_file(const std::string& path, std::string* why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    *why = std::strerror(errno);
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    *why = "not a regular file";
+    ::close(fd);
+    return std::nullopt;
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxReadBytes) {
+    *why = fmt::format("larger than {} MiB", kMaxReadBytes >> 20);
+    ::close(fd);
     return std::nullopt;
   }
   std::string out;
   char buf[16384];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  const int read_errno = errno;
-  std::fclose(f);
-  if (failed) {
-    *err = read_errno;
-    return std::nullopt;
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      *why = std::strerror(errno);
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.size() > kMaxReadBytes) {  // grew while we read
+      *why = fmt::format("larger than {} MiB", kMaxReadBytes >> 20);
+      ::close(fd);
+      return std::nullopt;
+    }
   }
+  ::close(fd);
   return out;
 }
 
@@ -575,10 +601,10 @@ class Loader {
 
   void load_file(const std::string& path) {
     file_ = path;
-    int err = 0;
-    auto text = read_file(path, &err);
+    std::string why;
+    auto text = read_file(path, &why);
     if (!text) {
-      error(fmt::format("{}: cannot read config file: {}", path, std::strerror(err)), 0);
+      error(fmt::format("{}: cannot read config file: {}", path, why), 0);
       return;
     }
     YAML::Node root;
@@ -871,9 +897,9 @@ class Loader {
                     {"ca_file",
                      [&](const Field& x) {
                        auto s = read_string(x);
-                       int err = 0;
-                       if (s && !s->empty() && !read_file(*s, &err)) {
-                         fail(x, fmt::format("cannot read {}: {}", quote(*s), std::strerror(err)));
+                       std::string why;
+                       if (s && !s->empty() && !read_file(*s, &why)) {
+                         fail(x, fmt::format("cannot read {}: {}", quote(*s), why));
                          return;
                        }
                        set(t.ca_file, s, x);
@@ -1188,11 +1214,12 @@ class Loader {
   }
 
   void load_dotenv(const std::string& path, bool required) {
-    int err = 0;
-    auto text = read_file(path, &err);
+    struct stat st {};
+    if (!required && ::stat(path.c_str(), &st) != 0 && errno == ENOENT) return;
+    std::string why;
+    auto text = read_file(path, &why);
     if (!text) {
-      if (!required && err == ENOENT) return;
-      error(fmt::format("{}: cannot read env file: {}", path, std::strerror(err)));
+      error(fmt::format("{}: cannot read env file: {}", path, why));
       return;
     }
     auto parsed = parse_dotenv(*text);

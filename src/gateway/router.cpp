@@ -92,13 +92,20 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
 }
 
 void Router::append_upstream_path(const RouteMatch& m, std::string& out) {
-  std::string_view rep = m.replacement, rest = m.rest;
-  if (!rep.empty() && rep.back() == '/' && !rest.empty() && rest.front() == '/')
-    rep.remove_suffix(1);
-  if (rep.empty() && (rest.empty() || rest.front() != '/')) out += '/';
+  // replacement + rest with exactly one '/' at the seam (when either side has one there),
+  // and always starting with '/'.
+  const std::size_t start = out.size();
+  std::string_view rep = m.replacement;
+  const bool rep_slash = !rep.empty() && rep.back() == '/';
+  while (!rep.empty() && rep.back() == '/') rep.remove_suffix(1);
   out.append(rep);
-  if (!rep.empty() && rep.back() != '/' && !rest.empty() && rest.front() != '/') out += '/';
-  out.append(rest);
+  if (!m.rest.empty()) {
+    if (m.rest.front() != '/') out += '/';
+    out.append(m.rest);
+  } else if (rep_slash) {
+    out += '/';
+  }
+  if (out.size() == start || out[start] != '/') out.insert(start, 1, '/');
 }
 
 }  // namespace sb::gateway

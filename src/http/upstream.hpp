@@ -44,7 +44,7 @@ struct UpstreamTarget {
 /// response head. Lent from a per-thread free list on acquire and returned on release, so
 /// an idle pooled connection costs a socket and not 20 KiB.
 struct ResponseBuffer {
-  static constexpr std::size_t kSize = 16 * 1024;  // one read takes a 16 KiB body whole
+  static constexpr std::size_t kSize = 32 * 1024;  // one read takes a 16 KiB body and its head
   ResponseHead head;
   char data[kSize];
 };

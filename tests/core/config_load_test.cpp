@@ -933,7 +933,7 @@ TEST_F(ConfigLoadTest, UnreadableConfigFile) {
               ElementsAre(dir_ + "/nope.yaml: cannot read config file: No such file or directory"));
   options_.config_file = dir_;  // a directory
   EXPECT_THAT(messages(load_config(options_)),
-              ElementsAre(dir_ + ": cannot read config file: Is a directory"));
+              ElementsAre(dir_ + ": cannot read config file: not a regular file"));
 }
 
 // All errors are collected, from every layer, not just the first.
@@ -1385,6 +1385,34 @@ TEST_F(ConfigLoadTest, EveryRenderedLeafHasAnOrigin) {
   ASSERT_GT(frontend_route_line, 0);
   EXPECT_EQ(r.config->origins.at("routes[3].service"),
             "file " + kExample + ":" + std::to_string(frontend_route_line));
+}
+
+}  // namespace
+}  // namespace sb::core
+
+namespace sb::core {
+namespace {
+
+// Regression (fuzzing): a CA file that is not a regular file (/dev/zero grew without end,
+// a FIFO would block) is refused with a reason instead of read.
+TEST(ConfigReadFileTest, CaFileMustBeARegularFile) {
+  char dir_template[] = "/tmp/sb-cfg-XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const std::string path = dir + "/x.yaml";
+  {
+    std::ofstream out(path);
+    out << "upstream:\n  tls:\n    ca_file: /dev/zero\n";
+  }
+  LoadOptions options;
+  options.config_file = path;
+  options.env_local_file.reset();
+  const auto r = load_config(options);
+  ASSERT_FALSE(r.ok());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].message,
+            path + ":3: upstream.tls.ca_file: cannot read \"/dev/zero\": not a regular file");
+  std::remove(path.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace

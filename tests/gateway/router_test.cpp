@@ -70,5 +70,16 @@ TEST(RouterTest, HostRoutes) {
   EXPECT_EQ(r.match("[::1]:80", "/x").service, 0u);
 }
 
+// Regression (fuzz/corpus/router/crash_rewrite_*): the loader accepts a rewrite that ends
+// in several '/' ("//", "/v1//"), and the upstream path must still have exactly one '/' at
+// the seam, as RouteMatch promises ("no "//" appears at the seam").
+TEST(RouterTest, RewriteEndingInSeveralSlashesJoinsWithOneSlash) {
+  Router r(services({"b"}), {{.prefix = "/p", .service = "b", .rewrite = "//"},
+                             {.prefix = "/q/", .service = "b", .rewrite = "/v1//"}});
+  EXPECT_EQ(upstream_path(r.match("h", "/p/chat")), "/chat");     // today: "//chat"
+  EXPECT_EQ(upstream_path(r.match("h", "/p/")), "/");             // today: "//"
+  EXPECT_EQ(upstream_path(r.match("h", "/q/chat")), "/v1/chat");  // today: "/v1//chat"
+}
+
 }  // namespace
 }  // namespace sb::gateway
