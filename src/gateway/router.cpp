@@ -91,21 +91,4 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
   return RouteMatch{};
 }
 
-void Router::append_upstream_path(const RouteMatch& m, std::string& out) {
-  // replacement + rest with exactly one '/' at the seam (when either side has one there),
-  // and always starting with '/'.
-  const std::size_t start = out.size();
-  std::string_view rep = m.replacement;
-  const bool rep_slash = !rep.empty() && rep.back() == '/';
-  while (!rep.empty() && rep.back() == '/') rep.remove_suffix(1);
-  out.append(rep);
-  if (!m.rest.empty()) {
-    if (m.rest.front() != '/') out += '/';
-    out.append(m.rest);
-  } else if (rep_slash) {
-    out += '/';
-  }
-  if (out.size() == start || out[start] != '/') out.insert(start, 1, '/');
-}
-
 }  // namespace sb::gateway

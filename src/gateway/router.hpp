@@ -31,8 +31,24 @@ class Router {
   /// each group the longest matching prefix wins.
   RouteMatch match(std::string_view host, std::string_view path) const;
 
-  /// Writes the upstream path for `m` (without the instance's base path) to `out`.
-  static void append_upstream_path(const RouteMatch& m, std::string& out);
+  /// Appends the upstream path for `m` (without the instance's base path) to `out`: the
+  /// replacement and the rest with exactly one '/' at the seam when either side has one
+  /// there, always starting with '/'. `Out` is std::string or http::HeadBuffer.
+  template <class Out>
+  static void append_upstream_path(const RouteMatch& m, Out& out) {
+    const std::size_t start = out.size();
+    std::string_view rep = m.replacement;
+    const bool rep_slash = !rep.empty() && rep.back() == '/';
+    while (!rep.empty() && rep.back() == '/') rep.remove_suffix(1);
+    out.append(rep.data(), rep.size());
+    if (!m.rest.empty()) {
+      if (m.rest.front() != '/') out.push_back('/');
+      out.append(m.rest.data(), m.rest.size());
+    } else if (rep_slash) {
+      out.push_back('/');
+    }
+    if (out.size() == start || out[start] != '/') out.insert(start, 1, '/');
+  }
 
  private:
   struct Route {

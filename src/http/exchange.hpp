@@ -15,6 +15,7 @@
 #include "core/config.hpp"
 
 #include "http/io.hpp"
+#include "http/head_buffer.hpp"
 #include "http/message.hpp"
 #include "http/parser.hpp"
 #include "http/write_batch.hpp"
@@ -98,6 +99,11 @@ class Exchange {
     arm_client_write();
     return asio::async_write(socket_, buffers, kUse);
   }
+  /// One writev (may write less than asked): `auto [ec, n] = co_await ex.write_some(b)`.
+  auto write_some(Buffers buffers) {
+    arm_client_write();
+    return socket_.async_write_some(buffers, kUse);
+  }
   void count_sent(std::size_t n) { bytes_sent_ += n; }
   /// Marks the response as begun (errors after this cannot be answered with a status).
   void set_response_started() { response_started_ = true; }
@@ -112,8 +118,8 @@ class Exchange {
 
   /// Reusable storage for building heads and gathering writes (kept here, not on
   /// coroutine frames, so that the frames stay small enough to be recycled).
-  std::string& scratch() { return scratch_; }
-  std::string& scratch2() { return scratch2_; }
+  HeadBuffer& scratch() { return scratch_; }
+  HeadBuffer& scratch2() { return scratch2_; }
   WriteBatch& batch() { return batch_; }
 
   // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
@@ -180,8 +186,8 @@ class Exchange {
   TimeoutKind armed_kind_ = TimeoutKind::kNone;
   TimeoutKind fired_ = TimeoutKind::kNone;
 
-  std::string scratch_;
-  std::string scratch2_;
+  HeadBuffer scratch_;
+  HeadBuffer scratch2_;
   WriteBatch batch_;
 };
 

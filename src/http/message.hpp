@@ -6,8 +6,10 @@
 #include <bitset>
 #include <cstdint>
 #include <string>
+#include <cstring>
 #include <string_view>
 
+#include "http/head_buffer.hpp"
 #include "http/parser.hpp"
 
 namespace sb::http {
@@ -79,17 +81,24 @@ const char* describe(ResponseError e);
 /// The standard reason phrase for a status ("Not Found"); "" when unknown.
 std::string_view reason_phrase(int status);
 
-/// Appends to a head under construction. Grows a std::string that the caller reuses, so
-/// after warm-up nothing is allocated.
+/// Writes a head into a HeadBuffer (cleared first) that the caller reuses.
 class HeadWriter {
  public:
-  explicit HeadWriter(std::string& out) : out_(out) { out_.clear(); }
+  explicit HeadWriter(HeadBuffer& out) : out_(out) { out_.clear(); }
   HeadWriter& raw(std::string_view s) {
     out_.append(s);
     return *this;
   }
   HeadWriter& field(std::string_view name, std::string_view value) {
-    out_.append(name).append(": ", 2).append(value).append("\r\n", 2);
+    char* p = out_.extend(name.size() + value.size() + 4);
+    std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    *p++ = ':';
+    *p++ = ' ';
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+    *p++ = '\r';
+    *p = '\n';
     return *this;
   }
   HeadWriter& field(std::string_view name, std::uint64_t value);
@@ -97,7 +106,7 @@ class HeadWriter {
   void end() { out_.append("\r\n", 2); }
 
  private:
-  std::string& out_;
+  HeadBuffer& out_;
 };
 
 /// Appends a chunk-size line ("1a2b\r\n") to `out` (at least 18 bytes); returns its length.

@@ -78,34 +78,54 @@ EndScan find_head_end(const char* data, std::size_t size, std::size_t& scan_from
 }
 
 // Parses "Name: value\r\n" lines from `p` up to `end` (which points at the final "\r\n").
+// Parses one field line [p, line_end) (line_end at its CR) into out.
 template <class Head>
-HeadError parse_fields(const char* p, const char* end, std::size_t max_fields, Head& out) {
-  out.field_count = 0;
-  while (p < end) {
-    if (is_ows(*p)) return HeadError::kObsFold;
-    const char* name_begin = p;
-    while (p < end && is_tchar(*p)) ++p;
-    if (p == name_begin || p == end || *p != ':') return HeadError::kBadField;
-    std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
-    ++p;  // ':'
-    while (p < end && is_ows(*p)) ++p;
-    const char* value_begin = p;
-    // Every line ends in CRLF (find_head_end checked each LF), so the value ends at the
-    // first CR; a CR inside a value fails the byte check below or the LF check after.
-    const char* cr =
-        static_cast<const char*>(std::memchr(p, '\r', static_cast<std::size_t>(end - p)));
-    if (cr == nullptr || !valid_value_bytes(p, cr)) return HeadError::kBadField;
-    p = cr;
-    const char* value_end = cr;
-    while (value_end > value_begin && is_ows(value_end[-1])) --value_end;
-    if (p + 2 > end || p[0] != '\r' || p[1] != '\n') return HeadError::kBadField;
-    p += 2;
-    if (out.field_count >= max_fields || out.field_count >= kMaxFields)
-      return HeadError::kTooManyFields;
-    out.fields[out.field_count++] = Field{
-        name, std::string_view(value_begin, static_cast<std::size_t>(value_end - value_begin))};
-  }
+HeadError parse_field_line(const char* p, const char* line_end, std::size_t max_fields,
+                           Head& out) {
+  if (is_ows(*p)) return HeadError::kObsFold;
+  const char* name_begin = p;
+  while (p < line_end && is_tchar(*p)) ++p;
+  if (p == name_begin || p == line_end || *p != ':') return HeadError::kBadField;
+  const std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
+  ++p;  // ':'
+  while (p < line_end && is_ows(*p)) ++p;
+  // A CR inside the value is a control byte: valid_value_bytes refuses it.
+  if (!valid_value_bytes(p, line_end)) return HeadError::kBadField;
+  const char* value_end = line_end;
+  while (value_end > p && is_ows(value_end[-1])) --value_end;
+  if (out.field_count >= max_fields || out.field_count >= kMaxFields)
+    return HeadError::kTooManyFields;
+  out.fields[out.field_count++] =
+      Field{name, std::string_view(p, static_cast<std::size_t>(value_end - p))};
   return HeadError::kNone;
+}
+
+// Parses field lines from `p` to the empty line that ends the head, in one pass: each line
+// is found with one memchr. On kIncomplete, `stop` is the offset of the unfinished line.
+template <class Head>
+ParseResult parse_field_lines(const char* data, std::size_t size, const char* p,
+                              std::size_t max_head_bytes, std::size_t max_fields, Head& out,
+                              std::size_t& stop) {
+  const char* end = data + size;
+  out.field_count = 0;
+  for (;;) {
+    const char* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+    if (lf == nullptr) {
+      stop = static_cast<std::size_t>(p - data);
+      return {ParseStatus::kIncomplete};
+    }
+    if (lf == p || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+    const char* line_end = lf - 1;
+    if (static_cast<std::size_t>(lf + 1 - data) > max_head_bytes)
+      return {ParseStatus::kError, HeadError::kHeadTooLarge};
+    if (line_end == p) {
+      out.head_size = static_cast<std::size_t>(lf + 1 - data);
+      return {ParseStatus::kComplete};
+    }
+    const HeadError e = parse_field_line(p, line_end, max_fields, out);
+    if (e != HeadError::kNone) return {ParseStatus::kError, e};
+    p = lf + 1;
+  }
 }
 
 // "HTTP/1.1" or "HTTP/1.0" at p (8 bytes). Returns the minor version, -1 for another
@@ -120,29 +140,21 @@ int parse_version(const char* p, const char* end) {
 
 }  // namespace
 
-ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
-                               std::size_t& scan_from, RequestHead& out) {
-  std::size_t head_end = 0;
-  const EndScan scan = find_head_end(data, size, scan_from, head_end);
-  if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
+namespace {
 
-  // The request line must end within its limit, complete head or not.
-  const std::size_t line_window = std::min(size, limits.max_request_line + 2);
-  const void* first_lf = std::memchr(data, '\n', line_window);
-  if (first_lf == nullptr) {
-    if (size > limits.max_request_line + 1) return {ParseStatus::kError, HeadError::kUriTooLong};
-  }
-  if (scan == EndScan::kIncomplete) {
-    if (size >= limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
-    return {ParseStatus::kIncomplete};
-  }
-  if (head_end > limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
-  if (first_lf == nullptr) return {ParseStatus::kError, HeadError::kUriTooLong};
+// What an incomplete request head already breaks: the request-line limit (414) and the
+// head limit (431).
+ParseResult incomplete_request(const char* data, std::size_t size, const HeadLimits& limits) {
+  const std::size_t window = std::min(size, limits.max_request_line + 2);
+  if (std::memchr(data, '\n', window) == nullptr && size > limits.max_request_line + 1)
+    return {ParseStatus::kError, HeadError::kUriTooLong};
+  if (size >= limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+  return {ParseStatus::kIncomplete};
+}
 
+ParseResult parse_request_line(const char* data, const char* line_end, RequestHead& out) {
   const char* p = data;
-  const char* line_end = static_cast<const char*>(first_lf) - 1;                // at '\r'
   if (line_end == p) return {ParseStatus::kError, HeadError::kBadRequestLine};  // empty line
-
   const char* m = p;
   while (p < line_end && is_tchar(*p)) ++p;
   if (p == m || p == line_end || *p != ' ')
@@ -150,40 +162,24 @@ ParseResult parse_request_head(const char* data, std::size_t size, const HeadLim
   out.method = std::string_view(m, static_cast<std::size_t>(p - m));
   ++p;
   const char* t = p;
-  while (p<line_end&& static_cast<unsigned char>(*p)> 0x20 && static_cast<unsigned char>(*p) < 0x7f)
+  while (p < line_end && static_cast<unsigned char>(*p) > 0x20 &&
+         static_cast<unsigned char>(*p) < 0x7f)
     ++p;
   if (p == t || p == line_end || *p != ' ')
     return {ParseStatus::kError, HeadError::kBadRequestLine};
   out.target = std::string_view(t, static_cast<std::size_t>(p - t));
   ++p;
-  if (line_end - p != 8) {
-    return {ParseStatus::kError,
-            parse_version(p, line_end) == -1 ? HeadError::kBadVersion : HeadError::kBadRequestLine};
-  }
   const int minor = parse_version(p, line_end);
-  if (minor == -1) return {ParseStatus::kError, HeadError::kBadVersion};
-  if (minor < 0) return {ParseStatus::kError, HeadError::kBadRequestLine};
+  if (line_end - p != 8 || minor < 0) {
+    return {ParseStatus::kError,
+            minor == -1 ? HeadError::kBadVersion : HeadError::kBadRequestLine};
+  }
   out.version_minor = minor;
-
-  const HeadError fe = parse_fields(line_end + 2, data + head_end - 2, limits.max_fields, out);
-  if (fe != HeadError::kNone) return {ParseStatus::kError, fe};
-  out.head_size = head_end;
   return {ParseStatus::kComplete};
 }
 
-ParseResult parse_response_head(const char* data, std::size_t size, std::size_t max_head_bytes,
-                                std::size_t& scan_from, ResponseHead& out) {
-  std::size_t head_end = 0;
-  const EndScan scan = find_head_end(data, size, scan_from, head_end);
-  if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
-  if (scan == EndScan::kIncomplete) {
-    if (size >= max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
-    return {ParseStatus::kIncomplete};
-  }
-  if (head_end > max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
-
+ParseResult parse_status_line(const char* data, const char* line_end, ResponseHead& out) {
   const char* p = data;
-  const char* line_end = static_cast<const char*>(std::memchr(data, '\n', head_end)) - 1;
   const int minor = parse_version(p, line_end);
   if (minor < 0) return {ParseStatus::kError, HeadError::kBadStatusLine};
   p += 8;
@@ -199,16 +195,73 @@ ParseResult parse_response_head(const char* data, std::size_t size, std::size_t 
   if (p < line_end) {
     if (*p != ' ') return {ParseStatus::kError, HeadError::kBadStatusLine};
     ++p;
-    for (const char* r = p; r < line_end; ++r)
-      if (!is_vchar_or_obs(*r)) return {ParseStatus::kError, HeadError::kBadStatusLine};
+    if (!valid_value_bytes(p, line_end)) return {ParseStatus::kError, HeadError::kBadStatusLine};
   }
   out.status = status;
   out.reason = std::string_view(p, static_cast<std::size_t>(line_end - p));
   out.version_minor = minor;
-  const HeadError fe = parse_fields(line_end + 2, data + head_end - 2, kMaxFields, out);
-  if (fe != HeadError::kNone) return {ParseStatus::kError, fe};
-  out.head_size = head_end;
   return {ParseStatus::kComplete};
+}
+
+}  // namespace
+
+// Heads usually arrive whole: the first call parses in one pass. When it finds the head
+// unfinished, `scan_from` remembers where, and later calls only look for the end of the
+// head from there (find_head_end) before parsing again, so a head trickling in byte by
+// byte costs a linear scan, not a quadratic re-parse.
+ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
+                               std::size_t& scan_from, RequestHead& out) {
+  if (scan_from > 0) {
+    std::size_t head_end = 0;
+    const EndScan scan = find_head_end(data, size, scan_from, head_end);
+    if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
+    if (scan == EndScan::kIncomplete) return incomplete_request(data, size, limits);
+  }
+  const std::size_t window = std::min(size, limits.max_request_line + 2);
+  const char* lf = static_cast<const char*>(std::memchr(data, '\n', window));
+  if (lf == nullptr) {
+    const ParseResult r = incomplete_request(data, size, limits);
+    if (r.status == ParseStatus::kIncomplete) scan_from = 0;  // the first line: rescan it
+    return r;
+  }
+  if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+  const ParseResult line = parse_request_line(data, lf - 1, out);
+  if (line.status != ParseStatus::kComplete) return line;
+  std::size_t stop = 0;
+  const ParseResult r = parse_field_lines(data, size, lf + 1, limits.max_head_bytes,
+                                          limits.max_fields, out, stop);
+  if (r.status == ParseStatus::kIncomplete) {
+    scan_from = stop;
+    return incomplete_request(data, size, limits);
+  }
+  return r;
+}
+
+ParseResult parse_response_head(const char* data, std::size_t size, std::size_t max_head_bytes,
+                                std::size_t& scan_from, ResponseHead& out) {
+  const auto incomplete = [&]() -> ParseResult {
+    if (size >= max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
+    return {ParseStatus::kIncomplete};
+  };
+  if (scan_from > 0) {
+    std::size_t head_end = 0;
+    const EndScan scan = find_head_end(data, size, scan_from, head_end);
+    if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
+    if (scan == EndScan::kIncomplete) return incomplete();
+  }
+  const char* lf = static_cast<const char*>(std::memchr(data, '\n', size));
+  if (lf == nullptr) return incomplete();
+  if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+  const ParseResult line = parse_status_line(data, lf - 1, out);
+  if (line.status != ParseStatus::kComplete) return line;
+  std::size_t stop = 0;
+  const ParseResult r =
+      parse_field_lines(data, size, lf + 1, max_head_bytes, kMaxFields, out, stop);
+  if (r.status == ParseStatus::kIncomplete) {
+    scan_from = stop;
+    return incomplete();
+  }
+  return r;
 }
 
 ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {

@@ -7,7 +7,7 @@
 
 namespace sb::http {
 
-void write_problem(std::string& out, int status, std::string_view slug, std::string_view detail,
+void write_problem(HeadBuffer& out, int status, std::string_view slug, std::string_view detail,
                    std::string_view correlation_id, bool close, std::string_view extra_fields) {
   std::string body;
   body.reserve(256);
@@ -32,7 +32,7 @@ void write_problem(std::string& out, int status, std::string_view slug, std::str
   if (close) w.field("Connection", "close");
   w.raw(extra_fields);
   w.end();
-  out += body;
+  out.append(body);
 }
 
 }  // namespace sb::http

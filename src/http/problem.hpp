@@ -5,12 +5,14 @@
 #include <string>
 #include <string_view>
 
+#include "http/head_buffer.hpp"
+
 namespace sb::http {
 
 /// Builds a complete response (head and application/problem+json body) into `out`.
 /// `slug` names the problem type ("unknown-service"); `extra_fields` are extra head lines,
 /// each ending in CRLF (e.g. "Retry-After: 5\r\n").
-void write_problem(std::string& out, int status, std::string_view slug, std::string_view detail,
+void write_problem(HeadBuffer& out, int status, std::string_view slug, std::string_view detail,
                    std::string_view correlation_id, bool close, std::string_view extra_fields = {});
 
 }  // namespace sb::http

@@ -157,12 +157,13 @@ void Worker::accept_loop(int which) {
       const auto total = self.server().total_connections.fetch_add(1, std::memory_order_relaxed);
       if (total >= max_conn) {
         self.server().total_connections.fetch_sub(1, std::memory_order_relaxed);
-        std::string response;
+        HeadBuffer response;
         write_problem(response, 503, "connection-limit",
                       "the gateway holds limits.max_connections (" + std::to_string(max_conn) +
                           ") client connections",
                       "-", true);
-        asio::co_spawn(self.context(), refuse_connection(std::move(socket), std::move(response)),
+        asio::co_spawn(self.context(),
+                       refuse_connection(std::move(socket), std::string(response.view())),
                        asio::detached);
         continue;
       }
@@ -379,7 +380,7 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
              detail);
   write_problem(scratch_, status, slug, detail, correlation_id_, true);
   arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
-  co_await asio::async_write(socket_, asio::buffer(scratch_), kUse);
+  co_await asio::async_write(socket_, asio::buffer(scratch_.data(), scratch_.size()), kUse);
   disarm();
   // Lingering close: stop sending, then read and drop what the client still sends for a
   // moment, so a reset does not destroy the answer before the client reads it.

@@ -48,7 +48,7 @@ struct UpstreamConnection::Tls {
 
 namespace {
 // Per worker thread: buffers of connections that are idle or gone, kept for the next lease.
-constexpr std::size_t kMaxFreeBuffers = 256;
+constexpr std::size_t kMaxFreeBuffers = 1024;  // at most ~24 MiB kept per worker
 thread_local std::vector<std::unique_ptr<ResponseBuffer>> t_free_buffers;
 }  // namespace
 
@@ -62,7 +62,7 @@ void UpstreamConnection::lend() {
     lent_ = std::move(t_free_buffers.back());
     t_free_buffers.pop_back();
   } else {
-    lent_ = std::make_unique<ResponseBuffer>();
+    lent_ = std::make_unique_for_overwrite<ResponseBuffer>();  // no 20 KiB memset
   }
   len = 0;
 }
@@ -76,7 +76,7 @@ void UpstreamConnection::give_back() {
 Socket& UpstreamConnection::socket() { return socket_; }
 
 void UpstreamConnection::start_tls_write(Buffers buffers, Completion handler) {
-  asio::async_write(tls_->stream, buffers, std::move(handler));
+  tls_->stream.async_write_some(buffers, std::move(handler));
 }
 
 void UpstreamConnection::start_tls_read(asio::mutable_buffer buffer, Completion handler) {

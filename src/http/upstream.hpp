@@ -44,7 +44,7 @@ struct UpstreamTarget {
 /// response head. Lent from a per-thread free list on acquire and returned on release, so
 /// an idle pooled connection costs a socket and not 20 KiB.
 struct ResponseBuffer {
-  static constexpr std::size_t kSize = 32 * 1024;  // one read takes a 16 KiB body and its head
+  static constexpr std::size_t kSize = 20 * 1024;  // one read takes a 16 KiB body and its head
   ResponseHead head;
   char data[kSize];
 };
@@ -58,15 +58,16 @@ class UpstreamConnection {
 
   /// The TCP socket (the lowest layer, also under TLS): deadlines cancel it.
   Socket& socket();
-  /// `auto [ec, n] = co_await conn.write(buffers)`: plain TCP or TLS, decided at run time
-  /// without a coroutine frame of its own (the TLS stream stays inside upstream.cpp).
-  auto write(Buffers buffers) {
+  /// `auto [ec, n] = co_await conn.write_some(buffers)`: one write, plain TCP or TLS
+  /// decided at run time without a coroutine frame of its own (the TLS stream stays
+  /// inside upstream.cpp). May write less than asked.
+  auto write_some(Buffers buffers) {
     return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
         [this, buffers](auto handler) {
           if (tls_)
             start_tls_write(buffers, std::move(handler));
           else
-            asio::async_write(socket_, buffers, std::move(handler));
+            socket_.async_write_some(buffers, std::move(handler));
         },
         kUse);
   }

@@ -173,11 +173,24 @@ TEST(AnalyzeResponseTest, RefusesAmbiguousFraming) {
 }
 
 TEST(HeadWriterTest, WritesStatusLineAndFields) {
-  std::string out = "garbage";
+  HeadBuffer out(8);  // small, so that writing grows it
+  out.append("garbage");
   HeadWriter w(out);
   w.status_line(503, "Service Unavailable").field("A", "b").field("Content-Length", std::uint64_t{1234});
   w.end();
-  EXPECT_EQ(out, "HTTP/1.1 503 Service Unavailable\r\nA: b\r\nContent-Length: 1234\r\n\r\n");
+  EXPECT_EQ(out.view(), "HTTP/1.1 503 Service Unavailable\r\nA: b\r\nContent-Length: 1234\r\n\r\n");
+}
+
+TEST(HeadBufferTest, InsertAndGrow) {
+  HeadBuffer b(4);
+  b.append("bc");
+  b.insert(0, 1, 'a');
+  b += std::string_view("defgh");
+  b += 'i';
+  EXPECT_EQ(b.view(), "abcdefghi");
+  EXPECT_EQ(b.back(), 'i');
+  b.clear();
+  EXPECT_TRUE(b.empty());
 }
 
 TEST(ChunkSizeTest, Formats) {
