@@ -371,6 +371,12 @@ class ProxyHandler final : public http::Handler {
           batch.add(piece.data);
         }
       }
+      bool failed = false;
+      batch.consume(conn.write_now(batch.buffers(), failed));
+      if (failed) {
+        sent = false;
+        break;
+      }
       while (!batch.empty()) {
         ex.arm(conn.socket(), worker_.now() + svc.config->timeouts.response,
                http::TimeoutKind::kUpstreamResponse);
@@ -433,7 +439,13 @@ class ProxyHandler final : public http::Handler {
 #define SB_FLUSH(ex, ok)                                                  \
   do {                                                                    \
     http::WriteBatch& flush_batch_ = (ex).batch();                        \
-    while (!flush_batch_.empty()) {                                       \
+    bool flush_failed_ = false;                                           \
+    const std::size_t flush_now_ =                                        \
+        (ex).write_now(flush_batch_.buffers(), flush_failed_);            \
+    (ex).count_sent(flush_now_);                                          \
+    flush_batch_.consume(flush_now_);                                     \
+    if (flush_failed_) ok = false;                                        \
+    while (ok && !flush_batch_.empty()) {                                 \
       auto [flush_ec_, flush_n_] =                                        \
           co_await (ex).write_some(flush_batch_.buffers());               \
       (ex).count_sent(flush_n_);                                          \

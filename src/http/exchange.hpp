@@ -99,6 +99,10 @@ class Exchange {
     arm_client_write();
     return asio::async_write(socket_, buffers, kUse);
   }
+  /// Writes what the socket takes right now, without waiting (one sendmsg): most responses
+  /// leave whole this way, skipping the reactor. Returns the bytes written; sets `failed`
+  /// when the connection is broken.
+  std::size_t write_now(Buffers buffers, bool& failed);
   /// One writev (may write less than asked): `auto [ec, n] = co_await ex.write_some(b)`.
   auto write_some(Buffers buffers) {
     arm_client_write();

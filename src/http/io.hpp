@@ -28,4 +28,8 @@ using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Executor>;
 using Buffers = std::span<const asio::const_buffer>;
 
+/// One non-blocking sendmsg of `buffers` on `fd` (at most 64 of them). Returns the bytes
+/// written; 0 with `failed` false when the socket would block.
+std::size_t send_now(int fd, Buffers buffers, bool& failed);
+
 }  // namespace sb::http

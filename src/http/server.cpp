@@ -3,6 +3,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -360,6 +363,31 @@ void Exchange::new_correlation_id() {
       reinterpret_cast<std::uintptr_t>(&worker_));
   gen.next(generated_id_);
   correlation_id_ = std::string_view(generated_id_.data(), generated_id_.size());
+}
+
+std::size_t send_now(int fd, Buffers buffers, bool& failed) {
+  iovec iov[64];
+  std::size_t n = 0;
+  for (const auto& b : buffers) {
+    if (n == 64) break;
+    iov[n].iov_base = const_cast<void*>(b.data());
+    iov[n].iov_len = b.size();
+    ++n;
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  for (;;) {
+    const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r >= 0) return static_cast<std::size_t>(r);
+    if (errno == EINTR) continue;
+    failed = errno != EAGAIN && errno != EWOULDBLOCK;
+    return 0;
+  }
+}
+
+std::size_t Exchange::write_now(Buffers buffers, bool& failed) {
+  return send_now(socket_.native_handle(), buffers, failed);
 }
 
 void Exchange::arm_client_write() {

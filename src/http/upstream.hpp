@@ -58,6 +58,11 @@ class UpstreamConnection {
 
   /// The TCP socket (the lowest layer, also under TLS): deadlines cancel it.
   Socket& socket();
+  /// Writes what a plain TCP socket takes right now (0 for TLS, which needs the stream).
+  std::size_t write_now(Buffers buffers, bool& failed) {
+    if (tls_) return 0;
+    return send_now(socket_.native_handle(), buffers, failed);
+  }
   /// `auto [ec, n] = co_await conn.write_some(buffers)`: one write, plain TCP or TLS
   /// decided at run time without a coroutine frame of its own (the TLS stream stays
   /// inside upstream.cpp). May write less than asked.
