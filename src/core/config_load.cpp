@@ -271,32 +271,11 @@ std::optional<double> parse_unit_interval(std::string_view v) {
 // Rendering (also the list of every leaf key path, for "default" origins)
 // ---------------------------------------------------------------------------------------
 
+// A YAML double-quoted scalar. JSON's escapes (\", \\, \n, \uXXXX, ...) are all valid
+// YAML escapes, so the JSON escaper serves.
 std::string quote(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f)
-          out += fmt::format("\\x{:02x}", c);
-        else
-          out += static_cast<char>(c);
-    }
-  }
+  append_json_escaped(out, s);
   return out + "\"";
 }
 
