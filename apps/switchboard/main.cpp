@@ -24,7 +24,7 @@ int print_errors(const std::vector<sb::core::ConfigError>& errors) {
   return kConfigError;
 }
 
-int serve(const sb::core::LoadOptions& options, bool print_config) {
+int serve(const sb::core::LoadOptions& options, bool print_config, const std::string& data_dir) {
   auto loaded = sb::core::load_config(options);
   if (!loaded.ok()) return print_errors(loaded.errors);
   sb::core::Config config = std::move(*loaded.config);
@@ -37,7 +37,7 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
   sb::core::init_logging(config.logging.level, config.logging.format);
 
   const auto admin = config.server.admin_listen;
-  sb::gateway::Gateway gateway(std::move(config), sb::core::SystemClock::instance());
+  sb::gateway::Gateway gateway(std::move(config), sb::core::SystemClock::instance(), data_dir);
   if (auto err = gateway.prepare()) return print_errors({{*err}});
   if (auto err = gateway.bind()) {
     const bool is_admin = admin && err->starts_with(admin->str());
@@ -51,6 +51,7 @@ int serve(const sb::core::LoadOptions& options, bool print_config) {
     return print_errors({{where + ": cannot listen on " + *err +
                           (err->find("in use") != std::string::npos ? " (port in use)" : "")}});
   }
+  if (auto err = gateway.open_registry()) return print_errors({{*err}});
   gateway.start();
   return gateway.run_until_signalled();
 }
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   std::vector<std::string> env_files;
   std::string listen, log_level, log_format;
+  std::string data_dir = "./data";
   std::optional<unsigned> threads;
 
   auto* serve_cmd = app.add_subcommand("serve", "Run the gateway");
@@ -80,6 +82,9 @@ int main(int argc, char** argv) {
                         "Load environment variables from a dotenv file (repeatable)");
   serve_cmd->add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off");
   serve_cmd->add_option("--log-format", log_format, "text or json");
+  serve_cmd->add_option("--data-dir", data_dir,
+                        "Where API registrations are kept across restarts (default ./data; "
+                        "an empty value keeps them in memory only)");
   serve_cmd->add_flag(
       "--print-config", print_config,
       "Print the effective configuration, with where each value came from, and exit");
@@ -125,5 +130,5 @@ int main(int argc, char** argv) {
   options.cli.threads = threads;
   if (!log_level.empty()) options.cli.log_level = log_level;
   if (!log_format.empty()) options.cli.log_format = log_format;
-  return serve(options, print_config);
+  return serve(options, print_config, data_dir);
 }

@@ -11,6 +11,8 @@
 #include "http/exchange.hpp"
 #include "http/server.hpp"
 #include "http/upstream.hpp"
+#include "registry/registry.hpp"
+#include "registry/sqlite_store.hpp"
 
 namespace sb::gateway {
 namespace {
@@ -45,26 +47,35 @@ int wait_signal(std::chrono::nanoseconds timeout) {
 
 }  // namespace
 
-Gateway::Gateway(core::Config config, core::Clock& clock)
-    : config_(std::move(config)), clock_(clock), router_(config_.services, config_.routes) {}
+Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
+    : config_(std::move(config)),
+      clock_(clock),
+      router_(config_.services, config_.routes),
+      data_dir_(std::move(data_dir)) {}
 
 Gateway::~Gateway() {
   if (server_) server_->stop();
 }
 
+const std::shared_ptr<boost::asio::ssl::context>& Gateway::tls_context_for(
+    std::string_view service) const {
+  const auto it = tls_contexts_.find(service);
+  return it != tls_contexts_.end() ? it->second : default_tls_;
+}
+
 std::optional<std::string> Gateway::prepare() {
   tls_contexts_.clear();
+  std::string error;
+  default_tls_ = http::make_client_tls_context(config_.upstream.tls, &error);
+  if (!default_tls_) return "upstream." + error;
   for (const auto& s : config_.services) {
-    const bool any_tls = std::any_of(s.instances.begin(), s.instances.end(),
-                                     [](const core::InstanceConfig& i) { return i.url.tls; });
-    if (!any_tls) {
-      tls_contexts_.push_back(nullptr);
-      continue;
-    }
-    std::string error;
     auto ctx = http::make_client_tls_context(s.tls, &error);
     if (!ctx) return "services." + s.name + "." + error;
-    tls_contexts_.push_back(std::move(ctx));
+    tls_contexts_.emplace(s.name, std::move(ctx));
+  }
+  if (!data_dir_.empty()) {
+    store_ = registry::SqliteStore::open(data_dir_, &error);
+    if (!store_) return error;
   }
   http::ServerSettings settings{config_.server.listen, config_.server.admin_listen,
                                 config_.server.threads, config_.limits};
@@ -73,8 +84,16 @@ std::optional<std::string> Gateway::prepare() {
   return std::nullopt;
 }
 
-std::optional<std::string> Gateway::bind() {
-  if (auto err = server_->bind()) return err;
+std::optional<std::string> Gateway::bind() { return server_->bind(); }
+
+std::optional<std::string> Gateway::open_registry() {
+  // Switchboard registers itself, at the address it really listens on.
+  core::UpstreamUrl self;
+  self.host = server_->proxy_address().host;
+  self.port = server_->proxy_address().port;
+  self.text = "http://" + server_->proxy_address().str();
+  registry_ = std::make_unique<registry::Registry>(config_, clock_, store_.get(), self);
+  if (auto err = registry_->load()) return err;
   return std::nullopt;
 }
 
@@ -94,9 +113,9 @@ void Gateway::start() {
 }
 
 int Gateway::run_until_signalled() {
+  // This thread is the control loop until a signal comes: TTL expiry runs here.
   int sig = 0;
-  while ((sig = wait_signal(std::chrono::seconds(1))) == 0) {
-  }
+  while ((sig = wait_signal(std::chrono::milliseconds(250))) == 0) registry_->expire();
   spdlog::info("{} received: draining (delay {} ms, timeout {} ms)", strsignal(sig),
                config_.drain.delay.count(), config_.drain.timeout.count());
   server_->begin_drain();

@@ -2,6 +2,7 @@
 // handlers, the operations endpoints and graceful drain into one running Switchboard.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,18 +20,28 @@ namespace sb::http {
 class Server;
 }
 
+namespace sb::registry {
+class Registry;
+class RegistryStore;
+}  // namespace sb::registry
+
 namespace sb::gateway {
 
 class Gateway {
  public:
-  Gateway(core::Config config, core::Clock& clock);
+  /// `data_dir` holds the registry database (API registrations survive restarts); empty
+  /// keeps registrations in memory only.
+  Gateway(core::Config config, core::Clock& clock, std::string data_dir = {});
   ~Gateway();
 
-  /// Builds what configuration alone cannot check (TLS contexts, CA files). Returns a
-  /// message naming the key on error.
+  /// Builds what configuration alone cannot check (TLS contexts, CA files, the registry
+  /// database). Returns a message naming the key or file on error.
   std::optional<std::string> prepare();
   /// Binds the listeners ("server.listen: 127.0.0.1:8080: address already in use").
   std::optional<std::string> bind();
+  /// After bind(): builds the registry (configured services, Switchboard itself) and loads
+  /// the registrations kept in the data directory. Returns a startup error or nullopt.
+  std::optional<std::string> open_registry();
   /// Starts the workers. Blocks SIGTERM/SIGINT in them so run_until_signalled() gets them.
   void start();
   /// Waits for SIGTERM or SIGINT, drains (see DrainConfig) and stops. Returns the exit
@@ -45,15 +56,20 @@ class Gateway {
   http::Server& server() { return *server_; }
   core::Clock& clock() { return clock_; }
   core::SteadyTime started_at() const { return started_at_; }
-  const std::shared_ptr<boost::asio::ssl::context>& tls_context(std::size_t service) const {
-    return tls_contexts_[service];
-  }
+  /// The TLS client context for a service's https instances: its own when configured,
+  /// else the one built from upstream.tls (services registered through the API).
+  const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
+  registry::Registry& registry() { return *registry_; }
 
  private:
   core::Config config_;
   core::Clock& clock_;
   Router router_;
-  std::vector<std::shared_ptr<boost::asio::ssl::context>> tls_contexts_;
+  std::string data_dir_;
+  std::map<std::string, std::shared_ptr<boost::asio::ssl::context>, std::less<>> tls_contexts_;
+  std::shared_ptr<boost::asio::ssl::context> default_tls_;
+  std::unique_ptr<registry::RegistryStore> store_;
+  std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<http::Server> server_;
   core::SteadyTime started_at_;
 };

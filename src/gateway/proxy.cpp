@@ -2,15 +2,19 @@
 
 #include <array>
 #include <cstring>
+#include <map>
+#include <unordered_map>
 
 #include "core/logging.hpp"
 #include "gateway/access_log.hpp"
 #include "gateway/admin.hpp"
+#include "gateway/api.hpp"
 #include "gateway/gateway.hpp"
 #include "http/exchange.hpp"
 #include "http/problem.hpp"
 #include "http/server.hpp"
 #include "http/upstream.hpp"
+#include "registry/registry.hpp"
 
 // A note on shape: every coroutine here keeps few and small locals. Asio recycles coroutine
 // frames of up to ~1 KiB per thread and mallocs larger ones, and GCC keeps every local (and
@@ -27,23 +31,29 @@ using http::Task;
 namespace asio = http::asio;
 using BodyError = http::BodyPiece::Error;
 
+/// An instance as a worker sees it: its own keep-alive pool. Kept across registry snapshots
+/// while the instance keeps its URL, so pools survive unrelated registry changes.
 struct Instance {
-  const core::InstanceConfig* config;
+  core::InstanceConfig config;
   std::unique_ptr<http::UpstreamPool> pool;
   std::string authority;  // the Host the upstream gets
 };
 
+/// A service as a worker sees it, rebuilt with each registry snapshot. Requests in flight
+/// hold it (and so the snapshot its config points into, and its instances' pools) until
+/// they finish: a removed instance drains instead of vanishing under a request.
 struct Service {
+  std::shared_ptr<const registry::Snapshot> snapshot;
   const core::ServiceConfig* config;
-  std::vector<Instance> instances;
+  std::vector<std::shared_ptr<Instance>> instances;
   std::size_t next = 0;  // round robin (the resilience issue replaces it)
 };
 
-/// What the access log says about one exchange.
+/// What the access log says about one exchange (and what keeps its service alive).
 struct Outcome {
   int status = 0;
-  const Service* service = nullptr;
-  const Instance* instance = nullptr;
+  std::shared_ptr<Service> service;
+  std::shared_ptr<Instance> instance;
 };
 
 /// How one attempt on an upstream connection ended.
@@ -94,7 +104,7 @@ void prepare_acquire_failure(Exchange& ex, Outcome& out, const Service& svc, con
   const bool timeout = lease.error == http::AcquireError::kTimeout;
   const int status = timeout ? 504 : lease.error == http::AcquireError::kLimit ? 503 : 502;
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}): {}: {}", svc.config->name,
-             inst.config->url.text, http::describe(lease.error), lease.detail);
+             inst.config.url.text, http::describe(lease.error), lease.detail);
   prepare_problem(ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
                   "instance of \"" + svc.config->name + "\": " + http::describe(lease.error) +
                       ": " + lease.detail);
@@ -104,7 +114,7 @@ void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc,
                               const Instance& inst) {
   const auto ms = svc.config->timeouts.response.count();
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) did not answer within {} ms",
-             svc.config->name, inst.config->url.text, ms);
+             svc.config->name, inst.config.url.text, ms);
   prepare_problem(ex, out, 504, "upstream-timeout",
                   "instance of \"" + svc.config->name +
                       "\" did not answer within timeouts.response (" + std::to_string(ms) + " ms)");
@@ -112,7 +122,7 @@ void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc,
 
 void prepare_upstream_reset(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst) {
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection",
-             svc.config->name, inst.config->url.text);
+             svc.config->name, inst.config.url.text);
   prepare_problem(
       ex, out, 502, "upstream-reset",
       "instance of \"" + svc.config->name + "\" closed the connection without a complete response");
@@ -121,28 +131,35 @@ void prepare_upstream_reset(Exchange& ex, Outcome& out, const Service& svc, cons
 void prepare_bad_response(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
                           const char* why) {
   SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) sent a malformed response: {}",
-             svc.config->name, inst.config->url.text, why);
+             svc.config->name, inst.config.url.text, why);
   prepare_problem(ex, out, 502, "bad-upstream-response",
                   "instance of \"" + svc.config->name + "\" sent a malformed response: " + why);
 }
 
-void prepare_admin(Gateway& gw, Exchange& ex, Outcome& out, core::SteadyTime now) {
-  AdminResponse r = handle_admin(gw, ex.head().method, ex.info().path, now);
-  out.status = r.status;
+/// A complete response of our own (operations and API answers), into ex.scratch().
+void prepare_response(Exchange& ex, Outcome& out, int status, std::string_view content_type,
+                      std::string_view body, std::string_view extra_fields) {
+  out.status = status;
+  if (!ex.body_done()) ex.set_close();
   http::HeadBuffer& h = ex.scratch();
   http::HeadWriter w(h);
-  w.status_line(r.status, http::reason_phrase(r.status))
-      .field("Content-Type", "application/json")
-      .field("Content-Length", r.body.size())
-      .field("Cache-Control", "no-store")
-      .field("X-Correlation-ID", ex.correlation_id());
+  w.status_line(status, http::reason_phrase(status));
+  if (status != 204) {
+    w.field("Content-Type", content_type).field("Content-Length", body.size());
+  }
+  w.field("Cache-Control", "no-store").field("X-Correlation-ID", ex.correlation_id());
   if (!ex.keep_alive())
     w.field("Connection", "close");
   else if (ex.head().version_minor == 0)
     w.field("Connection", "keep-alive");
-  w.raw(r.extra_fields);
+  w.raw(extra_fields);
   w.end();
-  if (ex.info().method != http::Method::kHead) h.append(r.body);
+  if (ex.info().method != http::Method::kHead && status != 204) h.append(body);
+}
+
+void prepare_admin(Gateway& gw, Exchange& ex, Outcome& out, core::SteadyTime now) {
+  const AdminResponse r = handle_admin(gw, ex.head().method, ex.info().path, now);
+  prepare_response(ex, out, r.status, "application/json", r.body, r.extra_fields);
 }
 
 /// The request head for the upstream, into ex.scratch().
@@ -154,7 +171,7 @@ void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc
   http::HeadWriter w(h);
   h.append(head.method);
   h.push_back(' ');
-  h.append(inst.config->url.base_path);
+  h.append(inst.config.url.base_path);
   Router::append_upstream_path(m, h);
   h.append(info.query).append(" HTTP/1.1\r\n", 11);
   w.field("Host", svc.config->preserve_host && !info.host.empty()
@@ -212,23 +229,10 @@ bool prepare_client_head(Exchange& ex, const http::ResponseHead& rh, const http:
 class ProxyHandler final : public http::Handler {
  public:
   ProxyHandler(Gateway& gw, http::Worker& worker)
-      : gw_(gw), worker_(worker), log_(gw.config().logging.format, gw.config().logging.access_log, gw.clock()) {
-    const auto& services = gw.config().services;
-    services_.reserve(services.size());
-    for (std::size_t i = 0; i < services.size(); ++i) {
-      const auto& sc = services[i];
-      Service s{&sc, {}, worker.index()};  // workers start round robin at different places
-      for (const auto& ic : sc.instances) {
-        http::UpstreamTarget target{ic.url.host,        ic.url.port,   ic.url.tls,
-                                    sc.tls.server_name, sc.tls.verify, gw.tls_context(i)};
-        s.instances.push_back(
-            Instance{&ic,
-                     std::make_unique<http::UpstreamPool>(worker.context().get_executor(), target,
-                                                          sc.pool, sc.timeouts.connect),
-                     ic.url.authority()});
-      }
-      services_.push_back(std::move(s));
-    }
+      : gw_(gw),
+        worker_(worker),
+        log_(gw.config().logging.format, gw.config().logging.access_log, gw.clock()) {
+    refresh();
   }
 
   ~ProxyHandler() override { log_.flush(gw_.clock().wall_now()); }
@@ -236,22 +240,87 @@ class ProxyHandler final : public http::Handler {
   Task<void> handle(Exchange& ex) override {
     const auto start = gw_.clock().steady_now();
     Outcome out;
-    Instance* inst = nullptr;
-    Service* svc = route(ex, out, inst);
-    if (svc != nullptr)
-      co_await forward(ex, out, *svc, *inst);
-    else
-      co_await send_scratch(ex);
+    if (is_api_path(ex.info().path)) {
+      co_await answer_api(ex, out);
+    } else {
+      Instance* inst = nullptr;
+      Service* svc = route(ex, out, inst);
+      if (svc != nullptr)
+        co_await forward(ex, out, *svc, *inst);
+      else
+        co_await send_scratch(ex);
+    }
     if (log_.enabled()) record(ex, out, start);
   }
 
   void on_tick(core::SteadyTime now) override {
-    for (auto& s : services_)
-      for (auto& i : s.instances) i.pool->sweep(now);
+    for (auto& [key, inst] : instances_) inst->pool->sweep(now);
     log_.flush(gw_.clock().wall_now());
   }
 
  private:
+  /// The registration API: reads the (small) body, then answers from the registry.
+  Task<void> answer_api(Exchange& ex, Outcome& out) {
+    std::string body;
+    while (api_wants_body(ex.head().method) && !ex.body_done()) {
+      const http::BodyPiece piece = co_await ex.read_body();
+      if (piece.error != BodyError::kNone) {
+        prepare_body_error(ex, out, piece.error);
+        co_await send_scratch(ex);
+        co_return;
+      }
+      if (body.size() + piece.data.size() > registry::kMaxRegistrationBody) {
+        prepare_problem(ex, out, 413, "body-too-large", "API bodies are at most 64 KiB");
+        co_await send_scratch(ex);
+        co_return;
+      }
+      body.append(piece.data);
+    }
+    const ApiResponse r =
+        handle_api(gw_, ex.head().method, ex.info().path, body, ex.correlation_id());
+    prepare_response(ex, out, r.status, r.content_type, r.body, r.extra_fields);
+    co_await send_scratch(ex);
+  }
+
+  /// Takes the registry's new snapshot when there is one: one atomic load per request.
+  void refresh_if_changed() {
+    if (gw_.registry().version() != version_) refresh();
+  }
+
+  void refresh() {
+    auto snap = gw_.registry().snapshot();
+    version_ = snap->version;
+    std::map<std::string, std::shared_ptr<Service>, std::less<>> services;
+    std::unordered_map<std::string, std::shared_ptr<Instance>> instances;
+    for (const auto& rs : snap->services) {
+      auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, worker_.index()});
+      for (const auto& ri : rs.instances) {
+        // Same service, id and URL: the same upstream, so keep its pool.
+        std::string key = rs.name + '/' + ri.id + ' ' + ri.config.url.text;
+        auto it = instances_.find(key);
+        std::shared_ptr<Instance> inst;
+        if (it != instances_.end()) {
+          inst = it->second;
+        } else {
+          const auto& tls = rs.config.tls;
+          http::UpstreamTarget target{ri.config.url.host, ri.config.url.port,
+                                      ri.config.url.tls,  tls.server_name,
+                                      tls.verify,         gw_.tls_context_for(rs.name)};
+          inst = std::make_shared<Instance>(Instance{
+              ri.config,
+              std::make_unique<http::UpstreamPool>(worker_.context().get_executor(), target,
+                                                   rs.config.pool, rs.config.timeouts.connect),
+              ri.config.url.authority()});
+        }
+        svc->instances.push_back(inst);
+        instances.emplace(std::move(key), std::move(inst));
+      }
+      services.emplace(rs.name, std::move(svc));
+    }
+    services_ = std::move(services);
+    instances_ = std::move(instances);  // pools of removed instances close once idle
+  }
+
   /// Decides what to do with a request: returns the service and instance to forward to, or
   /// nullptr with the answer prepared in scratch.
   Service* route(Exchange& ex, Outcome& out, Instance*& inst) {
@@ -266,26 +335,30 @@ class ProxyHandler final : public http::Handler {
       return nullptr;
     }
     const RouteMatch m = gw_.router().match(info.host, info.path);
-    if (m.kind == RouteMatch::Kind::kUnknownService) {
-      prepare_problem(ex, out, 404, "unknown-service",
-                      "no service named \"" + std::string(m.service_name) + "\"");
-      return nullptr;
-    }
     if (m.kind == RouteMatch::Kind::kNoRoute) {
       prepare_problem(ex, out, 404, "no-route",
                       "no route matches this path; use /svc/<service>/... or a routes entry");
       return nullptr;
     }
-    Service& svc = services_[m.service];
-    out.service = &svc;
+    // The router knows the configured services; the registry also has those registered
+    // through the API.
+    refresh_if_changed();
+    const auto it = services_.find(m.service_name);
+    if (it == services_.end()) {
+      prepare_problem(ex, out, 404, "unknown-service",
+                      "no service named \"" + std::string(m.service_name) + "\"");
+      return nullptr;
+    }
+    Service& svc = *it->second;
+    out.service = it->second;
     if (svc.instances.empty()) {
       prepare_problem(ex, out, 503, "no-instance",
                       "service \"" + svc.config->name + "\" has no instance to send to",
                       "Retry-After: 1\r\n");
       return nullptr;
     }
-    inst = &svc.instances[svc.next++ % svc.instances.size()];
-    out.instance = inst;
+    out.instance = svc.instances[svc.next++ % svc.instances.size()];
+    inst = out.instance.get();
     prepare_upstream_head(ex, m, svc, *inst);
     return &svc;
   }
@@ -296,7 +369,7 @@ class ProxyHandler final : public http::Handler {
         ex.head().method, ex.head().target, out.status,
         std::chrono::duration<double, std::milli>(end - start).count(),
         out.service ? std::string_view(out.service->config->name) : std::string_view{},
-        out.instance ? std::string_view(out.instance->config->url.text) : std::string_view{},
+        out.instance ? std::string_view(out.instance->config.url.text) : std::string_view{},
         ex.bytes_sent(), ex.correlation_id(), ex.peer_address()});
   }
 
@@ -308,7 +381,8 @@ class ProxyHandler final : public http::Handler {
       co_return;
     }
     ex.set_response_started();
-    const std::array<asio::const_buffer, 1> bufs{asio::buffer(ex.scratch().data(), ex.scratch().size())};
+    const std::array<asio::const_buffer, 1> bufs{
+        asio::buffer(ex.scratch().data(), ex.scratch().size())};
     auto [ec, n] = co_await ex.write(bufs);
     ex.count_sent(n);
     if (ec) ex.abort();
@@ -436,26 +510,24 @@ class ProxyHandler final : public http::Handler {
   /// Writes the whole batch to the client (one writev unless the socket takes less);
   /// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
   /// frame fewer per write on the hot path.
-#define SB_FLUSH(ex, ok)                                                  \
-  do {                                                                    \
-    http::WriteBatch& flush_batch_ = (ex).batch();                        \
-    bool flush_failed_ = false;                                           \
-    const std::size_t flush_now_ =                                        \
-        (ex).write_now(flush_batch_.buffers(), flush_failed_);            \
-    (ex).count_sent(flush_now_);                                          \
-    flush_batch_.consume(flush_now_);                                     \
-    if (flush_failed_) ok = false;                                        \
-    while (ok && !flush_batch_.empty()) {                                 \
-      auto [flush_ec_, flush_n_] =                                        \
-          co_await (ex).write_some(flush_batch_.buffers());               \
-      (ex).count_sent(flush_n_);                                          \
-      if (flush_ec_) {                                                    \
-        ok = false;                                                       \
-        break;                                                            \
-      }                                                                   \
-      flush_batch_.consume(flush_n_);                                     \
-    }                                                                     \
-    flush_batch_.clear();                                                 \
+#define SB_FLUSH(ex, ok)                                                                  \
+  do {                                                                                    \
+    http::WriteBatch& flush_batch_ = (ex).batch();                                        \
+    bool flush_failed_ = false;                                                           \
+    const std::size_t flush_now_ = (ex).write_now(flush_batch_.buffers(), flush_failed_); \
+    (ex).count_sent(flush_now_);                                                          \
+    flush_batch_.consume(flush_now_);                                                     \
+    if (flush_failed_) ok = false;                                                        \
+    while (ok && !flush_batch_.empty()) {                                                 \
+      auto [flush_ec_, flush_n_] = co_await (ex).write_some(flush_batch_.buffers());      \
+      (ex).count_sent(flush_n_);                                                          \
+      if (flush_ec_) {                                                                    \
+        ok = false;                                                                       \
+        break;                                                                            \
+      }                                                                                   \
+      flush_batch_.consume(flush_n_);                                                     \
+    }                                                                                     \
+    flush_batch_.clear();                                                                 \
   } while (0)
 
   /// Reads more from the upstream after moving [keep_from, len) to the front; returns
@@ -527,7 +599,7 @@ class ProxyHandler final : public http::Handler {
     if (!ok) {
       // The status is out: the only honest signal left is to cut the client connection.
       SB_REQ_LOG(warn, ex.correlation_id(), "response from {} ({}) cut mid-body", svc.config->name,
-                 inst.config->url.text);
+                 inst.config.url.text);
       inst.pool->discard(std::move(conn));
       ex.abort();
       co_return;
@@ -608,7 +680,9 @@ class ProxyHandler final : public http::Handler {
   Gateway& gw_;
   http::Worker& worker_;
   AccessLog log_;
-  std::vector<Service> services_;
+  std::uint64_t version_ = 0;  // of the registry snapshot services_ was built from
+  std::map<std::string, std::shared_ptr<Service>, std::less<>> services_;
+  std::unordered_map<std::string, std::shared_ptr<Instance>> instances_;
 };
 
 }  // namespace

@@ -1,0 +1,122 @@
+#include "gateway/api.hpp"
+
+#include <boost/json.hpp>
+
+#include "gateway/gateway.hpp"
+#include "http/message.hpp"
+#include "registry/registry.hpp"
+
+namespace sb::gateway {
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kPrefix = "/api/services";
+
+ApiResponse problem(int status, std::string_view slug, std::string_view detail,
+                    std::string_view field, std::string_view cid) {
+  return ApiResponse{
+      status, "application/problem+json", problem_body(status, slug, detail, field, cid), {}};
+}
+
+ApiResponse from_error(const registry::ApiError& e, std::string_view cid) {
+  const char* slug = e.status == 404   ? "not-found"
+                     : e.status == 409 ? "conflict"
+                     : e.status == 413 ? "body-too-large"
+                     : e.status == 503 ? "registry-unavailable"
+                                       : "invalid-registration";
+  return problem(e.status, slug, e.detail, e.field, cid);
+}
+
+ApiResponse method_not_allowed(std::string_view allow, std::string_view cid) {
+  ApiResponse r =
+      problem(405, "method-not-allowed", "this resource allows " + std::string(allow), "", cid);
+  r.extra_fields = "Allow: " + std::string(allow) + "\r\n";
+  return r;
+}
+
+// Splits "/a/b/c" (after the prefix) into segments; false on empty segments.
+bool split(std::string_view rest, std::vector<std::string_view>& out) {
+  while (!rest.empty()) {
+    if (rest.front() != '/') return false;
+    rest.remove_prefix(1);
+    const auto slash = rest.find('/');
+    const std::string_view seg = rest.substr(0, slash);
+    if (seg.empty()) return false;
+    out.push_back(seg);
+    rest = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string problem_body(int status, std::string_view slug, std::string_view detail,
+                         std::string_view field, std::string_view correlation_id) {
+  json::object o;
+  o["type"] = "urn:switchboard:problem:" + std::string(slug);
+  o["title"] = http::reason_phrase(status);
+  o["status"] = status;
+  o["detail"] = detail;
+  if (!field.empty()) o["field"] = field;
+  o["correlation_id"] = correlation_id;
+  return json::serialize(o) + "\n";
+}
+
+bool is_api_path(std::string_view path) {
+  return path == kPrefix || path.starts_with("/api/services/") || path.starts_with("/api/");
+}
+
+bool api_wants_body(std::string_view method) { return method == "PUT"; }
+
+ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view path,
+                       std::string_view body, std::string_view cid) {
+  auto& reg = gw.registry();
+  if (!path.starts_with(kPrefix) || (path.size() > kPrefix.size() && path[kPrefix.size()] != '/'))
+    return problem(404, "not-found", "the API lives under /api/services", "", cid);
+  std::vector<std::string_view> seg;
+  if (!split(path.substr(kPrefix.size()), seg))
+    return problem(404, "not-found", "malformed API path", "", cid);
+
+  const bool get = method == "GET" || method == "HEAD";
+  if (seg.empty()) {
+    if (!get) return method_not_allowed("GET, HEAD", cid);
+    return ApiResponse{200, "application/json", reg.to_json(), {}};
+  }
+  const std::string_view service = seg[0];
+  if (seg.size() == 1) {
+    if (!get) return method_not_allowed("GET, HEAD", cid);
+    auto s = reg.service_json(service);
+    if (!s) return problem(404, "not-found", "no service " + std::string(service), "service", cid);
+    return ApiResponse{200, "application/json", std::move(*s), {}};
+  }
+  if (seg[1] != "instances" || seg.size() < 3 || seg.size() > 4 ||
+      (seg.size() == 4 && seg[3] != "heartbeat"))
+    return problem(404, "not-found", "expected /api/services/{service}/instances/{id}[/heartbeat]",
+                   "", cid);
+  const std::string_view id = seg[2];
+  if (seg.size() == 4) {
+    if (method != "PUT") return method_not_allowed("PUT", cid);
+    if (auto err = reg.heartbeat(service, id)) return from_error(*err, cid);
+    return ApiResponse{200, "application/json", "{\"status\":\"renewed\"}\n", {}};
+  }
+  if (method == "DELETE") {
+    if (auto err = reg.remove(service, id)) return from_error(*err, cid);
+    return ApiResponse{204, "application/json", "", {}};
+  }
+  if (method != "PUT") return method_not_allowed("PUT, DELETE", cid);
+  auto parsed = registry::parse_registration(service, id, body);
+  if (auto* err = std::get_if<registry::ApiError>(&parsed)) return from_error(*err, cid);
+  auto outcome = reg.put(std::get<registry::Registration>(parsed));
+  if (auto* err = std::get_if<registry::ApiError>(&outcome)) return from_error(*err, cid);
+  const bool created =
+      std::get<registry::Registry::PutOutcome>(outcome) == registry::Registry::PutOutcome::kCreated;
+  auto s = reg.service_json(service);
+  ApiResponse r{created ? 201 : 200, "application/json", s ? std::move(*s) : "{}\n", {}};
+  if (created)
+    r.extra_fields = "Location: /api/services/" + std::string(service) + "/instances/" +
+                     std::string(id) + "\r\n";
+  return r;
+}
+
+}  // namespace sb::gateway

@@ -1,0 +1,208 @@
+#include "registry/events.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <utility>
+
+namespace sb::registry {
+
+namespace {
+
+/// Length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no overlongs, no
+/// surrogates, nothing above U+10FFFF), or 0 when it does not start with one.
+std::size_t utf8_sequence_length(std::string_view s) {
+  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const auto cont = [&](std::size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+
+/// Appends `s` as a quoted JSON string. Invalid UTF-8 bytes become U+FFFD each.
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_sequence_length(s.substr(i));
+      if (n == 0) {
+        out += "\\ufffd";
+        ++i;
+      } else {
+        out.append(s.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xF];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
+
+/// Appends a JSON document that is embedded verbatim, with raw CR/LF (which valid JSON can
+/// only hold as whitespace) turned into spaces so that an SSE data line stays one line.
+void append_one_line(std::string& out, std::string_view json) {
+  for (char c : json) out += (c == '\n' || c == '\r') ? ' ' : c;
+}
+
+/// Appends an SSE field value with CR and LF dropped (they would end the field).
+void append_sse_token(std::string& out, std::string_view s) {
+  for (char c : s)
+    if (c != '\n' && c != '\r') out += c;
+}
+
+}  // namespace
+
+EventLog::EventLog(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+std::uint64_t EventLog::append(Event event) {
+  event.id = next_id_++;
+  if (event.data_json.empty()) event.data_json = "{}";
+  if (events_.size() == capacity_) {
+    events_.pop_front();
+    ++dropped_total_;
+  }
+  events_.push_back(std::move(event));
+  return events_.back().id;
+}
+
+std::uint64_t EventLog::append(core::WallTime at, std::string type, std::string service,
+                               std::string instance, std::string reason, std::string data_json) {
+  return append(Event{.id = 0,
+                      .at = at,
+                      .type = std::move(type),
+                      .service = std::move(service),
+                      .instance = std::move(instance),
+                      .reason = std::move(reason),
+                      .data_json = std::move(data_json)});
+}
+
+EventLog::Since EventLog::since(std::uint64_t last_id) const {
+  Since out;
+  // The client needs ids last_id + 1 ... last_id(); all of them are held iff the oldest
+  // held id is at most last_id + 1. An id from the future means another process's ids.
+  if (last_id > this->last_id() || last_id + 1 < first_id()) {
+    out.too_old = true;
+    return out;
+  }
+  // Ids are consecutive, so the first wanted event sits at a computed offset.
+  const std::size_t skip = static_cast<std::size_t>(last_id + 1 - first_id());
+  out.events.assign(events_.begin() + static_cast<std::ptrdiff_t>(skip), events_.end());
+  return out;
+}
+
+std::string format_rfc3339_ms(core::WallTime at) {
+  using namespace std::chrono;
+  const auto ms = floor<milliseconds>(at);
+  const auto day = floor<days>(ms);
+  const year_month_day ymd{day};
+  const hh_mm_ss hms{ms - day};
+  char buf[40];
+  const int n = std::snprintf(
+      buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<int>(ymd.year()),
+      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+      static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+      static_cast<int>(hms.seconds().count()), static_cast<int>(hms.subseconds().count()));
+  return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
+}
+
+std::string to_json(const Event& event) {
+  std::string out;
+  out.reserve(128 + event.service.size() + event.instance.size() + event.reason.size() +
+              event.data_json.size());
+  out += "{\"id\":";
+  out += std::to_string(event.id);
+  out += ",\"at\":\"";
+  out += format_rfc3339_ms(event.at);
+  out += "\",\"type\":";
+  append_json_string(out, event.type);
+  out += ",\"service\":";
+  append_json_string(out, event.service);
+  out += ",\"instance\":";
+  append_json_string(out, event.instance);
+  out += ",\"reason\":";
+  append_json_string(out, event.reason);
+  out += ",\"data\":";
+  append_one_line(out, event.data_json.empty() ? std::string_view("{}") : event.data_json);
+  out += '}';
+  return out;
+}
+
+std::string to_sse(const Event& event) {
+  std::string out = "id: ";
+  out += std::to_string(event.id);
+  out += "\nevent: ";
+  append_sse_token(out, event.type);
+  out += "\ndata: ";
+  out += to_json(event);
+  out += "\n\n";
+  return out;
+}
+
+std::string sse_snapshot(std::uint64_t id, std::string_view registry_json) {
+  std::string out = "id: ";
+  out += std::to_string(id);
+  out += "\nevent: snapshot\ndata: ";
+  append_one_line(out, registry_json);
+  out += "\n\n";
+  return out;
+}
+
+std::optional<std::uint64_t> parse_last_event_id(std::string_view value) {
+  if (value.empty() || value.size() > 20) return std::nullopt;
+  for (char c : value)
+    if (c < '0' || c > '9') return std::nullopt;
+  std::uint64_t id = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), id);
+  if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+  return id;
+}
+
+}  // namespace sb::registry

@@ -1,0 +1,418 @@
+#include "registry/registry.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+
+#include "core/config_load.hpp"
+#include "core/logging.hpp"
+#include "registry/store.hpp"
+
+namespace sb::registry {
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::int64_t kMaxTtlSeconds = 7 * 24 * 3600;
+constexpr std::uint32_t kMaxWeight = 10'000;
+
+bool valid_zone(std::string_view z) {
+  if (z.size() > 63) return false;
+  for (char c : z) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::int64_t unix_ms(core::WallTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+std::string rfc3339(core::WallTime t) {
+  const auto ms = unix_ms(t);
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+}
+
+json::object instance_json(const Instance& i, core::SteadyTime now) {
+  json::object o;
+  o["id"] = i.id;
+  o["url"] = i.config.url.text;
+  o["zone"] = i.config.zone;
+  o["weight"] = i.config.weight;
+  o["source"] = core::to_string(i.source);
+  if (i.ttl_seconds > 0) {
+    o["ttl_seconds"] = i.ttl_seconds;
+    if (i.deadline)
+      o["expires_in_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(*i.deadline - now).count();
+  }
+  if (i.registered_at != core::WallTime{}) o["registered_at"] = rfc3339(i.registered_at);
+  json::error_code ec;
+  json::value meta = json::parse(i.metadata_json, ec);
+  o["metadata"] = ec ? json::value(json::object{}) : std::move(meta);
+  return o;
+}
+
+json::object service_object(const Service& s, core::SteadyTime now) {
+  json::object o;
+  o["name"] = s.name;
+  o["source"] = core::to_string(s.source);
+  o["critical"] = s.config.critical;
+  json::array instances;
+  for (const auto& i : s.instances) instances.push_back(instance_json(i, now));
+  o["instances"] = std::move(instances);
+  return o;
+}
+
+ApiError bad(std::string field, std::string detail) {
+  return ApiError{400, std::move(field), std::move(detail)};
+}
+
+}  // namespace
+
+bool valid_service_name(std::string_view name, std::string* why) {
+  auto fail = [&](const char* w) {
+    if (why) *why = w;
+    return false;
+  };
+  if (name.empty() || name.size() > 63) return fail("must be 1 to 63 characters");
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+      return fail("may hold only a-z, 0-9 and '-'");
+  }
+  if (name == "status" || name == "events") return fail("is reserved");
+  return true;
+}
+
+bool valid_instance_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::variant<Registration, ApiError> parse_registration(std::string_view service,
+                                                        std::string_view id,
+                                                        std::string_view body) {
+  std::string why;
+  if (!valid_service_name(service, &why)) return bad("service", "service name " + why);
+  if (!valid_instance_id(id))
+    return bad("id", "instance id must be 1 to 128 of A-Z, a-z, 0-9, '.', '_', '-'");
+  if (body.size() > kMaxRegistrationBody) return ApiError{413, "", "body larger than 64 KiB"};
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) return bad("", "body is not valid JSON: " + ec.message());
+  if (!v.is_object()) return bad("", "body must be a JSON object");
+  Registration r;
+  r.service = std::string(service);
+  r.id = std::string(id);
+  bool have_url = false;
+  for (const auto& [key, value] : v.as_object()) {
+    if (key == "url") {
+      if (!value.is_string()) return bad("url", "must be a string");
+      std::string url_why;
+      auto url = core::parse_upstream_url(value.as_string(), &url_why);
+      if (!url) return bad("url", url_why);
+      r.url = *url;
+      have_url = true;
+    } else if (key == "ttl_seconds") {
+      if (!value.is_int64() && !value.is_uint64()) return bad("ttl_seconds", "must be an integer");
+      const auto ttl = value.to_number<std::int64_t>(ec);
+      if (ec || ttl < 1 || ttl > kMaxTtlSeconds)
+        return bad("ttl_seconds", fmt::format("must be 1..{}", kMaxTtlSeconds));
+      r.ttl_seconds = ttl;
+    } else if (key == "zone") {
+      if (!value.is_string() || !valid_zone(value.as_string()))
+        return bad("zone", "must be a string of up to 63 of A-Z, a-z, 0-9, '-', '_', '.'");
+      r.zone = std::string(value.as_string());
+    } else if (key == "weight") {
+      if (!value.is_int64() && !value.is_uint64()) return bad("weight", "must be an integer");
+      const auto w = value.to_number<std::int64_t>(ec);
+      if (ec || w < 1 || w > kMaxWeight)
+        return bad("weight", fmt::format("must be 1..{}", kMaxWeight));
+      r.weight = static_cast<std::uint32_t>(w);
+    } else if (key == "metadata") {
+      if (!value.is_object()) return bad("metadata", "must be a JSON object");
+      r.metadata_json = json::serialize(value);
+    } else if (key == "check") {
+      return bad("check",
+                 "per-instance health checks are not supported by this version (the service's "
+                 "configured checks apply)");
+    } else {
+      return bad(std::string(key),
+                 "unknown field (known: url, ttl_seconds, zone, weight, metadata)");
+    }
+  }
+  if (!have_url) return bad("url", "is required");
+  return r;
+}
+
+const Service* Snapshot::find(std::string_view name) const {
+  auto it = std::lower_bound(services.begin(), services.end(), name,
+                             [](const Service& s, std::string_view n) { return s.name < n; });
+  return it != services.end() && it->name == name ? &*it : nullptr;
+}
+
+Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore* store,
+                   std::optional<core::UpstreamUrl> self_url)
+    : clock_(clock), store_(store) {
+  api_defaults_.timeouts = config.upstream.timeouts;
+  api_defaults_.pool = config.upstream.pool;
+  api_defaults_.tls = config.upstream.tls;
+  api_defaults_.source = core::Source::kApi;
+  for (const auto& sc : config.services) {
+    Service s{sc.name, sc, sc.source, {}};
+    s.config.instances.clear();
+    for (std::size_t i = 0; i < sc.instances.size(); ++i) {
+      Instance inst;
+      inst.id = fmt::format("{}-{}", core::to_string(sc.source), i + 1);
+      inst.config = sc.instances[i];
+      inst.source = sc.source;
+      s.instances.push_back(std::move(inst));
+    }
+    services_.push_back(std::move(s));
+  }
+  if (self_url && find_mut("switchboard") == nullptr) {
+    Service s{"switchboard", api_defaults_, core::Source::kDefault, {}};
+    Instance self;
+    self.id = "self";
+    self.config.url = *self_url;
+    self.source = core::Source::kDefault;
+    self.registered_at = clock_.wall_now();
+    s.instances.push_back(std::move(self));
+    services_.push_back(std::move(s));
+  }
+  std::lock_guard lock(mu_);
+  publish();
+}
+
+Registry::~Registry() = default;
+
+Service* Registry::find_mut(std::string_view name) {
+  for (auto& s : services_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+void Registry::publish() {
+  auto snap = std::make_shared<Snapshot>();
+  snap->version = version_.load(std::memory_order_relaxed) + 1;
+  snap->services = services_;
+  std::sort(snap->services.begin(), snap->services.end(),
+            [](const Service& a, const Service& b) { return a.name < b.name; });
+  snapshot_ = std::move(snap);
+  version_.store(snapshot_->version, std::memory_order_release);
+}
+
+std::shared_ptr<const Snapshot> Registry::snapshot() const {
+  std::lock_guard lock(mu_);
+  return snapshot_;
+}
+
+std::optional<std::string> Registry::load() {
+  if (store_ == nullptr) return std::nullopt;
+  std::string error;
+  auto stored = store_->load_all(&error);
+  if (!error.empty()) return error;
+  std::lock_guard lock(mu_);
+  const auto wall = clock_.wall_now();
+  const auto steady = clock_.steady_now();
+  std::size_t restored = 0, lapsed = 0;
+  for (const auto& si : stored) {
+    std::string why;
+    auto url = core::parse_upstream_url(si.url, &why);
+    if (!url || !valid_service_name(si.service) || !valid_instance_id(si.id)) {
+      spdlog::warn("registry store: skipping unreadable registration {}/{}: {}", si.service, si.id,
+                   why.empty() ? "bad name" : why);
+      continue;
+    }
+    std::optional<core::SteadyTime> deadline;
+    if (si.ttl_ms > 0) {
+      const auto left = std::chrono::milliseconds(si.deadline_unix_ms - unix_ms(wall));
+      if (left <= std::chrono::milliseconds::zero()) {
+        ++lapsed;
+        spdlog::info("registry: {}/{} expired while Switchboard was down", si.service, si.id);
+        if (auto err = store_->remove(si.service, si.id)) spdlog::warn("registry store: {}", *err);
+        continue;
+      }
+      deadline = steady + left;
+    }
+    Service* s = find_mut(si.service);
+    if (s == nullptr) {
+      services_.push_back(Service{si.service, api_defaults_, core::Source::kApi, {}});
+      s = &services_.back();
+      s->config.name = si.service;
+    }
+    Instance inst;
+    inst.id = si.id;
+    inst.config.url = *url;
+    inst.config.zone = si.zone;
+    inst.config.weight = si.weight == 0 ? 1 : si.weight;
+    inst.source = core::Source::kApi;
+    inst.ttl_seconds = si.ttl_ms / 1000;
+    inst.deadline = deadline;
+    inst.registered_at = wall;
+    inst.metadata_json = si.metadata_json.empty() ? "{}" : si.metadata_json;
+    s->instances.push_back(std::move(inst));
+    ++restored;
+  }
+  if (restored > 0 || lapsed > 0)
+    spdlog::info("registry: restored {} registration(s), {} expired while down", restored, lapsed);
+  publish();
+  return std::nullopt;
+}
+
+std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r) {
+  std::lock_guard lock(mu_);
+  Service* s = find_mut(r.service);
+  if (s != nullptr && s->source != core::Source::kApi) {
+    for (const auto& i : s->instances) {
+      if (i.id == r.id && i.source != core::Source::kApi)
+        return ApiError{409, "id",
+                        fmt::format("instance {} of {} comes from {} and cannot be replaced "
+                                    "through the API",
+                                    r.id, r.service, core::to_string(i.source))};
+    }
+  }
+  const auto wall = clock_.wall_now();
+  const auto steady = clock_.steady_now();
+  if (store_ != nullptr) {
+    StoredInstance si;
+    si.service = r.service;
+    si.id = r.id;
+    si.url = r.url.text;
+    si.zone = r.zone;
+    si.weight = r.weight;
+    si.metadata_json = r.metadata_json;
+    si.ttl_ms = r.ttl_seconds * 1000;
+    si.deadline_unix_ms = r.ttl_seconds > 0 ? unix_ms(wall) + r.ttl_seconds * 1000 : 0;
+    if (auto err = store_->put(si)) return ApiError{503, "", "registry store: " + *err};
+  }
+  if (s == nullptr) {
+    services_.push_back(Service{r.service, api_defaults_, core::Source::kApi, {}});
+    s = &services_.back();
+    s->config.name = r.service;
+  }
+  Instance inst;
+  inst.id = r.id;
+  inst.config.url = r.url;
+  inst.config.zone = r.zone;
+  inst.config.weight = r.weight;
+  inst.source = core::Source::kApi;
+  inst.ttl_seconds = r.ttl_seconds;
+  if (r.ttl_seconds > 0) inst.deadline = steady + std::chrono::seconds(r.ttl_seconds);
+  inst.registered_at = wall;
+  inst.metadata_json = r.metadata_json;
+  PutOutcome outcome = PutOutcome::kCreated;
+  for (auto& existing : s->instances) {
+    if (existing.id == r.id) {
+      existing = std::move(inst);
+      outcome = PutOutcome::kReplaced;
+      break;
+    }
+  }
+  if (outcome == PutOutcome::kCreated) s->instances.push_back(std::move(inst));
+  spdlog::info("registry: {} {}/{} at {}",
+               outcome == PutOutcome::kCreated ? "registered" : "replaced", r.service, r.id,
+               r.url.text);
+  publish();
+  return outcome;
+}
+
+std::optional<ApiError> Registry::heartbeat(std::string_view service, std::string_view id) {
+  std::lock_guard lock(mu_);
+  Service* s = find_mut(service);
+  Instance* inst = nullptr;
+  if (s != nullptr)
+    for (auto& i : s->instances)
+      if (i.id == id) inst = &i;
+  if (inst == nullptr)
+    return ApiError{404, "id", fmt::format("no instance {} of service {}", id, service)};
+  if (inst->ttl_seconds <= 0) return std::nullopt;  // nothing to renew
+  if (store_ != nullptr) {
+    const auto deadline = unix_ms(clock_.wall_now()) + inst->ttl_seconds * 1000;
+    if (auto err = store_->renew(service, id, deadline))
+      return ApiError{503, "", "registry store: " + *err};
+  }
+  inst->deadline = clock_.steady_now() + std::chrono::seconds(inst->ttl_seconds);
+  publish();
+  return std::nullopt;
+}
+
+std::optional<ApiError> Registry::remove(std::string_view service, std::string_view id) {
+  std::lock_guard lock(mu_);
+  Service* s = find_mut(service);
+  if (s == nullptr) return ApiError{404, "service", fmt::format("no service {}", service)};
+  auto it = std::find_if(s->instances.begin(), s->instances.end(),
+                         [&](const Instance& i) { return i.id == id; });
+  if (it == s->instances.end())
+    return ApiError{404, "id", fmt::format("no instance {} of service {}", id, service)};
+  if (it->source != core::Source::kApi)
+    return ApiError{409, "id",
+                    fmt::format("instance {} of {} comes from {} and cannot be removed through "
+                                "the API",
+                                id, service, core::to_string(it->source))};
+  if (store_ != nullptr)
+    if (auto err = store_->remove(service, id)) return ApiError{503, "", "registry store: " + *err};
+  s->instances.erase(it);
+  if (s->instances.empty() && s->source == core::Source::kApi)
+    services_.erase(services_.begin() + (s - services_.data()));
+  spdlog::info("registry: deregistered {}/{}", service, id);
+  publish();
+  return std::nullopt;
+}
+
+std::size_t Registry::expire() {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.steady_now();
+  std::size_t n = 0;
+  for (auto& s : services_) {
+    for (auto it = s.instances.begin(); it != s.instances.end();) {
+      if (it->deadline && now >= *it->deadline) {
+        spdlog::info("registry: {}/{} expired (no heartbeat within {} s)", s.name, it->id,
+                     it->ttl_seconds);
+        if (store_ != nullptr)
+          if (auto err = store_->remove(s.name, it->id)) spdlog::warn("registry store: {}", *err);
+        it = s.instances.erase(it);
+        ++n;
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::erase_if(services_, [](const Service& s) {
+    return s.instances.empty() && s.source == core::Source::kApi;
+  });
+  if (n > 0) publish();
+  return n;
+}
+
+std::string Registry::to_json() const {
+  auto snap = snapshot();
+  const auto now = clock_.steady_now();
+  json::array services;
+  for (const auto& s : snap->services) services.push_back(service_object(s, now));
+  json::object o;
+  o["version"] = snap->version;
+  o["services"] = std::move(services);
+  return json::serialize(o) + "\n";
+}
+
+std::optional<std::string> Registry::service_json(std::string_view name) const {
+  auto snap = snapshot();
+  const Service* s = snap->find(name);
+  if (s == nullptr) return std::nullopt;
+  return json::serialize(service_object(*s, clock_.steady_now())) + "\n";
+}
+
+}  // namespace sb::registry

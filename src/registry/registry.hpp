@@ -1,0 +1,124 @@
+// The service registry: which services exist and which instances each has, from
+// configuration, environment and the registration API, with TTLs. Workers read it as an
+// immutable Snapshot: they check version() (one relaxed atomic load) per request and take
+// the new snapshot only when it changed, so a routing lookup takes no lock.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+
+namespace sb::registry {
+
+class RegistryStore;
+
+/// A refused API call: the HTTP status, the field at fault ("" for none) and why.
+struct ApiError {
+  int status = 400;
+  std::string field;
+  std::string detail;
+};
+
+/// A registration from the API, validated.
+struct Registration {
+  std::string service;
+  std::string id;
+  core::UpstreamUrl url;
+  std::int64_t ttl_seconds = 0;  // 0: no TTL
+  std::string zone;
+  std::uint32_t weight = 1;
+  std::string metadata_json = "{}";  // a JSON object, as sent
+};
+
+inline constexpr std::size_t kMaxRegistrationBody = 64 * 1024;
+
+/// `[a-z0-9-]{1,63}`, not a reserved name ("status", "events").
+bool valid_service_name(std::string_view name, std::string* why = nullptr);
+/// `[A-Za-z0-9._-]{1,128}`.
+bool valid_instance_id(std::string_view id);
+
+/// Parses and validates `PUT /api/services/{service}/instances/{id}` with its JSON body
+/// `{url, ttl_seconds?, zone?, weight?, metadata?}`. Unknown fields are refused.
+std::variant<Registration, ApiError> parse_registration(std::string_view service,
+                                                        std::string_view id, std::string_view body);
+
+struct Instance {
+  std::string id;
+  core::InstanceConfig config;
+  core::Source source = core::Source::kFile;
+  std::int64_t ttl_seconds = 0;
+  std::optional<core::SteadyTime> deadline;  // TTL expiry
+  core::WallTime registered_at{};
+  std::string metadata_json = "{}";
+};
+
+struct Service {
+  std::string name;
+  core::ServiceConfig config;  // policies (timeouts, pool, TLS, critical); instances below
+  core::Source source = core::Source::kFile;
+  std::vector<Instance> instances;
+};
+
+/// An immutable view of the registry; shared by every worker.
+struct Snapshot {
+  std::uint64_t version = 0;
+  std::vector<Service> services;  // sorted by name
+  const Service* find(std::string_view name) const;
+};
+
+class Registry {
+ public:
+  /// Services and instances from `config` (file, environment, command line). `store` may be
+  /// null (no persistence). Switchboard registers itself as service "switchboard" at
+  /// `self_url`.
+  Registry(const core::Config& config, core::Clock& clock, RegistryStore* store,
+           std::optional<core::UpstreamUrl> self_url);
+  ~Registry();
+
+  /// Loads registrations kept by the store; those whose TTL lapsed while Switchboard was
+  /// down are dropped (and deleted). Returns a startup error for people, or nullopt.
+  std::optional<std::string> load();
+
+  enum class PutOutcome { kCreated, kReplaced };
+  /// Creates or replaces an API instance; written to the store before it returns.
+  std::variant<PutOutcome, ApiError> put(const Registration& r);
+  /// Renews an instance's TTL.
+  std::optional<ApiError> heartbeat(std::string_view service, std::string_view id);
+  /// Removes an API instance (config and environment instances answer 409).
+  std::optional<ApiError> remove(std::string_view service, std::string_view id);
+  /// Removes instances whose TTL has passed; returns how many.
+  std::size_t expire();
+
+  /// The current snapshot. Thread-safe.
+  std::shared_ptr<const Snapshot> snapshot() const;
+  /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
+  std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+  /// The registry as JSON (`GET /api/services`), or one service (nullopt when unknown).
+  std::string to_json() const;
+  std::optional<std::string> service_json(std::string_view name) const;
+
+ private:
+  void publish();  // with mu_ held
+  Service* find_mut(std::string_view name);
+
+  core::Clock& clock_;
+  RegistryStore* store_;
+  core::ServiceConfig api_defaults_;  // policies for services created through the API
+  mutable std::mutex mu_;
+  std::vector<Service> services_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::atomic<std::uint64_t> version_{0};
+};
+
+}  // namespace sb::registry
