@@ -29,7 +29,31 @@ using http::Exchange;
 using http::Framing;
 using http::Task;
 namespace asio = http::asio;
+using http::kUse;
 using BodyError = http::BodyPiece::Error;
+
+/// Writes the whole batch to the client (one writev unless the socket takes less);
+/// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
+/// frame fewer per write on the hot path.
+#define SB_FLUSH(ex, ok)                                                                  \
+  do {                                                                                    \
+    http::WriteBatch& flush_batch_ = (ex).batch();                                        \
+    bool flush_failed_ = false;                                                           \
+    const std::size_t flush_now_ = (ex).write_now(flush_batch_.buffers(), flush_failed_); \
+    (ex).count_sent(flush_now_);                                                          \
+    flush_batch_.consume(flush_now_);                                                     \
+    if (flush_failed_) ok = false;                                                        \
+    while (ok && !flush_batch_.empty()) {                                                 \
+      auto [flush_ec_, flush_n_] = co_await (ex).write_some(flush_batch_.buffers());      \
+      (ex).count_sent(flush_n_);                                                          \
+      if (flush_ec_) {                                                                    \
+        ok = false;                                                                       \
+        break;                                                                            \
+      }                                                                                   \
+      flush_batch_.consume(flush_n_);                                                     \
+    }                                                                                     \
+    flush_batch_.clear();                                                                 \
+  } while (0)
 
 /// An instance as a worker sees it: its own keep-alive pool. Kept across registry snapshots
 /// while the instance keeps its URL, so pools survive unrelated registry changes.
@@ -259,8 +283,82 @@ class ProxyHandler final : public http::Handler {
   }
 
  private:
+  /// GET /api/services/events: Server-Sent Events of registry changes. `Last-Event-ID`
+  /// resumes; a new stream, or one whose id the bounded log no longer holds, starts with a
+  /// `snapshot` event holding the whole registry. Polls the log every 100 ms; ends when the
+  /// client goes away or Switchboard drains.
+  Task<void> stream_events(Exchange& ex, Outcome& out) {
+    auto& reg = gw_.registry();
+    std::optional<std::uint64_t> last;
+    for (std::size_t i = 0; i < ex.head().field_count; ++i)
+      if (http::iequals(ex.head().fields[i].name, "last-event-id"))
+        last = registry::parse_last_event_id(ex.head().fields[i].value);
+    ex.set_close();  // the stream ends with the connection
+    out.status = 200;
+    http::HeadBuffer& h = ex.scratch();
+    http::HeadWriter w(h);
+    w.status_line(200, "OK")
+        .field("Content-Type", "text/event-stream")
+        .field("Cache-Control", "no-store")
+        .field("X-Correlation-ID", ex.correlation_id())
+        .field("Connection", "close");
+    w.end();
+    std::uint64_t sent = last.value_or(0);
+    std::string frames;
+    auto since = reg.events_since(sent);
+    if (!last || since.too_old) {
+      sent = reg.last_event_id();
+      since = reg.events_since(sent);
+      frames = registry::sse_snapshot(sent, reg.to_json());
+    }
+    for (const auto& e : since.events) {
+      frames += registry::to_sse(e);
+      sent = e.id;
+    }
+    ex.set_response_started();
+    ex.batch().clear();
+    ex.batch().add(h);
+    ex.batch().add(frames);
+    bool ok = true;
+    SB_FLUSH(ex, ok);
+    using Timer =
+        asio::basic_waitable_timer<std::chrono::steady_clock,
+                                   asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+    Timer timer(worker_.context().get_executor());
+    int idle_ticks = 0;
+    while (ok && !worker_.draining()) {
+      timer.expires_after(std::chrono::milliseconds(100));
+      co_await timer.async_wait(kUse);
+      frames.clear();
+      if (reg.last_event_id() != sent) {
+        since = reg.events_since(sent);
+        if (since.too_old) {  // fell behind the bounded log: start over from a snapshot
+          sent = reg.last_event_id();
+          since = reg.events_since(sent);
+          frames = registry::sse_snapshot(sent, reg.to_json());
+        }
+        for (const auto& e : since.events) {
+          frames += registry::to_sse(e);
+          sent = e.id;
+        }
+        idle_ticks = 0;
+      } else if (++idle_ticks == 150) {  // a comment every 15 s keeps proxies from timing out
+        frames = ": keep-alive\n\n";
+        idle_ticks = 0;
+      }
+      if (frames.empty()) continue;
+      ex.batch().add(frames);
+      SB_FLUSH(ex, ok);
+    }
+    ex.abort();
+  }
+
   /// The registration API: reads the (small) body, then answers from the registry.
   Task<void> answer_api(Exchange& ex, Outcome& out) {
+    if (ex.info().path == "/api/services/events" && ex.head().method == "GET") {
+      co_await stream_events(ex, out);
+      co_return;
+    }
     std::string body;
     while (api_wants_body(ex.head().method) && !ex.body_done()) {
       const http::BodyPiece piece = co_await ex.read_body();
@@ -506,29 +604,6 @@ class ProxyHandler final : public http::Handler {
     prepare_upstream_reset(ex, out, svc, inst);
     co_return Attempt::kAnswered;
   }
-
-  /// Writes the whole batch to the client (one writev unless the socket takes less);
-  /// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
-  /// frame fewer per write on the hot path.
-#define SB_FLUSH(ex, ok)                                                                  \
-  do {                                                                                    \
-    http::WriteBatch& flush_batch_ = (ex).batch();                                        \
-    bool flush_failed_ = false;                                                           \
-    const std::size_t flush_now_ = (ex).write_now(flush_batch_.buffers(), flush_failed_); \
-    (ex).count_sent(flush_now_);                                                          \
-    flush_batch_.consume(flush_now_);                                                     \
-    if (flush_failed_) ok = false;                                                        \
-    while (ok && !flush_batch_.empty()) {                                                 \
-      auto [flush_ec_, flush_n_] = co_await (ex).write_some(flush_batch_.buffers());      \
-      (ex).count_sent(flush_n_);                                                          \
-      if (flush_ec_) {                                                                    \
-        ok = false;                                                                       \
-        break;                                                                            \
-      }                                                                                   \
-      flush_batch_.consume(flush_n_);                                                     \
-    }                                                                                     \
-    flush_batch_.clear();                                                                 \
-  } while (0)
 
   /// Reads more from the upstream after moving [keep_from, len) to the front; returns
   /// the bytes read, 0 on end of stream, error or timeout.

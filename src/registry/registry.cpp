@@ -214,6 +214,20 @@ void Registry::publish() {
   version_.store(snapshot_->version, std::memory_order_release);
 }
 
+void Registry::event(std::string_view type, std::string_view service, std::string_view id,
+                     std::string reason, const Instance* instance) {
+  std::string data = "{}";
+  if (instance != nullptr) data = json::serialize(instance_json(*instance, clock_.steady_now()));
+  last_event_id_.store(events_.append(clock_.wall_now(), std::string(type), std::string(service),
+                                      std::string(id), std::move(reason), std::move(data)),
+                       std::memory_order_release);
+}
+
+EventLog::Since Registry::events_since(std::uint64_t last_id) const {
+  std::lock_guard lock(mu_);
+  return events_.since(last_id);
+}
+
 std::shared_ptr<const Snapshot> Registry::snapshot() const {
   std::lock_guard lock(mu_);
   return snapshot_;
@@ -242,6 +256,7 @@ std::optional<std::string> Registry::load() {
       if (left <= std::chrono::milliseconds::zero()) {
         ++lapsed;
         spdlog::info("registry: {}/{} expired while Switchboard was down", si.service, si.id);
+        event(kEventExpired, si.service, si.id, "ttl lapsed while Switchboard was down", nullptr);
         if (auto err = store_->remove(si.service, si.id)) spdlog::warn("registry store: {}", *err);
         continue;
       }
@@ -321,7 +336,12 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
       break;
     }
   }
+  const Instance* stored = nullptr;
   if (outcome == PutOutcome::kCreated) s->instances.push_back(std::move(inst));
+  for (const auto& i : s->instances)
+    if (i.id == r.id) stored = &i;
+  event(outcome == PutOutcome::kCreated ? kEventRegistered : kEventReplaced, r.service, r.id,
+        "registration API", stored);
   spdlog::info("registry: {} {}/{} at {}",
                outcome == PutOutcome::kCreated ? "registered" : "replaced", r.service, r.id,
                r.url.text);
@@ -364,6 +384,7 @@ std::optional<ApiError> Registry::remove(std::string_view service, std::string_v
                                 id, service, core::to_string(it->source))};
   if (store_ != nullptr)
     if (auto err = store_->remove(service, id)) return ApiError{503, "", "registry store: " + *err};
+  event(kEventDeregistered, service, id, "registration API", &*it);
   s->instances.erase(it);
   if (s->instances.empty() && s->source == core::Source::kApi)
     services_.erase(services_.begin() + (s - services_.data()));
@@ -383,6 +404,8 @@ std::size_t Registry::expire() {
                      it->ttl_seconds);
         if (store_ != nullptr)
           if (auto err = store_->remove(s.name, it->id)) spdlog::warn("registry store: {}", *err);
+        event(kEventExpired, s.name, it->id,
+              fmt::format("no heartbeat within ttl_seconds ({})", it->ttl_seconds), &*it);
         it = s.instances.erase(it);
         ++n;
       } else {

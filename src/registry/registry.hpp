@@ -17,6 +17,7 @@
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "registry/events.hpp"
 
 namespace sb::registry {
 
@@ -104,12 +105,19 @@ class Registry {
   /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
   std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
+  /// Events after `last_id` (registered, replaced, deregistered, expired); too_old when the
+  /// bounded log no longer holds them all. Thread-safe.
+  EventLog::Since events_since(std::uint64_t last_id) const;
+  std::uint64_t last_event_id() const { return last_event_id_.load(std::memory_order_acquire); }
+
   /// The registry as JSON (`GET /api/services`), or one service (nullopt when unknown).
   std::string to_json() const;
   std::optional<std::string> service_json(std::string_view name) const;
 
  private:
   void publish();  // with mu_ held
+  void event(std::string_view type, std::string_view service, std::string_view id,
+             std::string reason, const Instance* instance);  // with mu_ held
   Service* find_mut(std::string_view name);
 
   core::Clock& clock_;
@@ -119,6 +127,8 @@ class Registry {
   std::vector<Service> services_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<std::uint64_t> version_{0};
+  EventLog events_;
+  std::atomic<std::uint64_t> last_event_id_{0};
 };
 
 }  // namespace sb::registry

@@ -1,0 +1,233 @@
+#include "registry/registry.hpp"
+
+#include <gtest/gtest.h>
+
+#include "core/config_load.hpp"
+#include "registry/store.hpp"
+#include "testing/manual_clock.hpp"
+
+namespace sb::registry {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+/// An in-memory store that records calls; `fail` makes every write fail.
+class FakeStore final : public RegistryStore {
+ public:
+  std::optional<std::string> put(const StoredInstance& i) override {
+    if (fail) return "disk full";
+    rows[i.service + "/" + i.id] = i;
+    return std::nullopt;
+  }
+  std::optional<std::string> remove(std::string_view s, std::string_view id) override {
+    if (fail) return "disk full";
+    rows.erase(std::string(s) + "/" + std::string(id));
+    return std::nullopt;
+  }
+  std::optional<std::string> renew(std::string_view s, std::string_view id,
+                                   std::int64_t deadline) override {
+    if (fail) return "disk full";
+    rows[std::string(s) + "/" + std::string(id)].deadline_unix_ms = deadline;
+    return std::nullopt;
+  }
+  std::vector<StoredInstance> load_all(std::string* error) override {
+    if (fail) {
+      *error = "cannot read";
+      return {};
+    }
+    std::vector<StoredInstance> out;
+    for (auto& [k, v] : rows) out.push_back(v);
+    return out;
+  }
+  std::map<std::string, StoredInstance> rows;
+  bool fail = false;
+};
+
+core::Config config_with(std::string_view name, std::string_view url) {
+  core::Config c;
+  core::ServiceConfig s;
+  s.name = std::string(name);
+  s.source = core::Source::kCommandLine;
+  std::string why;
+  s.instances.push_back(core::InstanceConfig{*core::parse_upstream_url(url, &why)});
+  c.services.push_back(s);
+  return c;
+}
+
+Registration reg(std::string service, std::string id, std::int64_t ttl = 0) {
+  auto r = parse_registration(
+      service, id,
+      ttl > 0 ? "{\"url\":\"http://127.0.0.1:9000\",\"ttl_seconds\":" + std::to_string(ttl) + "}"
+              : "{\"url\":\"http://127.0.0.1:9000\"}");
+  return std::get<Registration>(r);
+}
+
+ApiError error_of(std::string_view service, std::string_view id, std::string_view body) {
+  auto r = parse_registration(service, id, body);
+  EXPECT_TRUE(std::holds_alternative<ApiError>(r)) << body;
+  return std::holds_alternative<ApiError>(r) ? std::get<ApiError>(r) : ApiError{};
+}
+
+// Each bad input names its field.
+TEST(ParseRegistrationTest, RefusesBadInputNamingTheField) {
+  EXPECT_EQ(error_of("Bad", "i", R"({"url":"http://h"})").field, "service");
+  EXPECT_EQ(error_of("status", "i", R"({"url":"http://h"})").field, "service");
+  EXPECT_EQ(error_of("events", "i", R"({"url":"http://h"})").field, "service");
+  EXPECT_EQ(error_of(std::string(64, 'a'), "i", R"({"url":"http://h"})").field, "service");
+  EXPECT_EQ(error_of("s", "a b", R"({"url":"http://h"})").field, "id");
+  EXPECT_EQ(error_of("s", std::string(129, 'a'), R"({"url":"http://h"})").field, "id");
+  EXPECT_EQ(error_of("s", "i", R"({})").field, "url");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"ftp://h"})").field, "url");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://"})").field, "url");
+  EXPECT_EQ(error_of("s", "i", R"({"url":7})").field, "url");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","ttl_seconds":0})").field, "ttl_seconds");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","ttl_seconds":604801})").field, "ttl_seconds");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","ttl_seconds":1.5})").field, "ttl_seconds");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","weight":0})").field, "weight");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","zone":"a b"})").field, "zone");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","metadata":[]})").field, "metadata");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{}})").field, "check");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","color":"red"})").field, "color");
+  EXPECT_EQ(error_of("s", "i", R"([1])").detail, "body must be a JSON object");
+  EXPECT_EQ(error_of("s", "i", R"({"url":)").status, 400);
+  EXPECT_EQ(error_of("s", "i", std::string(kMaxRegistrationBody + 1, ' ')).status, 413);
+}
+
+// Limits at their edges are accepted.
+TEST(ParseRegistrationTest, AcceptsEdges) {
+  auto r = parse_registration(std::string(63, 'a'), std::string(128, 'A'),
+                              R"({"url":"https://h:443/base","ttl_seconds":604800,"weight":10000,)"
+                              R"("zone":"eu-1.a_b","metadata":{"k":[1,2]}})");
+  ASSERT_TRUE(std::holds_alternative<Registration>(r));
+  const auto& reg = std::get<Registration>(r);
+  EXPECT_EQ(reg.ttl_seconds, 604800);
+  EXPECT_EQ(reg.weight, 10000u);
+  EXPECT_TRUE(reg.url.tls);
+  EXPECT_EQ(reg.metadata_json, R"({"k":[1,2]})");
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  testing::ManualClock clock_;
+  FakeStore store_;
+};
+
+// Created, then replaced; every change publishes a new snapshot and an event.
+TEST_F(RegistryTest, PutCreatesThenReplaces) {
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  const auto v0 = r.version();
+  EXPECT_EQ(std::get<Registry::PutOutcome>(r.put(reg("svc", "a"))), Registry::PutOutcome::kCreated);
+  EXPECT_GT(r.version(), v0);
+  EXPECT_EQ(std::get<Registry::PutOutcome>(r.put(reg("svc", "a"))),
+            Registry::PutOutcome::kReplaced);
+  auto snap = r.snapshot();
+  ASSERT_NE(snap->find("svc"), nullptr);
+  EXPECT_EQ(snap->find("svc")->instances.size(), 1u);
+  EXPECT_EQ(store_.rows.size(), 1u);
+  const auto ev = r.events_since(0);
+  ASSERT_EQ(ev.events.size(), 2u);
+  EXPECT_EQ(ev.events[0].type, "registered");
+  EXPECT_EQ(ev.events[1].type, "replaced");
+}
+
+// A store failure refuses the registration and changes nothing.
+TEST_F(RegistryTest, StoreFailureChangesNothing) {
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  store_.fail = true;
+  const auto v0 = r.version();
+  auto out = r.put(reg("svc", "a"));
+  ASSERT_TRUE(std::holds_alternative<ApiError>(out));
+  EXPECT_EQ(std::get<ApiError>(out).status, 503);
+  EXPECT_EQ(r.version(), v0);
+  EXPECT_EQ(r.snapshot()->find("svc"), nullptr);
+}
+
+// Configured and self instances cannot be removed or replaced through the API.
+TEST_F(RegistryTest, ConfiguredInstancesAreProtected) {
+  core::UpstreamUrl self;
+  self.host = "127.0.0.1";
+  self.port = 8080;
+  self.text = "http://127.0.0.1:8080";
+  Registry r(config_with("cfg", "http://127.0.0.1:1"), clock_, &store_, self);
+  EXPECT_EQ(r.remove("cfg", "cli-1")->status, 409);
+  EXPECT_EQ(r.remove("switchboard", "self")->status, 409);
+  EXPECT_EQ(std::get<ApiError>(r.put(reg("cfg", "cli-1"))).status, 409);
+  EXPECT_EQ(r.remove("cfg", "nope")->status, 404);
+  EXPECT_EQ(r.remove("nope", "x")->status, 404);
+  // Another id under a configured service is fine.
+  EXPECT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("cfg", "extra"))));
+}
+
+// TTL: alive one tick before the deadline, gone at it; the empty API service goes too.
+TEST_F(RegistryTest, TtlExpiresExactlyAtTheDeadline) {
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  r.put(reg("svc", "a", 10));
+  clock_.advance(seconds(10) - std::chrono::nanoseconds(1));
+  EXPECT_EQ(r.expire(), 0u);
+  EXPECT_NE(r.snapshot()->find("svc"), nullptr);
+  clock_.advance(std::chrono::nanoseconds(1));
+  EXPECT_EQ(r.expire(), 1u);
+  EXPECT_EQ(r.snapshot()->find("svc"), nullptr);
+  EXPECT_TRUE(store_.rows.empty());
+  EXPECT_EQ(r.events_since(0).events.back().type, "expired");
+}
+
+// A heartbeat moves the deadline a whole TTL forward from now.
+TEST_F(RegistryTest, HeartbeatRenews) {
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  r.put(reg("svc", "a", 10));
+  clock_.advance(seconds(9));
+  EXPECT_FALSE(r.heartbeat("svc", "a").has_value());
+  clock_.advance(seconds(9));
+  EXPECT_EQ(r.expire(), 0u);
+  clock_.advance(seconds(1));
+  EXPECT_EQ(r.expire(), 1u);
+  EXPECT_EQ(r.heartbeat("svc", "a")->status, 404);
+}
+
+// Stored registrations come back on start; one whose TTL lapsed meanwhile does not.
+TEST_F(RegistryTest, LoadRestoresAndExpiresLapsed) {
+  {
+    Registry r(core::Config{}, clock_, &store_, std::nullopt);
+    r.put(reg("svc", "long", 600));
+    r.put(reg("svc", "short", 1));
+    r.put(reg("svc", "forever"));
+  }
+  clock_.advance(seconds(5));  // Switchboard was down for 5 s
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  ASSERT_FALSE(r.load().has_value());
+  const Service* s = r.snapshot()->find("svc");
+  ASSERT_NE(s, nullptr);
+  std::vector<std::string> ids;
+  for (const auto& i : s->instances) ids.push_back(i.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"forever", "long"}));
+  EXPECT_EQ(store_.rows.count("svc/short"), 0u);
+  // The restored TTL counts from the stored deadline, not from the restart.
+  clock_.advance(seconds(595) - std::chrono::milliseconds(1));
+  EXPECT_EQ(r.expire(), 0u);
+  clock_.advance(std::chrono::milliseconds(1));
+  EXPECT_EQ(r.expire(), 1u);
+}
+
+// A store that cannot be read is a startup error.
+TEST_F(RegistryTest, UnreadableStoreIsAStartupError) {
+  store_.fail = true;
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  EXPECT_EQ(r.load(), std::optional<std::string>("cannot read"));
+}
+
+// JSON views list services in name order with their instances.
+TEST_F(RegistryTest, JsonViews) {
+  Registry r(config_with("cfg", "http://127.0.0.1:1"), clock_, nullptr, std::nullopt);
+  r.put(reg("api", "a", 30));
+  const std::string all = r.to_json();
+  EXPECT_LT(all.find("\"name\":\"api\""), all.find("\"name\":\"cfg\""));
+  EXPECT_NE(all.find("\"ttl_seconds\":30"), std::string::npos);
+  EXPECT_NE(all.find("\"expires_in_ms\":30000"), std::string::npos);
+  EXPECT_TRUE(r.service_json("cfg").has_value());
+  EXPECT_FALSE(r.service_json("nope").has_value());
+}
+
+}  // namespace
+}  // namespace sb::registry
