@@ -5,6 +5,7 @@
 #include "core/logging.hpp"
 #include "gateway/gateway.hpp"
 #include "http/server.hpp"
+#include "registry/registry.hpp"
 
 #ifndef SB_VERSION
 #define SB_VERSION "0.0.0"
@@ -20,9 +21,9 @@ std::string quoted(std::string_view s) {
   return out;
 }
 
-// A service is usable while it has an instance to send to. (The registry issue adds
-// health and breaker state to this.)
-bool usable(const core::ServiceConfig& s) { return !s.instances.empty(); }
+// A service is usable while it has an instance to send to. (Active health checks and
+// breakers will narrow this to instances that take traffic.)
+bool usable(const registry::Service& s) { return !s.instances.empty(); }
 
 AdminResponse health(Gateway& gw, core::SteadyTime now) {
   auto& server = gw.server();
@@ -33,11 +34,12 @@ AdminResponse health(Gateway& gw, core::SteadyTime now) {
       quoted(server.draining() ? "draining" : "ok"), SB_VERSION, uptime, server.workers().size(),
       server.connections(), server.in_flight());
   bool first = true;
-  for (const auto& s : gw.config().services) {
+  const auto snap = gw.registry().snapshot();
+  for (const auto& s : snap->services) {
     if (!first) body += ',';
     first = false;
     body += fmt::format("{}:{{\"instances\":{},\"critical\":{},\"source\":{},\"state\":{}}}",
-                        quoted(s.name), s.instances.size(), s.critical ? "true" : "false",
+                        quoted(s.name), s.instances.size(), s.config.critical ? "true" : "false",
                         quoted(core::to_string(s.source)),
                         quoted(usable(s) ? "available" : "unavailable"));
   }
@@ -57,8 +59,9 @@ AdminResponse live(Gateway& gw, core::SteadyTime now) {
 AdminResponse ready(Gateway& gw) {
   if (gw.server().draining()) return {503, "{\"status\":\"draining\"}\n", {}};
   if (gw.config().health.ready_requires_critical) {
-    for (const auto& s : gw.config().services) {
-      if (s.critical && !usable(s))
+    const auto snap = gw.registry().snapshot();
+    for (const auto& s : snap->services) {
+      if (s.config.critical && !usable(s))
         return {503,
                 "{\"status\":\"not_ready\",\"detail\":" +
                     quoted("critical service " + s.name + " has no usable instance") + "}\n",
