@@ -109,7 +109,7 @@ void Gateway::start() {
   const auto admin = server_->admin_address();
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
                server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
-               server_->workers().size(), config_.services.size());
+               server_->workers().size(), registry_->snapshot()->services.size());
 }
 
 int Gateway::run_until_signalled() {

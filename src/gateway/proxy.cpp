@@ -360,6 +360,12 @@ class ProxyHandler final : public http::Handler {
       co_return;
     }
     std::string body;
+    if (ex.info().framing == Framing::kLength &&
+        ex.info().content_length > registry::kMaxRegistrationBody) {
+      prepare_problem(ex, out, 413, "body-too-large", "API bodies are at most 64 KiB");
+      co_await send_scratch(ex);
+      co_return;
+    }
     while (api_wants_body(ex.head().method) && !ex.body_done()) {
       const http::BodyPiece piece = co_await ex.read_body();
       if (piece.error != BodyError::kNone) {

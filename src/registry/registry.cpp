@@ -263,6 +263,16 @@ std::optional<std::string> Registry::load() {
       deadline = steady + left;
     }
     Service* s = find_mut(si.service);
+    if (s != nullptr && std::any_of(s->instances.begin(), s->instances.end(),
+                                    [&](const Instance& i) { return i.id == si.id; })) {
+      // Configuration now names an instance with this id: configuration wins.
+      spdlog::warn(
+          "registry: stored registration {}/{} hidden by a configured instance with the "
+          "same id; dropping it",
+          si.service, si.id);
+      if (auto err = store_->remove(si.service, si.id)) spdlog::warn("registry store: {}", *err);
+      continue;
+    }
     if (s == nullptr) {
       services_.push_back(Service{si.service, api_defaults_, core::Source::kApi, {}});
       s = &services_.back();
@@ -276,7 +286,10 @@ std::optional<std::string> Registry::load() {
     inst.source = core::Source::kApi;
     inst.ttl_seconds = si.ttl_ms / 1000;
     inst.deadline = deadline;
-    inst.registered_at = wall;
+    inst.registered_at = si.registered_unix_ms > 0
+                             ? core::WallTime(std::chrono::duration_cast<core::WallTime::duration>(
+                                   std::chrono::milliseconds(si.registered_unix_ms)))
+                             : wall;
     inst.metadata_json = si.metadata_json.empty() ? "{}" : si.metadata_json;
     s->instances.push_back(std::move(inst));
     ++restored;
@@ -311,6 +324,7 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
     si.metadata_json = r.metadata_json;
     si.ttl_ms = r.ttl_seconds * 1000;
     si.deadline_unix_ms = r.ttl_seconds > 0 ? unix_ms(wall) + r.ttl_seconds * 1000 : 0;
+    si.registered_unix_ms = unix_ms(wall);
     if (auto err = store_->put(si)) return ApiError{503, "", "registry store: " + *err};
   }
   if (s == nullptr) {

@@ -23,26 +23,29 @@ CREATE TABLE instances (
   check_json       TEXT    NOT NULL,
   ttl_ms           INTEGER NOT NULL CHECK (ttl_ms >= 0),
   deadline_unix_ms INTEGER NOT NULL CHECK (deadline_unix_ms >= 0),
+  registered_unix_ms INTEGER NOT NULL DEFAULT 0 CHECK (registered_unix_ms >= 0),
   PRIMARY KEY (service, id)
 ) WITHOUT ROWID;
 )sql";
 
 constexpr const char* kPut = R"sql(
 INSERT INTO instances
-  (service, id, url, zone, weight, metadata_json, check_json, ttl_ms, deadline_unix_ms)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+  (service, id, url, zone, weight, metadata_json, check_json, ttl_ms, deadline_unix_ms,
+   registered_unix_ms)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (service, id) DO UPDATE SET
   url = excluded.url, zone = excluded.zone, weight = excluded.weight,
   metadata_json = excluded.metadata_json, check_json = excluded.check_json,
-  ttl_ms = excluded.ttl_ms, deadline_unix_ms = excluded.deadline_unix_ms
+  ttl_ms = excluded.ttl_ms, deadline_unix_ms = excluded.deadline_unix_ms,
+  registered_unix_ms = excluded.registered_unix_ms
 )sql";
 
 constexpr const char* kRemove = "DELETE FROM instances WHERE service = ?1 AND id = ?2";
 constexpr const char* kRenew =
     "UPDATE instances SET deadline_unix_ms = ?3 WHERE service = ?1 AND id = ?2";
 constexpr const char* kLoadAll =
-    "SELECT service, id, url, zone, weight, metadata_json, check_json, ttl_ms, deadline_unix_ms "
-    "FROM instances ORDER BY service, id";
+    "SELECT service, id, url, zone, weight, metadata_json, check_json, ttl_ms, deadline_unix_ms, "
+    "registered_unix_ms FROM instances ORDER BY service, id";
 
 void bind_text(sqlite3_stmt* stmt, int index, std::string_view text) {
   // SQLITE_STATIC: the caller's strings outlive the statement's step and reset.
@@ -186,7 +189,13 @@ std::unique_ptr<SqliteStore> SqliteStore::open(const std::string& data_dir, std:
     return fail(path + ": not a valid Switchboard registry database: schema version " +
                 std::to_string(version));
   }
-  // Migrations from older schema versions go here, inside this transaction.
+  // Migrations from older schema versions, inside this transaction.
+  if (!fresh && version == 1 &&
+      sqlite3_exec(db,
+                   "ALTER TABLE instances ADD COLUMN registered_unix_ms INTEGER NOT NULL "
+                   "DEFAULT 0 CHECK (registered_unix_ms >= 0); PRAGMA user_version = 2;",
+                   nullptr, nullptr, nullptr) != SQLITE_OK)
+    return setup_failure("cannot migrate the registry schema from version 1");
   if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
     return setup_failure("cannot create the registry schema");
 
@@ -243,6 +252,7 @@ std::optional<std::string> SqliteStore::put(const StoredInstance& instance) {
   bind_text(put_, 7, instance.check_json);
   sqlite3_bind_int64(put_, 8, instance.ttl_ms);
   sqlite3_bind_int64(put_, 9, instance.deadline_unix_ms);
+  sqlite3_bind_int64(put_, 10, instance.registered_unix_ms);
   return write("cannot store " + instance.service + "/" + instance.id, put_);
 }
 
@@ -274,6 +284,7 @@ std::vector<StoredInstance> SqliteStore::load_all(std::string* error) {
     row.metadata_json = column_text(load_all_, 5);
     row.check_json = column_text(load_all_, 6);
     row.ttl_ms = sqlite3_column_int64(load_all_, 7);
+    row.registered_unix_ms = sqlite3_column_int64(load_all_, 9);
     row.deadline_unix_ms = sqlite3_column_int64(load_all_, 8);
     out.push_back(std::move(row));
   }

@@ -18,7 +18,7 @@ namespace sb::registry {
 class SqliteStore final : public RegistryStore {
  public:
   /// The schema version this build reads and writes (PRAGMA user_version).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;  // 2: registered_unix_ms
   /// PRAGMA application_id of a Switchboard registry database ("SwBd").
   static constexpr int kApplicationId = 0x53774264;
   /// The database file's name inside the data directory.
@@ -31,7 +31,7 @@ class SqliteStore final : public RegistryStore {
   /// "./data: the data directory is not writable: Permission denied",
   /// "./data/registry.sqlite3: in use by another process (another Switchboard with the same
   /// data directory?): database is locked",
-  /// "./data/registry.sqlite3: written by a newer Switchboard (schema 7, this one reads 1)".
+  /// "./data/registry.sqlite3: written by a newer Switchboard (schema 7, this one reads 2)".
   static std::unique_ptr<SqliteStore> open(const std::string& data_dir, std::string* error);
 
   ~SqliteStore() override;

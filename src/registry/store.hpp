@@ -19,10 +19,11 @@ struct StoredInstance {
   std::string url{};
   std::string zone{};  ///< empty when none
   std::uint32_t weight = 1;
-  std::string metadata_json = "{}";   ///< serialized JSON object
-  std::string check_json{};           ///< serialized JSON object, empty when no check
-  std::int64_t ttl_ms = 0;            ///< 0: no TTL
-  std::int64_t deadline_unix_ms = 0;  ///< TTL deadline in Unix milliseconds, 0: none
+  std::string metadata_json = "{}";     ///< serialized JSON object
+  std::string check_json{};             ///< serialized JSON object, empty when no check
+  std::int64_t ttl_ms = 0;              ///< 0: no TTL
+  std::int64_t deadline_unix_ms = 0;    ///< TTL deadline in Unix milliseconds, 0: none
+  std::int64_t registered_unix_ms = 0;  ///< when it was (re)registered, 0: unknown
 
   friend bool operator==(const StoredInstance&, const StoredInstance&) = default;
 };

@@ -257,3 +257,41 @@ TEST_F(SqliteStoreTest, FileHasWalModeAndVersion) {
 
 }  // namespace
 }  // namespace sb::registry
+
+namespace sb::registry {
+namespace {
+
+// A version-1 database (no registered_unix_ms column) is migrated in place on open and
+// keeps its rows.
+TEST(SqliteStoreMigrationTest, MigratesSchemaOneToTwo) {
+  char tmpl[] = "/tmp/sb-store-mig-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string path = dir + "/registry.sqlite3";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* v1 =
+      "CREATE TABLE instances (service TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL, "
+      "zone TEXT NOT NULL, weight INTEGER NOT NULL, metadata_json TEXT NOT NULL, check_json TEXT "
+      "NOT NULL, ttl_ms INTEGER NOT NULL, deadline_unix_ms INTEGER NOT NULL, PRIMARY KEY "
+      "(service, id)) WITHOUT ROWID;"
+      "INSERT INTO instances VALUES ('s','i','http://h:1','',1,'{}','',0,0);"
+      "PRAGMA application_id = 1400324708; PRAGMA user_version = 1;";
+  ASSERT_EQ(sqlite3_exec(db, v1, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  std::string error;
+  auto store = SqliteStore::open(dir, &error);
+  ASSERT_NE(store, nullptr) << error;
+  auto rows = store->load_all(&error);
+  ASSERT_EQ(rows.size(), 1u) << error;
+  EXPECT_EQ(rows[0].url, "http://h:1");
+  EXPECT_EQ(rows[0].registered_unix_ms, 0);
+  StoredInstance again = rows[0];
+  again.registered_unix_ms = 1234;
+  ASSERT_FALSE(store->put(again).has_value());
+  EXPECT_EQ(store->load_all(&error).at(0).registered_unix_ms, 1234);
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace sb::registry
