@@ -1,5 +1,6 @@
 #include "gateway/access_log.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,18 +12,19 @@
 
 namespace sb::gateway {
 namespace {
-constexpr std::size_t kFlushAt = 32 * 1024;
+constexpr std::size_t kFlushAt = 60 * 1024;
 
-// Writes whole lines, at most PIPE_BUF bytes per write(), so that lines from several
-// workers sharing a pipe never interleave.
-void write_all(int fd, const std::string& s) {
-  constexpr std::size_t kAtomic = 4096;  // PIPE_BUF on Linux
+// Writes whole lines. On a pipe, at most PIPE_BUF bytes per write(), so that lines from
+// several workers never interleave; on a file or terminal in one write (each write()
+// appends whole lines, so nothing interleaves there either).
+void write_all(int fd, const std::string& s, bool pipe) {
+  const std::size_t chunk = pipe ? 4096 : s.size();  // 4096: PIPE_BUF on Linux
   std::size_t off = 0;
   while (off < s.size()) {
     std::size_t len = s.size() - off;
-    if (len > kAtomic) {
-      const auto nl = s.rfind('\n', off + kAtomic - 1);
-      len = (nl != std::string::npos && nl >= off) ? nl + 1 - off : kAtomic;
+    if (len > chunk) {
+      const auto nl = s.rfind('\n', off + chunk - 1);
+      len = (nl != std::string::npos && nl >= off) ? nl + 1 - off : chunk;
     }
     const ssize_t n = ::write(fd, s.data() + off, len);
     if (n < 0) {
@@ -69,12 +71,14 @@ void append_millis(std::string& out, double ms) {
 
 AccessLog::AccessLog(core::LogFormat format, bool enabled, core::Clock& clock, int fd)
     : format_(format), enabled_(enabled), fd_(fd) {
+  struct stat st {};
+  pipe_ = ::fstat(fd_, &st) != 0 || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
   buffer_.reserve(kFlushAt + 1024);
   set_time(clock.wall_now());
 }
 
 AccessLog::~AccessLog() {
-  if (!buffer_.empty()) write_all(fd_, buffer_);
+  if (!buffer_.empty()) write_all(fd_, buffer_, pipe_);
 }
 
 void AccessLog::set_time(core::WallTime wall_now) {
@@ -137,7 +141,7 @@ void AccessLog::record(const AccessRecord& r) {
     buffer_ += '\n';
   }
   if (buffer_.size() >= kFlushAt) {
-    write_all(fd_, buffer_);
+    write_all(fd_, buffer_, pipe_);
     buffer_.clear();
   }
 }
@@ -145,7 +149,7 @@ void AccessLog::record(const AccessRecord& r) {
 void AccessLog::flush(core::WallTime wall_now) {
   set_time(wall_now);
   if (buffer_.empty()) return;
-  write_all(fd_, buffer_);
+  write_all(fd_, buffer_, pipe_);
   buffer_.clear();
 }
 

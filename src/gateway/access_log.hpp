@@ -39,6 +39,7 @@ class AccessLog {
   core::LogFormat format_;
   bool enabled_;
   int fd_;
+  bool pipe_ = true;  // writes to a pipe stay within PIPE_BUF
   std::string buffer_;
   char timestamp_[32] = {};
   std::size_t timestamp_len_ = 0;
