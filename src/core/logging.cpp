@@ -115,9 +115,47 @@ RequestLogScope::RequestLogScope(std::string_view correlation_id) : previous_(t_
 RequestLogScope::~RequestLogScope() { t_correlation_id = previous_; }
 std::string_view RequestLogScope::current() { return t_correlation_id; }
 
+namespace {
+// Length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no overlongs, no
+// surrogates, nothing above U+10FFFF), or 0 when it does not start with one.
+std::size_t utf8_sequence_length(std::string_view s) {
+  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const auto cont = [&](std::size_t i) { return i < s.size() && (b(i) & 0xC0) == 0x80; };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
+}  // namespace
+
 void append_json_escaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      const std::size_t n = utf8_sequence_length(s.substr(i));
+      if (n == 0) {
+        out += "\\ufffd";  // invalid UTF-8: one replacement character per bad byte
+        ++i;
+      } else {
+        out.append(s.substr(i, n));
+        i += n;
+      }
+      continue;
+    }
     switch (c) {
       case '"':
         out += "\\\"";
@@ -134,6 +172,12 @@ void append_json_escaped(std::string& out, std::string_view s) {
       case '\t':
         out += "\\t";
         break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           out += "\\u00";
@@ -143,6 +187,7 @@ void append_json_escaped(std::string& out, std::string_view s) {
           out += static_cast<char>(c);
         }
     }
+    ++i;
   }
 }
 

@@ -32,7 +32,8 @@ class RequestLogScope {
   std::string_view previous_;
 };
 
-/// Appends `s` to `out` escaped for a JSON string (without quotes).
+/// Appends `s` to `out` escaped for a JSON string (without quotes). Invalid UTF-8 bytes
+/// become U+FFFD each, so the result is always valid JSON.
 void append_json_escaped(std::string& out, std::string_view s);
 
 }  // namespace sb::core

@@ -31,15 +31,6 @@ std::int64_t unix_ms(core::WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-std::string rfc3339(core::WallTime t) {
-  const auto ms = unix_ms(t);
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
-}
-
 json::object instance_json(const Instance& i, core::SteadyTime now) {
   json::object o;
   o["id"] = i.id;
@@ -53,7 +44,7 @@ json::object instance_json(const Instance& i, core::SteadyTime now) {
       o["expires_in_ms"] =
           std::chrono::duration_cast<std::chrono::milliseconds>(*i.deadline - now).count();
   }
-  if (i.registered_at != core::WallTime{}) o["registered_at"] = rfc3339(i.registered_at);
+  if (i.registered_at != core::WallTime{}) o["registered_at"] = format_rfc3339_ms(i.registered_at);
   json::error_code ec;
   json::value meta = json::parse(i.metadata_json, ec);
   o["metadata"] = ec ? json::value(json::object{}) : std::move(meta);
