@@ -32,7 +32,7 @@ class HeadBuffer {
     return at;
   }
   HeadBuffer& append(const char* s, std::size_t n) {
-    std::memcpy(extend(n), s, n);
+    if (n != 0) std::memcpy(extend(n), s, n);  // an empty view may have a null data()
     return *this;
   }
   HeadBuffer& append(std::string_view s) { return append(s.data(), s.size()); }

@@ -95,7 +95,7 @@ class HeadWriter {
     p += name.size();
     *p++ = ':';
     *p++ = ' ';
-    std::memcpy(p, value.data(), value.size());
+    if (!value.empty()) std::memcpy(p, value.data(), value.size());  // data() may be null
     p += value.size();
     *p++ = '\r';
     *p = '\n';
