@@ -74,6 +74,14 @@ struct UpstreamDefaults {
 enum class Source { kDefault, kFile, kEnvironment, kCommandLine, kApi };
 const char* to_string(Source s);
 
+/// Active health checks of a service's instances (off while `path` is empty): an HTTP GET
+/// of `path` every health.check_interval, healthy on 200-399 within `timeout`.
+struct HealthCheckConfig {
+  std::string path{};  // "/health"; empty: no active checks, every instance takes traffic
+  Millis timeout{2'000};
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
 struct ServiceConfig {
   std::string name{};
   std::vector<InstanceConfig> instances{};
@@ -82,6 +90,7 @@ struct ServiceConfig {
   UpstreamTimeouts timeouts{};  // filled from UpstreamDefaults, then overridden per service
   PoolConfig pool{};
   TlsConfig tls{};
+  HealthCheckConfig health_check{};
   Source source = Source::kFile;
   bool operator==(const ServiceConfig&) const = default;
 };

@@ -349,6 +349,9 @@ class Renderer {
       leaf(4, "critical", boolean(svc.critical), p + ".critical");
       leaf(4, "preserve_host", boolean(svc.preserve_host), p + ".preserve_host");
       upstream_settings(4, p, svc.timeouts, svc.pool, svc.tls);
+      section(4, "health_check");
+      leaf(6, "path", quote(svc.health_check.path), p + ".health_check.path");
+      leaf(6, "timeout", format_duration(svc.health_check.timeout), p + ".health_check.timeout");
     }
 
     if (c_.routes.empty())
@@ -1020,8 +1023,28 @@ class Loader {
                        {"timeouts", [&](const Field& x) { read_timeouts(x, s.timeouts); }},
                        {"pool", [&](const Field& x) { read_pool(x, s.pool); }},
                        {"tls", [&](const Field& x) { read_tls(x, s.tls); }},
+                       {"health_check", [&](const Field& x) { read_health_check(x, s); }},
                    });
     }
+  }
+
+  void read_health_check(const Field& f, ServiceConfig& svc) {
+    read_map(f,
+             {
+                 {"path",
+                  [&](const Field& x) {
+                    auto p = read_string(x);
+                    // "" turns checks off; anything else is an absolute path.
+                    if (p && !p->empty() &&
+                        (p->front() != '/' || p->find_first_of(" \r\n\t") != std::string::npos)) {
+                      fail(x, fmt::format("bad path {}: must start with '/' and hold no spaces",
+                                          quote(*p)));
+                      return;
+                    }
+                    set(svc.health_check.path, p, x);
+                  }},
+                 duration_key("timeout", svc.health_check.timeout, Millis(1)),
+             });
   }
 
   std::optional<InstanceConfig> read_instance(const Field& f) {

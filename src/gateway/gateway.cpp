@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "core/logging.hpp"
+#include "gateway/health_checker.hpp"
 #include "gateway/proxy.hpp"
 #include "http/exchange.hpp"
 #include "http/server.hpp"
@@ -54,6 +55,7 @@ Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
       data_dir_(std::move(data_dir)) {}
 
 Gateway::~Gateway() {
+  if (checker_) checker_->stop();
   if (server_) server_->stop();
 }
 
@@ -105,6 +107,8 @@ void Gateway::start() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   started_at_ = clock_.steady_now();
+  checker_ = std::make_unique<HealthChecker>(*registry_, clock_);
+  checker_->start();
   server_->start();
   const auto admin = server_->admin_address();
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
@@ -129,6 +133,7 @@ int Gateway::run_until_signalled() {
 }
 
 int Gateway::drain_and_stop() {
+  if (checker_) checker_->stop();
   server_->begin_drain();
   server_->stop_accepting();
   const auto deadline = clock_.steady_now() + config_.drain.timeout;

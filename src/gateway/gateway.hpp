@@ -70,6 +70,7 @@ class Gateway {
   std::shared_ptr<boost::asio::ssl::context> default_tls_;
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<class HealthChecker> checker_;
   std::unique_ptr<http::Server> server_;
   core::SteadyTime started_at_;
 };

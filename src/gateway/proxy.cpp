@@ -399,6 +399,7 @@ class ProxyHandler final : public http::Handler {
     for (const auto& rs : snap->services) {
       auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, worker_.index()});
       for (const auto& ri : rs.instances) {
+        if (!ri.takes_traffic) continue;  // failing its health checks, or not yet checked
         // Same service, id and URL: the same upstream, so keep its pool.
         std::string key = rs.name + '/' + ri.id + ' ' + ri.config.url.text;
         auto it = instances_.find(key);

@@ -38,6 +38,9 @@ json::object instance_json(const Instance& i, core::SteadyTime now) {
   o["zone"] = i.config.zone;
   o["weight"] = i.config.weight;
   o["source"] = core::to_string(i.source);
+  o["state"] = to_string(i.state);
+  o["takes_traffic"] = i.takes_traffic;
+  if (!i.health_reason.empty()) o["reason"] = i.health_reason;
   if (i.ttl_seconds > 0) {
     o["ttl_seconds"] = i.ttl_seconds;
     if (i.deadline)
@@ -161,6 +164,9 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   api_defaults_.pool = config.upstream.pool;
   api_defaults_.tls = config.upstream.tls;
   api_defaults_.source = core::Source::kApi;
+  health_settings_.interval = config.health.check_interval;
+  health_settings_.unhealthy_interval =
+      std::min<core::Duration>(std::chrono::seconds(5), config.health.check_interval);
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();
@@ -173,6 +179,8 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
     }
     services_.push_back(std::move(s));
   }
+  for (auto& svc : services_)
+    for (auto& inst : svc.instances) track(svc, inst);
   if (self_url && find_mut("switchboard") == nullptr) {
     Service s{"switchboard", api_defaults_, core::Source::kDefault, {}};
     Instance self;
@@ -193,6 +201,80 @@ Service* Registry::find_mut(std::string_view name) {
   for (auto& s : services_)
     if (s.name == name) return &s;
   return nullptr;
+}
+
+static std::string health_key(std::string_view service, std::string_view id) {
+  std::string k(service);
+  k += '/';
+  k += id;
+  return k;
+}
+
+void Registry::track(const Service& s, Instance& inst) {
+  if (s.config.health_check.path.empty()) return;  // no checks: routable as registered
+  const auto now = clock_.steady_now();
+  inst.state = InstanceState::kUnknown;
+  inst.takes_traffic = false;  // no traffic until a check proves it
+  inst.health_reason = "not checked yet";
+  const std::uint64_t seed = std::hash<std::string>{}(health_key(s.name, inst.id));
+  health_.insert_or_assign(
+      health_key(s.name, inst.id),
+      Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now});
+}
+
+void Registry::untrack(std::string_view service, std::string_view id) {
+  const auto it = health_.find(health_key(service, id));
+  if (it != health_.end()) health_.erase(it);
+}
+
+std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
+  std::lock_guard lock(mu_);
+  std::vector<DueCheck> due;
+  const auto now = clock_.steady_now();
+  for (auto& [key, h] : health_) {
+    if (due.size() >= limit) break;
+    if (h.running || now < h.next_check) continue;
+    const auto slash = key.find('/');
+    const std::string_view service(key.data(), slash);
+    const std::string_view id(key.data() + slash + 1, key.size() - slash - 1);
+    const Service* s = find_mut(service);
+    if (s == nullptr) continue;
+    for (const auto& inst : s->instances) {
+      if (inst.id != id) continue;
+      h.running = true;
+      due.push_back(DueCheck{std::string(service), std::string(id), inst.config.url,
+                             s->config.health_check.path, s->config.health_check.timeout});
+    }
+  }
+  return due;
+}
+
+void Registry::record_check(std::string_view service, std::string_view id, bool ok,
+                            core::Duration latency, std::string_view reason) {
+  std::lock_guard lock(mu_);
+  const auto it = health_.find(health_key(service, id));
+  if (it == health_.end()) return;  // removed while the check ran
+  Health& h = it->second;
+  const auto now = clock_.steady_now();
+  h.running = false;
+  const auto transition = h.tracker.record_check(now, ok, latency, reason);
+  h.next_check = h.scheduler.next_check(now, h.tracker);
+  if (!transition) return;
+  Service* s = find_mut(service);
+  if (s == nullptr) return;
+  for (auto& inst : s->instances) {
+    if (inst.id != id) continue;
+    inst.state = transition->to;
+    inst.takes_traffic = h.tracker.takes_traffic();
+    inst.health_reason = transition->reason;
+    spdlog::info("registry: {}/{} is {} ({})", service, id, to_string(transition->to),
+                 transition->reason);
+    event(kEventHealthChanged, service, id,
+          fmt::format("{} -> {}: {}", to_string(transition->from), to_string(transition->to),
+                      transition->reason),
+          &inst);
+  }
+  publish();
 }
 
 void Registry::publish() {
@@ -283,6 +365,7 @@ std::optional<std::string> Registry::load() {
                              : wall;
     inst.metadata_json = si.metadata_json.empty() ? "{}" : si.metadata_json;
     s->instances.push_back(std::move(inst));
+    track(*s, s->instances.back());
     ++restored;
   }
   if (restored > 0 || lapsed > 0)
@@ -343,8 +426,11 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
   }
   const Instance* stored = nullptr;
   if (outcome == PutOutcome::kCreated) s->instances.push_back(std::move(inst));
-  for (const auto& i : s->instances)
-    if (i.id == r.id) stored = &i;
+  for (auto& i : s->instances)
+    if (i.id == r.id) {
+      track(*s, i);
+      stored = &i;
+    }
   event(outcome == PutOutcome::kCreated ? kEventRegistered : kEventReplaced, r.service, r.id,
         "registration API", stored);
   spdlog::info("registry: {} {}/{} at {}",
@@ -390,6 +476,7 @@ std::optional<ApiError> Registry::remove(std::string_view service, std::string_v
   if (store_ != nullptr)
     if (auto err = store_->remove(service, id)) return ApiError{503, "", "registry store: " + *err};
   event(kEventDeregistered, service, id, "registration API", &*it);
+  untrack(service, id);
   s->instances.erase(it);
   if (s->instances.empty() && s->source == core::Source::kApi)
     services_.erase(services_.begin() + (s - services_.data()));
@@ -411,6 +498,7 @@ std::size_t Registry::expire() {
           if (auto err = store_->remove(s.name, it->id)) spdlog::warn("registry store: {}", *err);
         event(kEventExpired, s.name, it->id,
               fmt::format("no heartbeat within ttl_seconds ({})", it->ttl_seconds), &*it);
+        untrack(s.name, it->id);
         it = s.instances.erase(it);
         ++n;
       } else {

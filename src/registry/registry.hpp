@@ -18,6 +18,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "registry/events.hpp"
+#include "registry/health.hpp"
 
 namespace sb::registry {
 
@@ -57,6 +58,11 @@ struct Instance {
   std::string id;
   core::InstanceConfig config;
   core::Source source = core::Source::kFile;
+  /// Health from active checks (services with health_check.path); kUnknown and routable
+  /// for services without checks.
+  InstanceState state = InstanceState::kUnknown;
+  bool takes_traffic = true;
+  std::string health_reason;
   std::int64_t ttl_seconds = 0;
   std::optional<core::SteadyTime> deadline;  // TTL expiry
   core::WallTime registered_at{};
@@ -68,6 +74,15 @@ struct Service {
   core::ServiceConfig config;  // policies (timeouts, pool, TLS, critical); instances below
   core::Source source = core::Source::kFile;
   std::vector<Instance> instances;
+};
+
+/// An active check that is due: the checker runs it and reports with record_check().
+struct DueCheck {
+  std::string service;
+  std::string id;
+  core::UpstreamUrl url;
+  std::string path;
+  core::Millis timeout{};
 };
 
 /// An immutable view of the registry; shared by every worker.
@@ -100,6 +115,13 @@ class Registry {
   /// Removes instances whose TTL has passed; returns how many.
   std::size_t expire();
 
+  /// Active checks due now, at most `limit`; each is marked running until its result comes.
+  std::vector<DueCheck> due_checks(std::size_t limit);
+  /// The result of a check from due_checks(). A change of health is an event and a new
+  /// snapshot (instances that are not healthy or degraded get no traffic).
+  void record_check(std::string_view service, std::string_view id, bool ok, core::Duration latency,
+                    std::string_view reason);
+
   /// The current snapshot. Thread-safe.
   std::shared_ptr<const Snapshot> snapshot() const;
   /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
@@ -115,7 +137,9 @@ class Registry {
   std::optional<std::string> service_json(std::string_view name) const;
 
  private:
-  void publish();  // with mu_ held
+  void publish();                                // with mu_ held
+  void track(const Service& s, Instance& inst);  // starts active checks when configured
+  void untrack(std::string_view service, std::string_view id);
   void event(std::string_view type, std::string_view service, std::string_view id,
              std::string reason, const Instance* instance);  // with mu_ held
   Service* find_mut(std::string_view name);
@@ -129,6 +153,15 @@ class Registry {
   std::atomic<std::uint64_t> version_{0};
   EventLog events_;
   std::atomic<std::uint64_t> last_event_id_{0};
+
+  struct Health {
+    HealthTracker tracker;
+    CheckScheduler scheduler;
+    core::SteadyTime next_check;
+    bool running = false;
+  };
+  HealthSettings health_settings_;
+  std::map<std::string, Health, std::less<>> health_;  // "service/id"
 };
 
 }  // namespace sb::registry

@@ -231,3 +231,72 @@ TEST_F(RegistryTest, JsonViews) {
 
 }  // namespace
 }  // namespace sb::registry
+
+namespace sb::registry {
+namespace {
+
+core::Config checked_config() {
+  core::Config c = config_with("svc", "http://127.0.0.1:9");
+  c.services[0].health_check.path = "/health";
+  c.health.check_interval = std::chrono::seconds(10);
+  return c;
+}
+
+// An instance of a checked service gets no traffic until `rise` checks pass, and none
+// after `fall` fail; each change is an event and a new snapshot.
+TEST(RegistryHealthTest, ChecksDecideTraffic) {
+  testing::ManualClock clock;
+  Registry r(checked_config(), clock, nullptr, std::nullopt);
+  auto inst = [&] { return r.snapshot()->find("svc")->instances.at(0); };
+  EXPECT_FALSE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kUnknown);
+
+  auto due = r.due_checks(10);
+  ASSERT_EQ(due.size(), 1u);  // checked at once
+  EXPECT_EQ(due[0].path, "/health");
+  EXPECT_TRUE(r.due_checks(10).empty());  // already running
+  r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
+  EXPECT_FALSE(inst().takes_traffic);  // rise is 2
+
+  clock.advance(std::chrono::seconds(5));  // the unhealthy/unknown interval
+  due = r.due_checks(10);
+  ASSERT_EQ(due.size(), 1u);
+  const auto v = r.version();
+  r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
+  EXPECT_TRUE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kHealthy);
+  EXPECT_GT(r.version(), v);
+  EXPECT_EQ(r.events_since(0).events.back().type, "health_changed");
+
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(std::chrono::seconds(12));
+    due = r.due_checks(10);
+    ASSERT_EQ(due.size(), 1u) << i;
+    EXPECT_TRUE(inst().takes_traffic) << "still healthy before the third failure";
+    r.record_check("svc", due[0].id, false, std::chrono::milliseconds(3), "HTTP 503");
+  }
+  EXPECT_FALSE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kUnhealthy);
+}
+
+// Services without a health check path route to every instance, unchecked.
+TEST(RegistryHealthTest, UncheckedServicesTakeTraffic) {
+  testing::ManualClock clock;
+  Registry r(config_with("svc", "http://127.0.0.1:9"), clock, nullptr, std::nullopt);
+  EXPECT_TRUE(r.snapshot()->find("svc")->instances.at(0).takes_traffic);
+  EXPECT_TRUE(r.due_checks(10).empty());
+}
+
+// A result for an instance removed while its check ran is ignored.
+TEST(RegistryHealthTest, ResultAfterRemovalIsIgnored) {
+  testing::ManualClock clock;
+  Registry r(checked_config(), clock, nullptr, std::nullopt);
+  auto due = r.due_checks(10);
+  ASSERT_EQ(due.size(), 1u);
+  r.record_check("svc", "nope", true, {}, "HTTP 200");  // unknown: no effect, no crash
+  r.record_check("svc", due[0].id, true, {}, "HTTP 200");
+  EXPECT_EQ(r.snapshot()->find("svc")->instances.at(0).state, InstanceState::kUnknown);
+}
+
+}  // namespace
+}  // namespace sb::registry

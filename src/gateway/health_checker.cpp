@@ -1,0 +1,139 @@
+#include "gateway/health_checker.hpp"
+
+#include <fmt/format.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/basic_resolver.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "core/logging.hpp"
+#include "http/io.hpp"
+#include "http/parser.hpp"
+#include "registry/registry.hpp"
+
+namespace sb::gateway {
+
+namespace asio = http::asio;
+using http::error_code;
+using http::kUse;
+using http::Task;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+using Resolver = asio::ip::basic_resolver<asio::ip::tcp, http::Executor>;
+
+struct HealthChecker::Impl {
+  Impl(registry::Registry& r, core::Clock& c, std::size_t max)
+      : registry(r), clock(c), max_concurrent(max) {}
+  registry::Registry& registry;
+  core::Clock& clock;
+  std::size_t max_concurrent;
+  asio::io_context ctx{1};
+  std::size_t running = 0;
+  std::atomic<bool> stopping{false};
+
+  struct Result {
+    bool ok = false;
+    std::string reason;
+  };
+
+  // One HTTP check: connect, GET the path, read the status line. HTTPS instances get a TCP
+  // connect check (the TLS handshake is the proxy's business; see the notes).
+  Task<Result> check(const registry::DueCheck& c) {
+    http::Socket socket(ctx.get_executor());
+    Timer deadline(ctx.get_executor());
+    bool timed_out = false;
+    deadline.expires_after(c.timeout);
+    deadline.async_wait([&](error_code ec) {
+      if (ec) return;  // cancelled: the check finished first
+      timed_out = true;
+      error_code ignored;
+      socket.close(ignored);
+    });
+    auto finish = [&](bool ok, std::string reason) {
+      deadline.cancel();
+      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.timeout.count())
+                                  : std::move(reason)};
+    };
+
+    error_code ec;
+    asio::ip::tcp::endpoint ep;
+    const auto addr = asio::ip::make_address(c.url.host, ec);
+    if (!ec) {
+      ep = asio::ip::tcp::endpoint(addr, c.url.port);
+    } else {
+      Resolver resolver(ctx.get_executor());
+      auto [rec, results] =
+          co_await resolver.async_resolve(c.url.host, std::to_string(c.url.port), kUse);
+      if (rec || results.empty()) co_return finish(false, "resolve: " + rec.message());
+      ep = results.begin()->endpoint();
+    }
+    auto [cec] = co_await socket.async_connect(ep, kUse);
+    if (cec) co_return finish(false, "connect: " + cec.message());
+    if (c.url.tls) co_return finish(true, "TCP connect");
+
+    const std::string request = fmt::format(
+        "GET {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchboard-health-check\r\n"
+        "Connection: close\r\n\r\n",
+        c.url.base_path, c.path, c.url.authority());
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), kUse);
+    if (wec) co_return finish(false, "write: " + wec.message());
+
+    char buf[4096];
+    std::size_t len = 0, scan = 0;
+    http::ResponseHead head;
+    for (;;) {
+      auto [rec, n] =
+          co_await socket.async_read_some(asio::buffer(buf + len, sizeof buf - len), kUse);
+      if (rec) co_return finish(false, len == 0 ? "read: " + rec.message() : "truncated response");
+      len += n;
+      const auto r = http::parse_response_head(buf, len, sizeof buf, scan, head);
+      if (r.status == http::ParseStatus::kError) co_return finish(false, "malformed response");
+      if (r.status == http::ParseStatus::kComplete) break;
+    }
+    const bool ok = head.status >= 200 && head.status <= 399;
+    co_return finish(ok, fmt::format("HTTP {}", head.status));
+  }
+
+  Task<void> run_one(registry::DueCheck c) {
+    const auto began = clock.steady_now();
+    Result r = co_await check(c);
+    --running;
+    if (!stopping.load())
+      registry.record_check(c.service, c.id, r.ok, clock.steady_now() - began, r.reason);
+  }
+
+  Task<void> loop() {
+    Timer tick(ctx.get_executor());
+    while (!stopping.load()) {
+      if (running < max_concurrent) {
+        for (auto& c : registry.due_checks(max_concurrent - running)) {
+          ++running;
+          asio::co_spawn(ctx, run_one(std::move(c)), asio::detached);
+        }
+      }
+      tick.expires_after(std::chrono::milliseconds(50));
+      co_await tick.async_wait(kUse);
+    }
+    ctx.stop();
+  }
+};
+
+HealthChecker::HealthChecker(registry::Registry& registry, core::Clock& clock,
+                             std::size_t max_concurrent)
+    : impl_(std::make_unique<Impl>(registry, clock, max_concurrent)) {}
+
+HealthChecker::~HealthChecker() { stop(); }
+
+void HealthChecker::start() {
+  asio::co_spawn(impl_->ctx, impl_->loop(), asio::detached);
+  thread_ = std::thread([this] { impl_->ctx.run(); });
+}
+
+void HealthChecker::stop() {
+  impl_->stopping.store(true);
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace sb::gateway

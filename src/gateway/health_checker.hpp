@@ -1,0 +1,32 @@
+// Active health checks: a thread of its own (never a worker) that runs the registry's due
+// checks concurrently, each bounded by its timeout, and reports the results back.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "core/clock.hpp"
+
+namespace sb::registry {
+class Registry;
+}
+
+namespace sb::gateway {
+
+class HealthChecker {
+ public:
+  /// `max_concurrent` bounds the checks in flight at once.
+  HealthChecker(registry::Registry& registry, core::Clock& clock, std::size_t max_concurrent = 64);
+  ~HealthChecker();
+  void start();
+  /// Stops the thread; checks in flight are abandoned.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+};
+
+}  // namespace sb::gateway

@@ -1,0 +1,81 @@
+// Active health checks with real upstream processes: instances get traffic once their
+// checks pass, and none once they fail.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "testing/gateway_fixture.hpp"
+
+namespace sb::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class HealthCheckTest : public GatewayTest {
+ protected:
+  // Polls GET `target` until it answers `status` or the deadline passes; returns the last.
+  int wait_for_status(const std::string& target, int status, std::chrono::milliseconds within) {
+    const auto deadline = Clock::now() + scaled(within);
+    int last = 0;
+    while (Clock::now() < deadline) {
+      Response r = client().get(target);
+      last = r.ok() ? r.status : -1;
+      if (last == status) return last;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return last;
+  }
+};
+
+// A healthy instance takes traffic, one whose checks fail gets none (503), a service
+// without checks routes as before; killing the healthy upstream takes it out within
+// fall x interval.
+TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
+  Upstream other("other");
+  ASSERT_TRUE(other.started()) << other.error();
+  SwitchboardOptions options;
+  options.env["HEALTH_CHECK_INTERVAL"] = "100";
+  up_ = std::make_unique<Upstream>("up");
+  ASSERT_TRUE(up_->started());
+  const std::string yaml =
+      "services:\n"
+      "  good:\n"
+      "    instances: [\"" +
+      other.url() +
+      "\"]\n"
+      "    health_check: {path: /echo/health, timeout: 500ms}\n"
+      "  failing:\n"
+      "    instances: [\"" +
+      up_->url() +
+      "\"]\n"
+      "    health_check: {path: /status/503, timeout: 500ms}\n";
+  options.args = {"--service", "x=" + up_->url(), "--config", write_config(yaml)};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+
+  EXPECT_EQ(wait_for_status("/svc/good/echo", 200, std::chrono::milliseconds(5000)), 200);
+  EXPECT_EQ(wait_for_status("/svc/failing/echo", 503, std::chrono::milliseconds(5000)), 503);
+  expect_problem(client().get("/svc/failing/echo"), 503);
+  EXPECT_EQ(client().get("/svc/x/echo").status, 200) << "unchecked services are unaffected";
+
+  // The registry shows why, once `fall` checks have failed (before that: not checked yet).
+  const auto deadline = Clock::now() + scaled(std::chrono::milliseconds(5000));
+  Response reg;
+  do {
+    reg = client().get("/api/services/failing");
+    if (reg.body.find("\"state\":\"unhealthy\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (Clock::now() < deadline);
+  ASSERT_EQ(reg.status, 200);
+  EXPECT_NE(reg.body.find("\"state\":\"unhealthy\""), std::string::npos) << reg.body;
+  EXPECT_NE(reg.body.find("HTTP 503"), std::string::npos) << reg.body;
+  EXPECT_EQ(client().get("/svc/failing/echo").status, 503);
+
+  // Kill the healthy upstream: after `fall` (3) failed checks it gets no traffic.
+  other.process().signal(SIGKILL);
+  EXPECT_EQ(wait_for_status("/svc/good/echo", 503, std::chrono::milliseconds(5000)), 503);
+}
+
+}  // namespace
+}  // namespace sb::testing
