@@ -84,6 +84,10 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
     return ApiResponse{200, "application/json", reg.to_json(), {}};
   }
   const std::string_view service = seg[0];
+  if (seg.size() == 1 && service == "status") {  // "status" is reserved as a service name
+    if (!get) return method_not_allowed("GET, HEAD", cid);
+    return ApiResponse{200, "application/json", reg.status_json(), {}};
+  }
   if (seg.size() == 1) {
     if (!get) return method_not_allowed("GET, HEAD", cid);
     auto s = reg.service_json(service);

@@ -107,6 +107,7 @@ struct HealthChecker::Impl {
   Task<void> loop() {
     Timer tick(ctx.get_executor());
     while (!stopping.load()) {
+      registry.harvest();  // live request outcomes from the workers
       if (running < max_concurrent) {
         for (auto& c : registry.due_checks(max_concurrent - running)) {
           ++running;

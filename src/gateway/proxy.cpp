@@ -1,6 +1,7 @@
 #include "gateway/proxy.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -61,6 +62,8 @@ struct Instance {
   core::InstanceConfig config;
   std::unique_ptr<http::UpstreamPool> pool;
   std::string authority;  // the Host the upstream gets
+  std::uint64_t uid = 0;  // the registry's id for live samples
+  std::shared_ptr<std::atomic<std::int32_t>> in_flight;
 };
 
 /// A service as a worker sees it, rebuilt with each registry snapshot. Requests in flight
@@ -255,7 +258,8 @@ class ProxyHandler final : public http::Handler {
   ProxyHandler(Gateway& gw, http::Worker& worker)
       : gw_(gw),
         worker_(worker),
-        log_(gw.config().logging.format, gw.config().logging.access_log, gw.clock()) {
+        log_(gw.config().logging.format, gw.config().logging.access_log, gw.clock()),
+        feed_(gw.registry().make_feed()) {
     refresh();
   }
 
@@ -269,10 +273,20 @@ class ProxyHandler final : public http::Handler {
     } else {
       Instance* inst = nullptr;
       Service* svc = route(ex, out, inst);
-      if (svc != nullptr)
+      if (svc != nullptr) {
+        if (inst->in_flight) inst->in_flight->fetch_add(1, std::memory_order_relaxed);
+        const auto began = gw_.clock().steady_now();
         co_await forward(ex, out, *svc, *inst);
-      else
+        if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
+        // The outcome feeds the instance's health: 5xx, resets and timeouts are failures;
+        // a client that went away (499) is not the instance's fault.
+        const auto us =
+            std::chrono::duration_cast<std::chrono::microseconds>(gw_.clock().steady_now() - began);
+        feed_->push(registry::LiveSample{inst->uid, static_cast<std::uint32_t>(us.count()),
+                                         out.status < 500 || out.status > 599});
+      } else {
         co_await send_scratch(ex);
+      }
     }
     if (log_.enabled()) record(ex, out, start);
   }
@@ -415,7 +429,7 @@ class ProxyHandler final : public http::Handler {
               ri.config,
               std::make_unique<http::UpstreamPool>(worker_.context().get_executor(), target,
                                                    rs.config.pool, rs.config.timeouts.connect),
-              ri.config.url.authority()});
+              ri.config.url.authority(), ri.uid, ri.in_flight});
         }
         svc->instances.push_back(inst);
         instances.emplace(std::move(key), std::move(inst));
@@ -762,7 +776,8 @@ class ProxyHandler final : public http::Handler {
   Gateway& gw_;
   http::Worker& worker_;
   AccessLog log_;
-  std::uint64_t version_ = 0;  // of the registry snapshot services_ was built from
+  std::shared_ptr<registry::LiveFeed> feed_;  // this worker's live samples for the registry
+  std::uint64_t version_ = 0;                 // of the registry snapshot services_ was built from
   std::map<std::string, std::shared_ptr<Service>, std::less<>> services_;
   std::unordered_map<std::string, std::shared_ptr<Instance>> instances_;
 };

@@ -167,6 +167,7 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   health_settings_.interval = config.health.check_interval;
   health_settings_.unhealthy_interval =
       std::min<core::Duration>(std::chrono::seconds(5), config.health.check_interval);
+  health_settings_.window = config.health.metrics_collection_interval;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();
@@ -189,6 +190,7 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
     self.source = core::Source::kDefault;
     self.registered_at = clock_.wall_now();
     s.instances.push_back(std::move(self));
+    track(s, s.instances.back());
     services_.push_back(std::move(s));
   }
   std::lock_guard lock(mu_);
@@ -211,20 +213,68 @@ static std::string health_key(std::string_view service, std::string_view id) {
 }
 
 void Registry::track(const Service& s, Instance& inst) {
-  if (s.config.health_check.path.empty()) return;  // no checks: routable as registered
   const auto now = clock_.steady_now();
+  const bool checked = !s.config.health_check.path.empty();
+  const std::string key = health_key(s.name, inst.id);
+  untrack(s.name, inst.id);
+  inst.uid = next_uid_++;
+  inst.in_flight = std::make_shared<std::atomic<std::int32_t>>(0);
+  uid_keys_.emplace(inst.uid, key);
   inst.state = InstanceState::kUnknown;
-  inst.takes_traffic = false;  // no traffic until a check proves it
-  inst.health_reason = "not checked yet";
-  const std::uint64_t seed = std::hash<std::string>{}(health_key(s.name, inst.id));
-  health_.insert_or_assign(
-      health_key(s.name, inst.id),
-      Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now});
+  inst.takes_traffic = !checked;  // checked: no traffic until a check proves it
+  inst.health_reason = checked ? "not checked yet" : "";
+  const std::uint64_t seed = std::hash<std::string>{}(key);
+  health_.insert_or_assign(key, Health{HealthTracker(health_settings_, now),
+                                       CheckScheduler(health_settings_, seed), now, checked});
 }
 
 void Registry::untrack(std::string_view service, std::string_view id) {
   const auto it = health_.find(health_key(service, id));
   if (it != health_.end()) health_.erase(it);
+  std::erase_if(uid_keys_, [&](const auto& kv) { return kv.second == health_key(service, id); });
+}
+
+void Registry::apply(std::string_view service, std::string_view id, Health& h,
+                     const std::optional<Transition>& t) {
+  if (!t) return;
+  Service* s = find_mut(service);
+  if (s == nullptr) return;
+  for (auto& inst : s->instances) {
+    if (inst.id != id) continue;
+    inst.state = t->to;
+    inst.health_reason = t->reason;
+    if (h.checked) inst.takes_traffic = h.tracker.takes_traffic();
+    spdlog::info("registry: {}/{} is {} ({})", service, id, to_string(t->to), t->reason);
+    event(kEventHealthChanged, service, id,
+          fmt::format("{} -> {}: {}", to_string(t->from), to_string(t->to), t->reason), &inst);
+  }
+  publish();
+}
+
+std::shared_ptr<LiveFeed> Registry::make_feed() {
+  std::lock_guard lock(mu_);
+  feeds_.push_back(std::make_shared<LiveFeed>());
+  return feeds_.back();
+}
+
+void Registry::harvest() {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.steady_now();
+  for (auto& feed : feeds_) {
+    feed->drain([&](const LiveSample& sample) {
+      const auto uid = uid_keys_.find(sample.instance_uid);
+      if (uid == uid_keys_.end()) return;  // removed since
+      const auto it = health_.find(uid->second);
+      if (it == health_.end()) return;
+      const auto slash = uid->second.find('/');
+      const std::string_view service(uid->second.data(), slash);
+      const std::string_view id(uid->second.data() + slash + 1, uid->second.size() - slash - 1);
+      apply(service, id, it->second,
+            it->second.tracker.record_live(now, sample.ok,
+                                           std::chrono::microseconds(sample.latency_us),
+                                           sample.ok ? "" : "live request failed"));
+    });
+  }
 }
 
 std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
@@ -233,7 +283,7 @@ std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
   const auto now = clock_.steady_now();
   for (auto& [key, h] : health_) {
     if (due.size() >= limit) break;
-    if (h.running || now < h.next_check) continue;
+    if (!h.checked || h.running || now < h.next_check) continue;
     const auto slash = key.find('/');
     const std::string_view service(key.data(), slash);
     const std::string_view id(key.data() + slash + 1, key.size() - slash - 1);
@@ -259,22 +309,7 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
   h.running = false;
   const auto transition = h.tracker.record_check(now, ok, latency, reason);
   h.next_check = h.scheduler.next_check(now, h.tracker);
-  if (!transition) return;
-  Service* s = find_mut(service);
-  if (s == nullptr) return;
-  for (auto& inst : s->instances) {
-    if (inst.id != id) continue;
-    inst.state = transition->to;
-    inst.takes_traffic = h.tracker.takes_traffic();
-    inst.health_reason = transition->reason;
-    spdlog::info("registry: {}/{} is {} ({})", service, id, to_string(transition->to),
-                 transition->reason);
-    event(kEventHealthChanged, service, id,
-          fmt::format("{} -> {}: {}", to_string(transition->from), to_string(transition->to),
-                      transition->reason),
-          &inst);
-  }
-  publish();
+  apply(service, id, h, transition);
 }
 
 void Registry::publish() {
@@ -522,6 +557,72 @@ std::string Registry::to_json() const {
   o["version"] = snap->version;
   o["services"] = std::move(services);
   return json::serialize(o) + "\n";
+}
+
+std::string Registry::status_json() const {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.steady_now();
+  const auto wall = clock_.wall_now();
+  const auto wall_of = [&](core::SteadyTime t) {
+    return format_rfc3339_ms(wall - std::chrono::duration_cast<core::WallTime::duration>(now - t));
+  };
+  const auto ms = [](core::Duration d) {
+    return std::chrono::duration<double, std::milli>(d).count();
+  };
+  const double window_s = std::chrono::duration<double>(health_settings_.window).count();
+  json::array services;
+  std::vector<const Service*> sorted;
+  for (const auto& svc : services_) sorted.push_back(&svc);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Service* a, const Service* b) { return a->name < b->name; });
+  for (const Service* svc : sorted) {
+    json::array instances;
+    std::size_t available = 0, degraded = 0;
+    for (const auto& inst : svc->instances) {
+      json::object o;
+      o["id"] = inst.id;
+      o["url"] = inst.config.url.text;
+      o["state"] = to_string(inst.state);
+      o["takes_traffic"] = inst.takes_traffic;
+      o["reason"] = inst.health_reason;
+      o["in_flight"] = inst.in_flight ? inst.in_flight->load(std::memory_order_relaxed) : 0;
+      if (inst.takes_traffic) ++available;
+      if (inst.state == InstanceState::kDegraded) ++degraded;
+      const auto h = health_.find(health_key(svc->name, inst.id));
+      if (h != health_.end()) {
+        const HealthTracker& t = h->second.tracker;
+        o["since"] = wall_of(t.since());
+        if (const auto& c = t.last_check()) {
+          json::object check;
+          check["at"] = wall_of(c->at);
+          check["ok"] = c->ok;
+          check["latency_ms"] = ms(c->latency);
+          check["result"] = c->reason;
+          o["last_check"] = std::move(check);
+        }
+        const WindowStats w = t.stats(now);
+        o["requests"] = w.count;
+        o["request_rate"] = window_s > 0 ? static_cast<double>(w.count) / window_s : 0.0;
+        o["error_rate"] = w.error_rate;
+        o["p50_ms"] = ms(w.p50);
+        o["p95_ms"] = ms(w.p95);
+        o["p99_ms"] = ms(w.p99);
+      }
+      instances.push_back(std::move(o));
+    }
+    json::object so;
+    so["name"] = svc->name;
+    so["state"] = available == 0                                        ? "unavailable"
+                  : (degraded > 0 || available < svc->instances.size()) ? "degraded"
+                                                                        : "healthy";
+    so["critical"] = svc->config.critical;
+    so["instances"] = std::move(instances);
+    services.push_back(std::move(so));
+  }
+  json::object root;
+  root["window_seconds"] = window_s;
+  root["services"] = std::move(services);
+  return json::serialize(root) + "\n";
 }
 
 std::optional<std::string> Registry::service_json(std::string_view name) const {

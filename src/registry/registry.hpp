@@ -19,6 +19,7 @@
 #include "core/config.hpp"
 #include "registry/events.hpp"
 #include "registry/health.hpp"
+#include "registry/live_feed.hpp"
 
 namespace sb::registry {
 
@@ -63,6 +64,10 @@ struct Instance {
   InstanceState state = InstanceState::kUnknown;
   bool takes_traffic = true;
   std::string health_reason;
+  /// Identifies the instance in live samples; unique for the registry's lifetime.
+  std::uint64_t uid = 0;
+  /// Requests in flight to it, over all workers (relaxed; for the status document).
+  std::shared_ptr<std::atomic<std::int32_t>> in_flight;
   std::int64_t ttl_seconds = 0;
   std::optional<core::SteadyTime> deadline;  // TTL expiry
   core::WallTime registered_at{};
@@ -122,6 +127,16 @@ class Registry {
   void record_check(std::string_view service, std::string_view id, bool ok, core::Duration latency,
                     std::string_view reason);
 
+  /// A ring for one worker's live samples (call once per worker, at start).
+  std::shared_ptr<LiveFeed> make_feed();
+  /// Feeds every worker's live samples to the trackers (the control loop, every 50 ms).
+  /// Live failures count toward `fall` for checked services, whose checks bring an instance
+  /// back; for unchecked ones they only show in the status document.
+  void harvest();
+  /// `GET /api/services/status`: state, reason, since, last check, in-flight, request and
+  /// error rates and p50/p95/p99 over the window, per service and instance.
+  std::string status_json() const;
+
   /// The current snapshot. Thread-safe.
   std::shared_ptr<const Snapshot> snapshot() const;
   /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
@@ -158,10 +173,16 @@ class Registry {
     HealthTracker tracker;
     CheckScheduler scheduler;
     core::SteadyTime next_check;
+    bool checked = false;  // active checks configured: the tracker decides routing
     bool running = false;
   };
+  void apply(std::string_view service, std::string_view id, Health& h,
+             const std::optional<Transition>& t);  // with mu_ held
   HealthSettings health_settings_;
   std::map<std::string, Health, std::less<>> health_;  // "service/id"
+  std::map<std::uint64_t, std::string> uid_keys_;      // uid -> "service/id"
+  std::uint64_t next_uid_ = 1;
+  std::vector<std::shared_ptr<LiveFeed>> feeds_;
 };
 
 }  // namespace sb::registry

@@ -72,6 +72,29 @@ TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
   EXPECT_NE(reg.body.find("HTTP 503"), std::string::npos) << reg.body;
   EXPECT_EQ(client().get("/svc/failing/echo").status, 503);
 
+  // The status document: per service and instance, state, last check and traffic figures.
+  Response status = client().get("/api/services/status");
+  ASSERT_EQ(status.status, 200) << status.raw;
+  auto doc = parse_json(status.body);
+  ASSERT_TRUE(doc && doc->is_object()) << status.body;
+  bool saw_failing = false, saw_good = false;
+  for (const auto& svc : doc->as_object().at("services").as_array()) {
+    const auto& o = svc.as_object();
+    const auto& inst = o.at("instances").as_array().at(0).as_object();
+    if (o.at("name") == "failing") {
+      saw_failing = true;
+      EXPECT_EQ(o.at("state"), "unavailable");
+      EXPECT_EQ(inst.at("last_check").as_object().at("result"), "HTTP 503");
+    } else if (o.at("name") == "good") {
+      saw_good = true;
+      EXPECT_EQ(o.at("state"), "healthy");
+      EXPECT_GE(inst.at("requests").to_number<double>(), 1.0);
+      EXPECT_TRUE(inst.contains("p95_ms"));
+      EXPECT_TRUE(inst.contains("in_flight"));
+    }
+  }
+  EXPECT_TRUE(saw_failing && saw_good) << status.body;
+
   // Kill the healthy upstream: after `fall` (3) failed checks it gets no traffic.
   other.process().signal(SIGKILL);
   EXPECT_EQ(wait_for_status("/svc/good/echo", 503, std::chrono::milliseconds(5000)), 503);

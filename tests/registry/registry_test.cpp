@@ -300,3 +300,52 @@ TEST(RegistryHealthTest, ResultAfterRemovalIsIgnored) {
 
 }  // namespace
 }  // namespace sb::registry
+
+namespace sb::registry {
+namespace {
+
+// Live samples from a worker's feed reach the trackers: failures count toward `fall` for a
+// checked service, and every instance's window shows in the status document.
+TEST(RegistryLiveTest, HarvestFeedsTrackersAndStatus) {
+  testing::ManualClock clock;
+  core::Config c = config_with("svc", "http://127.0.0.1:9");
+  c.services[0].health_check.path = "/health";
+  Registry r(c, clock, nullptr, std::nullopt);
+  auto feed = r.make_feed();
+  // Prove the instance healthy first.
+  for (int i = 0; i < 2; ++i) {
+    auto due = r.due_checks(1);
+    ASSERT_EQ(due.size(), 1u);
+    r.record_check("svc", due[0].id, true, std::chrono::milliseconds(1), "HTTP 200");
+    clock.advance(std::chrono::seconds(5));
+  }
+  const auto inst = r.snapshot()->find("svc")->instances.at(0);
+  ASSERT_TRUE(inst.takes_traffic);
+  for (int i = 0; i < 2; ++i) feed->push(LiveSample{inst.uid, 2000, false});
+  r.harvest();
+  EXPECT_TRUE(r.snapshot()->find("svc")->instances.at(0).takes_traffic) << "fall is 3";
+  feed->push(LiveSample{inst.uid, 2000, false});
+  feed->push(LiveSample{999999, 1, false});  // an unknown uid is ignored
+  r.harvest();
+  EXPECT_FALSE(r.snapshot()->find("svc")->instances.at(0).takes_traffic);
+  const std::string status = r.status_json();
+  EXPECT_NE(status.find("\"state\":\"unhealthy\""), std::string::npos) << status;
+  EXPECT_NE(status.find("\"error_rate\":6E-1"), std::string::npos) << status;  // 3 of 5
+  EXPECT_NE(status.find("\"state\":\"unavailable\""), std::string::npos) << status;
+}
+
+// The feed is a bounded ring: a full ring drops and counts instead of blocking.
+TEST(LiveFeedTest, FullRingDrops) {
+  LiveFeed feed;
+  for (std::size_t i = 0; i < LiveFeed::kCapacity; ++i)
+    ASSERT_TRUE(feed.push(LiveSample{1, 1, true}));
+  EXPECT_FALSE(feed.push(LiveSample{1, 1, true}));
+  EXPECT_EQ(feed.dropped(), 1u);
+  std::size_t n = 0;
+  EXPECT_EQ(feed.drain([&](const LiveSample&) { ++n; }), LiveFeed::kCapacity);
+  EXPECT_EQ(n, LiveFeed::kCapacity);
+  EXPECT_TRUE(feed.push(LiveSample{1, 1, true}));
+}
+
+}  // namespace
+}  // namespace sb::registry
