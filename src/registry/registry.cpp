@@ -219,19 +219,21 @@ void Registry::track(const Service& s, Instance& inst) {
   untrack(s.name, inst.id);
   inst.uid = next_uid_++;
   inst.in_flight = std::make_shared<std::atomic<std::int32_t>>(0);
-  uid_keys_.emplace(inst.uid, key);
   inst.state = InstanceState::kUnknown;
   inst.takes_traffic = !checked;  // checked: no traffic until a check proves it
   inst.health_reason = checked ? "not checked yet" : "";
   const std::uint64_t seed = std::hash<std::string>{}(key);
-  health_.insert_or_assign(key, Health{HealthTracker(health_settings_, now),
-                                       CheckScheduler(health_settings_, seed), now, checked});
+  auto [it, inserted] = health_.insert_or_assign(
+      key, Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now,
+                  checked, false, s.name, inst.id});
+  by_uid_[inst.uid] = &it->second;
 }
 
 void Registry::untrack(std::string_view service, std::string_view id) {
   const auto it = health_.find(health_key(service, id));
-  if (it != health_.end()) health_.erase(it);
-  std::erase_if(uid_keys_, [&](const auto& kv) { return kv.second == health_key(service, id); });
+  if (it == health_.end()) return;
+  std::erase_if(by_uid_, [&](const auto& kv) { return kv.second == &it->second; });
+  health_.erase(it);
 }
 
 void Registry::apply(std::string_view service, std::string_view id, Health& h,
@@ -262,17 +264,12 @@ void Registry::harvest() {
   const auto now = clock_.steady_now();
   for (auto& feed : feeds_) {
     feed->drain([&](const LiveSample& sample) {
-      const auto uid = uid_keys_.find(sample.instance_uid);
-      if (uid == uid_keys_.end()) return;  // removed since
-      const auto it = health_.find(uid->second);
-      if (it == health_.end()) return;
-      const auto slash = uid->second.find('/');
-      const std::string_view service(uid->second.data(), slash);
-      const std::string_view id(uid->second.data() + slash + 1, uid->second.size() - slash - 1);
-      apply(service, id, it->second,
-            it->second.tracker.record_live(now, sample.ok,
-                                           std::chrono::microseconds(sample.latency_us),
-                                           sample.ok ? "" : "live request failed"));
+      const auto it = by_uid_.find(sample.instance_uid);
+      if (it == by_uid_.end()) return;  // removed since
+      Health& h = *it->second;
+      auto t = h.tracker.record_live(now, sample.ok, std::chrono::microseconds(sample.latency_us),
+                                     sample.ok ? "" : "live request failed");
+      if (t) apply(h.service, h.id, h, t);
     });
   }
 }

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -175,12 +176,14 @@ class Registry {
     core::SteadyTime next_check;
     bool checked = false;  // active checks configured: the tracker decides routing
     bool running = false;
+    std::string service;
+    std::string id;
   };
   void apply(std::string_view service, std::string_view id, Health& h,
              const std::optional<Transition>& t);  // with mu_ held
   HealthSettings health_settings_;
   std::map<std::string, Health, std::less<>> health_;  // "service/id"
-  std::map<std::uint64_t, std::string> uid_keys_;      // uid -> "service/id"
+  std::unordered_map<std::uint64_t, Health*> by_uid_;  // live samples -> tracker
   std::uint64_t next_uid_ = 1;
   std::vector<std::shared_ptr<LiveFeed>> feeds_;
 };
