@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/logging.hpp"
 #include "gateway/gateway.hpp"
 #include "http/server.hpp"
@@ -21,9 +23,11 @@ std::string quoted(std::string_view s) {
   return out;
 }
 
-// A service is usable while it has an instance to send to. (Active health checks and
-// breakers will narrow this to instances that take traffic.)
-bool usable(const registry::Service& s) { return !s.instances.empty(); }
+// A service is usable while one of its instances takes traffic (healthy, or not checked).
+bool usable(const registry::Service& s) {
+  return std::any_of(s.instances.begin(), s.instances.end(),
+                     [](const registry::Instance& i) { return i.takes_traffic; });
+}
 
 AdminResponse health(Gateway& gw, core::SteadyTime now) {
   auto& server = gw.server();
