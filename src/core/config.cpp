@@ -31,6 +31,53 @@ const char* to_string(Source s) {
   return "unknown";
 }
 
+namespace {
+// Calls f(lo, hi) for each item of "200-399,404"; false when an item is malformed.
+template <class F>
+bool for_each_status_range(std::string_view list, F&& f) {
+  if (list.empty()) return false;
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    const auto dash = item.find('-');
+    auto num = [](std::string_view v, int& out) {
+      if (v.size() != 3) return false;
+      out = 0;
+      for (char c : v) {
+        if (c < '0' || c > '9') return false;
+        out = out * 10 + (c - '0');
+      }
+      return out >= 100 && out <= 599;
+    };
+    int lo = 0, hi = 0;
+    if (dash == std::string_view::npos) {
+      if (!num(item, lo)) return false;
+      hi = lo;
+    } else if (!num(item.substr(0, dash), lo) || !num(item.substr(dash + 1), hi) || hi < lo) {
+      return false;
+    }
+    if (f(lo, hi)) return true;
+  }
+  return true;
+}
+}  // namespace
+
+bool status_matches(std::string_view list, int status) {
+  bool hit = false;
+  const bool ok = for_each_status_range(list, [&](int lo, int hi) {
+    hit = status >= lo && status <= hi;
+    return hit;
+  });
+  return ok && hit;
+}
+
+bool valid_status_list(std::string_view list) {
+  return for_each_status_range(list, [](int, int) { return false; });
+}
+
 const ServiceConfig* Config::find_service(std::string_view name) const {
   for (const auto& s : services)
     if (s.name == name) return &s;

@@ -74,13 +74,26 @@ struct UpstreamDefaults {
 enum class Source { kDefault, kFile, kEnvironment, kCommandLine, kApi };
 const char* to_string(Source s);
 
-/// Active health checks of a service's instances (off while `path` is empty): an HTTP GET
-/// of `path` every health.check_interval, healthy on 200-399 within `timeout`.
+/// Active health checks of a service's instances: an HTTP request for `path` (or, with
+/// type tcp, a TCP connect) every health.check_interval. Off while `path` is empty and the
+/// type is http.
 struct HealthCheckConfig {
-  std::string path{};  // "/health"; empty: no active checks, every instance takes traffic
+  enum class Type { kHttp, kTcp };
+  Type type = Type::kHttp;
+  std::string path{};  // "/health"; empty (http): no active checks, instances route at once
+  std::string method = "GET";
+  std::string expect_status = "200-399";  // comma-separated codes and ranges
+  std::string expect_body{};              // a substring the body must hold ("": any body)
+  std::map<std::string, std::string> headers{};
   Millis timeout{2'000};
+  bool enabled() const { return type == Type::kTcp || !path.empty(); }
   bool operator==(const HealthCheckConfig&) const = default;
 };
+
+/// True when `status` is in a list such as "200-399,404"; false for malformed lists.
+bool status_matches(std::string_view list, int status);
+/// True when `list` is a well-formed list of codes (100-599) and ranges.
+bool valid_status_list(std::string_view list);
 
 struct ServiceConfig {
   std::string name{};
@@ -139,6 +152,9 @@ struct HealthConfig {
   Millis check_interval{30'000};               // HEALTH_CHECK_INTERVAL
   Millis metrics_collection_interval{60'000};  // METRICS_COLLECTION_INTERVAL
   bool ready_requires_critical = false;  // /health/ready fails while a critical service is unusable
+  int rise = 2;                          // consecutive passing checks to become healthy
+  int fall = 3;                          // consecutive failures to become unhealthy
+  Millis unhealthy_interval{5'000};  // check interval while not healthy (at most check_interval)
   Millis liveness_stall{5'000};  // /health/live fails when a worker has not turned for this long
   bool operator==(const HealthConfig&) const = default;
 };

@@ -329,6 +329,10 @@ class Renderer {
     leaf(2, "ready_requires_critical", boolean(h.ready_requires_critical),
          "health.ready_requires_critical");
     leaf(2, "liveness_stall", format_duration(h.liveness_stall), "health.liveness_stall");
+    leaf(2, "rise", fmt::format("{}", h.rise), "health.rise");
+    leaf(2, "fall", fmt::format("{}", h.fall), "health.fall");
+    leaf(2, "unhealthy_interval", format_duration(h.unhealthy_interval),
+         "health.unhealthy_interval");
 
     const auto& t = c_.telemetry;
     section(0, "telemetry");
@@ -349,9 +353,21 @@ class Renderer {
       leaf(4, "critical", boolean(svc.critical), p + ".critical");
       leaf(4, "preserve_host", boolean(svc.preserve_host), p + ".preserve_host");
       upstream_settings(4, p, svc.timeouts, svc.pool, svc.tls);
+      const auto& hc = svc.health_check;
       section(4, "health_check");
-      leaf(6, "path", quote(svc.health_check.path), p + ".health_check.path");
-      leaf(6, "timeout", format_duration(svc.health_check.timeout), p + ".health_check.timeout");
+      leaf(6, "type", hc.type == HealthCheckConfig::Type::kTcp ? "tcp" : "http",
+           p + ".health_check.type");
+      leaf(6, "path", quote(hc.path), p + ".health_check.path");
+      leaf(6, "method", hc.method, p + ".health_check.method");
+      leaf(6, "expect_status", quote(hc.expect_status), p + ".health_check.expect_status");
+      leaf(6, "expect_body", quote(hc.expect_body), p + ".health_check.expect_body");
+      std::string headers = "{";
+      for (const auto& [k, v] : hc.headers) {
+        if (headers.size() > 1) headers += ", ";
+        headers += quote(k) + ": " + quote(v);
+      }
+      leaf(6, "headers", headers + "}", p + ".health_check.headers");
+      leaf(6, "timeout", format_duration(hc.timeout), p + ".health_check.timeout");
     }
 
     if (c_.routes.empty())
@@ -942,6 +958,9 @@ class Loader {
                                  Millis(1)),
                     bool_key("ready_requires_critical", h.ready_requires_critical),
                     duration_key("liveness_stall", h.liveness_stall, Millis(1)),
+                    uint_key("rise", h.rise, 1, 100),
+                    uint_key("fall", h.fall, 1, 100),
+                    duration_key("unhealthy_interval", h.unhealthy_interval, Millis(1)),
                 });
   }
 
@@ -1029,22 +1048,79 @@ class Loader {
   }
 
   void read_health_check(const Field& f, ServiceConfig& svc) {
-    read_map(f,
-             {
-                 {"path",
-                  [&](const Field& x) {
-                    auto p = read_string(x);
-                    // "" turns checks off; anything else is an absolute path.
-                    if (p && !p->empty() &&
-                        (p->front() != '/' || p->find_first_of(" \r\n\t") != std::string::npos)) {
-                      fail(x, fmt::format("bad path {}: must start with '/' and hold no spaces",
-                                          quote(*p)));
-                      return;
-                    }
-                    set(svc.health_check.path, p, x);
-                  }},
-                 duration_key("timeout", svc.health_check.timeout, Millis(1)),
-             });
+    read_map(
+        f,
+        {
+            {"path",
+             [&](const Field& x) {
+               auto p = read_string(x);
+               // "" turns checks off; anything else is an absolute path.
+               if (p && !p->empty() &&
+                   (p->front() != '/' || p->find_first_of(" \r\n\t") != std::string::npos)) {
+                 fail(x, fmt::format("bad path {}: must start with '/' and hold no spaces",
+                                     quote(*p)));
+                 return;
+               }
+               set(svc.health_check.path, p, x);
+             }},
+            duration_key("timeout", svc.health_check.timeout, Millis(1)),
+            {"type",
+             [&](const Field& x) {
+               auto t = read_string(x);
+               if (!t) return;
+               if (*t == "http") {
+                 svc.health_check.type = HealthCheckConfig::Type::kHttp;
+               } else if (*t == "tcp") {
+                 svc.health_check.type = HealthCheckConfig::Type::kTcp;
+               } else {
+                 fail(x, fmt::format("bad type {}: http or tcp", quote(*t)));
+                 return;
+               }
+               note(x);
+             }},
+            {"method",
+             [&](const Field& x) {
+               auto m = read_string(x);
+               if (m && (m->empty() ||
+                         m->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") != std::string::npos)) {
+                 fail(x, fmt::format("bad method {}: upper-case letters", quote(*m)));
+                 return;
+               }
+               set(svc.health_check.method, m, x);
+             }},
+            {"expect_status",
+             [&](const Field& x) {
+               auto l = read_string(x);
+               if (l && !valid_status_list(*l)) {
+                 fail(x, fmt::format("bad status list {} (use e.g. \"200-399,404\")", quote(*l)));
+                 return;
+               }
+               set(svc.health_check.expect_status, l, x);
+             }},
+            {"expect_body",
+             [&](const Field& x) { set(svc.health_check.expect_body, read_string(x), x); }},
+            {"headers",
+             [&](const Field& x) {
+               if (!x.value.IsMap()) {
+                 fail(x, "expected a map of header names to values, got " + describe(x.value));
+                 return;
+               }
+               std::map<std::string, std::string> h;
+               for (const auto& kv : x.value) {
+                 const std::string name = kv.first.as<std::string>("");
+                 const bool scalar = kv.second.IsScalar();
+                 const std::string value = scalar ? kv.second.Scalar() : "";
+                 if (name.empty() || name.find_first_of(" :\r\n\t") != std::string::npos ||
+                     !scalar || value.find_first_of("\r\n") != std::string::npos) {
+                   fail(x, fmt::format("bad header {}", quote(name)));
+                   return;
+                 }
+                 h[name] = value;
+               }
+               svc.health_check.headers = std::move(h);
+               note(x);
+             }},
+        });
   }
 
   std::optional<InstanceConfig> read_instance(const Field& f) {

@@ -49,7 +49,7 @@ struct HealthChecker::Impl {
     http::Socket socket(ctx.get_executor());
     Timer deadline(ctx.get_executor());
     bool timed_out = false;
-    deadline.expires_after(c.timeout);
+    deadline.expires_after(c.check.timeout);
     deadline.async_wait([&](error_code ec) {
       if (ec) return;  // cancelled: the check finished first
       timed_out = true;
@@ -58,7 +58,7 @@ struct HealthChecker::Impl {
     });
     auto finish = [&](bool ok, std::string reason) {
       deadline.cancel();
-      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.timeout.count())
+      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.check.timeout.count())
                                   : std::move(reason)};
     };
 
@@ -76,29 +76,50 @@ struct HealthChecker::Impl {
     }
     auto [cec] = co_await socket.async_connect(ep, kUse);
     if (cec) co_return finish(false, "connect: " + cec.message());
-    if (c.url.tls) co_return finish(true, "TCP connect");
+    if (c.url.tls || c.check.type == core::HealthCheckConfig::Type::kTcp)
+      co_return finish(true, "TCP connect");
 
-    const std::string request = fmt::format(
-        "GET {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: switchboard-health-check\r\n"
-        "Connection: close\r\n\r\n",
-        c.url.base_path, c.path, c.url.authority());
+    std::string request = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\n", c.check.method,
+                                      c.url.base_path, c.check.path, c.url.authority());
+    for (const auto& [name, value] : c.check.headers) request += name + ": " + value + "\r\n";
+    request += "User-Agent: switchboard-health-check\r\nConnection: close\r\n\r\n";
     auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), kUse);
     if (wec) co_return finish(false, "write: " + wec.message());
 
-    char buf[4096];
+    // The read buffer and parsed head live on the heap: coroutine frames stay small.
+    struct Read {
+      char buf[4096];
+      http::ResponseHead head;
+    };
+    auto rd = std::make_unique<Read>();
+    char* const buf = rd->buf;
+    http::ResponseHead& head = rd->head;
+    constexpr std::size_t kBuf = sizeof(Read::buf);
     std::size_t len = 0, scan = 0;
-    http::ResponseHead head;
     for (;;) {
-      auto [rec, n] =
-          co_await socket.async_read_some(asio::buffer(buf + len, sizeof buf - len), kUse);
+      auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf + len, kBuf - len), kUse);
       if (rec) co_return finish(false, len == 0 ? "read: " + rec.message() : "truncated response");
       len += n;
-      const auto r = http::parse_response_head(buf, len, sizeof buf, scan, head);
+      const auto r = http::parse_response_head(buf, len, kBuf, scan, head);
       if (r.status == http::ParseStatus::kError) co_return finish(false, "malformed response");
       if (r.status == http::ParseStatus::kComplete) break;
     }
-    const bool ok = head.status >= 200 && head.status <= 399;
-    co_return finish(ok, fmt::format("HTTP {}", head.status));
+    if (!core::status_matches(c.check.expect_status, head.status))
+      co_return finish(false,
+                       fmt::format("HTTP {} (expected {})", head.status, c.check.expect_status));
+    if (!c.check.expect_body.empty()) {
+      // The body (up to the buffer) must hold the expected text; Connection: close ends it.
+      std::string_view body(buf + head.head_size, len - head.head_size);
+      while (body.find(c.check.expect_body) == std::string_view::npos && len < kBuf) {
+        auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf + len, kBuf - len), kUse);
+        if (rec || n == 0) break;
+        len += n;
+        body = std::string_view(buf + head.head_size, len - head.head_size);
+      }
+      if (body.find(c.check.expect_body) == std::string_view::npos)
+        co_return finish(false, fmt::format("HTTP {} without the expected body text", head.status));
+    }
+    co_return finish(true, fmt::format("HTTP {}", head.status));
   }
 
   Task<void> run_one(registry::DueCheck c) {

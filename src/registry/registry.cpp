@@ -166,7 +166,9 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   api_defaults_.source = core::Source::kApi;
   health_settings_.interval = config.health.check_interval;
   health_settings_.unhealthy_interval =
-      std::min<core::Duration>(std::chrono::seconds(5), config.health.check_interval);
+      std::min<core::Duration>(config.health.unhealthy_interval, config.health.check_interval);
+  health_settings_.rise = config.health.rise;
+  health_settings_.fall = config.health.fall;
   health_settings_.window = config.health.metrics_collection_interval;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
@@ -214,7 +216,7 @@ static std::string health_key(std::string_view service, std::string_view id) {
 
 void Registry::track(const Service& s, Instance& inst) {
   const auto now = clock_.steady_now();
-  const bool checked = !s.config.health_check.path.empty();
+  const bool checked = s.config.health_check.enabled();
   const std::string key = health_key(s.name, inst.id);
   untrack(s.name, inst.id);
   inst.uid = next_uid_++;
@@ -289,8 +291,8 @@ std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
     for (const auto& inst : s->instances) {
       if (inst.id != id) continue;
       h.running = true;
-      due.push_back(DueCheck{std::string(service), std::string(id), inst.config.url,
-                             s->config.health_check.path, s->config.health_check.timeout});
+      due.push_back(
+          DueCheck{std::string(service), std::string(id), inst.config.url, s->config.health_check});
     }
   }
   return due;

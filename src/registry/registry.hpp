@@ -87,8 +87,7 @@ struct DueCheck {
   std::string service;
   std::string id;
   core::UpstreamUrl url;
-  std::string path;
-  core::Millis timeout{};
+  core::HealthCheckConfig check;
 };
 
 /// An immutable view of the registry; shared by every worker.

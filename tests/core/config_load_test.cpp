@@ -560,6 +560,48 @@ TEST_F(ConfigLoadTest, UnknownKeyListsKnownKeys) {
 }
 
 // The same service twice names both lines.
+// Health check keys: parsed, and each bad value named with its key path.
+TEST_F(ConfigLoadTest, HealthCheckKeys) {
+  const Config c = load_ok(
+      "health: {rise: 1, fall: 5, unhealthy_interval: 1s}\n"
+      "services:\n"
+      "  a:\n"
+      "    instances: [\"http://h:1\"]\n"
+      "    health_check: {type: http, path: /hc, method: HEAD, expect_status: \"200-299,418\",\n"
+      "                   expect_body: ok, headers: {X-A: \"1\"}, timeout: 250ms}\n");
+  const auto& hc = c.services.at(0).health_check;
+  EXPECT_EQ(hc.path, "/hc");
+  EXPECT_EQ(hc.method, "HEAD");
+  EXPECT_EQ(hc.expect_status, "200-299,418");
+  EXPECT_EQ(hc.expect_body, "ok");
+  EXPECT_EQ(hc.headers.at("X-A"), "1");
+  EXPECT_EQ(hc.timeout, Millis(250));
+  EXPECT_TRUE(hc.enabled());
+  EXPECT_EQ(c.health.rise, 1);
+  EXPECT_EQ(c.health.fall, 5);
+  EXPECT_TRUE(status_matches(hc.expect_status, 418));
+  EXPECT_TRUE(status_matches(hc.expect_status, 200));
+  EXPECT_FALSE(status_matches(hc.expect_status, 300));
+  EXPECT_THAT(
+      messages(load_yaml("services:\n"
+                         "  a:\n"
+                         "    instances: [\"http://h:1\"]\n"
+                         "    health_check: {type: udp, method: get, expect_status: \"2xx\",\n"
+                         "                   path: nope, headers: [1]}\n")),
+      ::testing::UnorderedElementsAre(
+          at(4) + "services.a.health_check.type: bad type \"udp\": http or tcp",
+          at(4) + "services.a.health_check.method: bad method \"get\": upper-case letters",
+          at(4) + "services.a.health_check.expect_status: bad status list \"2xx\" (use e.g. "
+                  "\"200-399,404\")",
+          at(5) + "services.a.health_check.path: bad path \"nope\": must start with '/' "
+                  "and hold no spaces",
+          at(5) + "services.a.health_check.headers: expected a map of header names to "
+                  "values, got a list"));
+  EXPECT_FALSE(valid_status_list("600"));
+  EXPECT_FALSE(valid_status_list("399-200"));
+  EXPECT_TRUE(valid_status_list("100-599"));
+}
+
 TEST_F(ConfigLoadTest, DuplicateService) {
   EXPECT_THAT(messages(load_yaml("services:\n"
                                  "  llm-service:\n"

@@ -84,7 +84,7 @@ TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
     if (o.at("name") == "failing") {
       saw_failing = true;
       EXPECT_EQ(o.at("state"), "unavailable");
-      EXPECT_EQ(inst.at("last_check").as_object().at("result"), "HTTP 503");
+      EXPECT_EQ(inst.at("last_check").as_object().at("result"), "HTTP 503 (expected 200-399)");
     } else if (o.at("name") == "good") {
       saw_good = true;
       EXPECT_EQ(o.at("state"), "healthy");
@@ -98,6 +98,53 @@ TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
   // Kill the healthy upstream: after `fall` (3) failed checks it gets no traffic.
   other.process().signal(SIGKILL);
   EXPECT_EQ(wait_for_status("/svc/good/echo", 503, std::chrono::milliseconds(5000)), 503);
+}
+
+// Check options: expected status lists, expected body text, method and headers, TCP checks.
+TEST_F(HealthCheckTest, CheckOptions) {
+  SwitchboardOptions options;
+  options.env["HEALTH_CHECK_INTERVAL"] = "100";
+  up_ = std::make_unique<Upstream>("up");
+  ASSERT_TRUE(up_->started());
+  const std::string u = up_->url();
+  const std::string yaml =
+      "services:\n"
+      "  teapot:\n"
+      "    instances: [\"" +
+      u +
+      "\"]\n"
+      "    health_check: {path: /status/418, expect_status: \"418,500-599\"}\n"
+      "  body-ok:\n"
+      "    instances: [\"" +
+      u +
+      "\"]\n"
+      "    health_check: {path: /echo, method: HEAD, expect_body: \"\"}\n"
+      "  body-bad:\n"
+      "    instances: [\"" +
+      u +
+      "\"]\n"
+      "    health_check: {path: /echo, expect_body: \"no such text\"}\n"
+      "  header:\n"
+      "    instances: [\"" +
+      u +
+      "\"]\n"
+      "    health_check: {path: /echo, expect_body: \"x-probe\", headers: {X-Probe: \"1\"}}\n"
+      "  tcp:\n"
+      "    instances: [\"" +
+      u +
+      "\"]\n"
+      "    health_check: {type: tcp}\n";
+  options.args = {"--service", "x=" + u, "--config", write_config(yaml)};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  for (const char* healthy : {"teapot", "body-ok", "header", "tcp"})
+    EXPECT_EQ(wait_for_status(std::string("/svc/") + healthy + "/echo", 200,
+                              std::chrono::milliseconds(5000)),
+              200)
+        << healthy;
+  // Never healthy: the body lacks the text (its checks fail, so it gets no traffic).
+  std::this_thread::sleep_for(scaled(std::chrono::milliseconds(500)));
+  EXPECT_EQ(client().get("/svc/body-bad/echo").status, 503);
 }
 
 }  // namespace

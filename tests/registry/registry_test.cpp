@@ -253,7 +253,7 @@ TEST(RegistryHealthTest, ChecksDecideTraffic) {
 
   auto due = r.due_checks(10);
   ASSERT_EQ(due.size(), 1u);  // checked at once
-  EXPECT_EQ(due[0].path, "/health");
+  EXPECT_EQ(due[0].check.path, "/health");
   EXPECT_TRUE(r.due_checks(10).empty());  // already running
   r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
   EXPECT_FALSE(inst().takes_traffic);  // rise is 2
