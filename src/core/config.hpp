@@ -86,6 +86,7 @@ struct HealthCheckConfig {
   std::string expect_body{};              // a substring the body must hold ("": any body)
   std::map<std::string, std::string> headers{};
   Millis timeout{2'000};
+  Millis deregister_after{0};  // remove API instances unhealthy this long; 0: never
   bool enabled() const { return type == Type::kTcp || !path.empty(); }
   bool operator==(const HealthCheckConfig&) const = default;
 };
@@ -98,9 +99,10 @@ bool valid_status_list(std::string_view list);
 struct ServiceConfig {
   std::string name{};
   std::vector<InstanceConfig> instances{};
-  bool critical = false;        // readiness fails while it has no usable instance (when enabled)
-  bool preserve_host = false;   // forward the client's Host instead of the upstream's authority
-  UpstreamTimeouts timeouts{};  // filled from UpstreamDefaults, then overridden per service
+  bool critical = false;       // readiness fails while it has no usable instance (when enabled)
+  bool preserve_host = false;  // forward the client's Host instead of the upstream's authority
+  std::uint32_t panic_threshold = 0;  // percent; below this share of usable instances, use all
+  UpstreamTimeouts timeouts{};        // filled from UpstreamDefaults, then overridden per service
   PoolConfig pool{};
   TlsConfig tls{};
   HealthCheckConfig health_check{};

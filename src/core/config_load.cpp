@@ -352,6 +352,7 @@ class Renderer {
       leaf(4, "instances", instances(svc.instances), p + ".instances");
       leaf(4, "critical", boolean(svc.critical), p + ".critical");
       leaf(4, "preserve_host", boolean(svc.preserve_host), p + ".preserve_host");
+      leaf(4, "panic_threshold", fmt::format("{}", svc.panic_threshold), p + ".panic_threshold");
       upstream_settings(4, p, svc.timeouts, svc.pool, svc.tls);
       const auto& hc = svc.health_check;
       section(4, "health_check");
@@ -368,6 +369,8 @@ class Renderer {
       }
       leaf(6, "headers", headers + "}", p + ".health_check.headers");
       leaf(6, "timeout", format_duration(hc.timeout), p + ".health_check.timeout");
+      leaf(6, "deregister_after", format_duration(hc.deregister_after),
+           p + ".health_check.deregister_after");
     }
 
     if (c_.routes.empty())
@@ -1039,6 +1042,7 @@ class Loader {
                        {"instances", [&](const Field& x) { read_instances(x, s); }},
                        bool_key("critical", s.critical),
                        bool_key("preserve_host", s.preserve_host),
+                       uint_key("panic_threshold", s.panic_threshold, 0, 100),
                        {"timeouts", [&](const Field& x) { read_timeouts(x, s.timeouts); }},
                        {"pool", [&](const Field& x) { read_pool(x, s.pool); }},
                        {"tls", [&](const Field& x) { read_tls(x, s.tls); }},

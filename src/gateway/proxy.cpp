@@ -73,7 +73,26 @@ struct Service {
   std::shared_ptr<const registry::Snapshot> snapshot;
   const core::ServiceConfig* config;
   std::vector<std::shared_ptr<Instance>> instances;
-  std::size_t next = 0;  // round robin (the resilience issue replaces it)
+  std::size_t next = 0;  // round robin when all weights are equal
+  // Smooth weighted round robin (the resilience issue replaces it with P2C-EWMA):
+  // healthy instances weigh 4 x their weight, degraded ones 1 x (full weight when fewer
+  // than half of the usable instances are healthy).
+  std::vector<int> weights{};
+  std::vector<int> current{};
+  int total = 0;
+  bool weighted = false;
+
+  /// The index of the next instance to send to.
+  std::size_t pick() {
+    if (!weighted) return next++ % instances.size();
+    std::size_t best = 0;
+    for (std::size_t i = 0; i < instances.size(); ++i) {
+      current[i] += weights[i];
+      if (current[i] > current[best]) best = i;
+    }
+    current[best] -= total;
+    return best;
+  }
 };
 
 /// What the access log says about one exchange (and what keeps its service alive).
@@ -412,8 +431,23 @@ class ProxyHandler final : public http::Handler {
     std::unordered_map<std::string, std::shared_ptr<Instance>> instances;
     for (const auto& rs : snap->services) {
       auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, worker_.index()});
+      // Which instances take traffic: healthy and degraded ones, or all of them when fewer
+      // than panic_threshold percent do (better a failing answer than none).
+      std::size_t usable = 0, healthy = 0;
       for (const auto& ri : rs.instances) {
-        if (!ri.takes_traffic) continue;  // failing its health checks, or not yet checked
+        usable += ri.takes_traffic;
+        healthy += ri.takes_traffic && ri.state != registry::InstanceState::kDegraded;
+      }
+      const bool panic = !rs.instances.empty() && rs.config.panic_threshold > 0 &&
+                         usable * 100 < rs.config.panic_threshold * rs.instances.size();
+      const bool degraded_full = healthy * 2 < usable;
+      for (const auto& ri : rs.instances) {
+        if (!ri.takes_traffic && !panic) continue;  // failing its checks, or not yet checked
+        const bool degraded = ri.state == registry::InstanceState::kDegraded;
+        const int w = static_cast<int>(ri.config.weight) * (degraded && !degraded_full ? 1 : 4);
+        svc->weights.push_back(w);
+        svc->current.push_back(0);
+        svc->total += w;
         // Same service, id and URL: the same upstream, so keep its pool.
         std::string key = rs.name + '/' + ri.id + ' ' + ri.config.url.text;
         auto it = instances_.find(key);
@@ -434,6 +468,7 @@ class ProxyHandler final : public http::Handler {
         svc->instances.push_back(inst);
         instances.emplace(std::move(key), std::move(inst));
       }
+      for (int w : svc->weights) svc->weighted |= w != svc->weights.front();
       services.emplace(rs.name, std::move(svc));
     }
     services_ = std::move(services);
@@ -476,7 +511,7 @@ class ProxyHandler final : public http::Handler {
                       "Retry-After: 1\r\n");
       return nullptr;
     }
-    out.instance = svc.instances[svc.next++ % svc.instances.size()];
+    out.instance = svc.instances[svc.pick()];
     inst = out.instance.get();
     prepare_upstream_head(ex, m, svc, *inst);
     return &svc;

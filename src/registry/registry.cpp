@@ -524,7 +524,25 @@ std::size_t Registry::expire() {
   const auto now = clock_.steady_now();
   std::size_t n = 0;
   for (auto& s : services_) {
+    const auto deregister_after = s.config.health_check.deregister_after;
     for (auto it = s.instances.begin(); it != s.instances.end();) {
+      // API instances whose checks have failed for deregister_after go away.
+      if (deregister_after.count() > 0 && it->source == core::Source::kApi) {
+        const auto h = health_.find(health_key(s.name, it->id));
+        if (h != health_.end() && h->second.tracker.state() == InstanceState::kUnhealthy &&
+            now - h->second.tracker.since() >= deregister_after) {
+          const std::string why =
+              fmt::format("unhealthy for deregister_after ({} ms)", deregister_after.count());
+          spdlog::info("registry: {}/{} removed: {}", s.name, it->id, why);
+          if (store_ != nullptr)
+            if (auto err = store_->remove(s.name, it->id)) spdlog::warn("registry store: {}", *err);
+          event(kEventDeregistered, s.name, it->id, why, &*it);
+          untrack(s.name, it->id);
+          it = s.instances.erase(it);
+          ++n;
+          continue;
+        }
+      }
       if (it->deadline && now >= *it->deadline) {
         spdlog::info("registry: {}/{} expired (no heartbeat within {} s)", s.name, it->id,
                      it->ttl_seconds);

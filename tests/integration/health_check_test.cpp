@@ -147,5 +147,32 @@ TEST_F(HealthCheckTest, CheckOptions) {
   EXPECT_EQ(client().get("/svc/body-bad/echo").status, 503);
 }
 
+// panic_threshold: when fewer than that share of instances pass their checks, traffic goes
+// to all of them instead of answering 503.
+TEST_F(HealthCheckTest, PanicThresholdSpreadsOverAllInstances) {
+  SwitchboardOptions options;
+  options.env["HEALTH_CHECK_INTERVAL"] = "100";
+  up_ = std::make_unique<Upstream>("up");
+  ASSERT_TRUE(up_->started());
+  const std::string yaml =
+      "services:\n"
+      "  calm:\n"
+      "    instances: [\"" +
+      up_->url() +
+      "\"]\n"
+      "    health_check: {path: /status/503}\n"
+      "  panicky:\n"
+      "    instances: [\"" +
+      up_->url() +
+      "\"]\n"
+      "    panic_threshold: 50\n"
+      "    health_check: {path: /status/503}\n";
+  options.args = {"--service", "x=" + up_->url(), "--config", write_config(yaml)};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  EXPECT_EQ(client().get("/svc/calm/echo").status, 503);
+  EXPECT_EQ(client().get("/svc/panicky/echo").status, 200);
+}
+
 }  // namespace
 }  // namespace sb::testing

@@ -349,3 +349,36 @@ TEST(LiveFeedTest, FullRingDrops) {
 
 }  // namespace
 }  // namespace sb::registry
+
+namespace sb::registry {
+namespace {
+
+// deregister_after removes an API instance whose checks have failed that long, exactly at
+// the edge, and never a configured one.
+TEST(RegistryHealthTest, DeregisterAfter) {
+  testing::ManualClock clock;
+  core::Config c = config_with("svc", "http://127.0.0.1:9");
+  c.services[0].health_check.path = "/health";
+  c.services[0].health_check.deregister_after = std::chrono::seconds(30);
+  c.health.check_interval = std::chrono::seconds(1);
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "api-1"))));
+  // fall = 3: both go unhealthy on their third failed check (checks are ~1 s apart).
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& d : r.due_checks(10)) r.record_check("svc", d.id, false, {}, "HTTP 503");
+    if (i < 2) clock.advance(std::chrono::seconds(2));
+  }
+  for (const auto& inst : r.snapshot()->find("svc")->instances)
+    ASSERT_EQ(inst.state, InstanceState::kUnhealthy) << inst.id;
+  clock.advance(std::chrono::seconds(30) - std::chrono::nanoseconds(1));
+  EXPECT_EQ(r.expire(), 0u);  // just before deregister_after
+  clock.advance(std::chrono::nanoseconds(1));
+  EXPECT_EQ(r.expire(), 1u);  // at it
+  const auto* s = r.snapshot()->find("svc");
+  ASSERT_EQ(s->instances.size(), 1u);
+  EXPECT_EQ(s->instances[0].source, core::Source::kCommandLine);
+  EXPECT_EQ(r.events_since(0).events.back().type, "deregistered");
+}
+
+}  // namespace
+}  // namespace sb::registry
