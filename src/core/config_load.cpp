@@ -1068,6 +1068,7 @@ class Loader {
                set(svc.health_check.path, p, x);
              }},
             duration_key("timeout", svc.health_check.timeout, Millis(1)),
+            duration_key("deregister_after", svc.health_check.deregister_after, Millis(0)),
             {"type",
              [&](const Field& x) {
                auto t = read_string(x);
