@@ -63,8 +63,10 @@ std::string problem_body(int status, std::string_view slug, std::string_view det
   return json::serialize(o) + "\n";
 }
 
+// Only /api/services belongs to Switchboard: the rest of /api/ is the platform's (the
+// example routes /api to the backend).
 bool is_api_path(std::string_view path) {
-  return path == kPrefix || path.starts_with("/api/services/") || path.starts_with("/api/");
+  return path == kPrefix || path.starts_with("/api/services/");
 }
 
 bool api_wants_body(std::string_view method) { return method == "PUT"; }

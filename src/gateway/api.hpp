@@ -16,7 +16,7 @@ struct ApiResponse {
   std::string extra_fields;  // head lines ending in CRLF
 };
 
-/// True for paths under /api/.
+/// True for /api/services and the paths under it.
 bool is_api_path(std::string_view path);
 
 /// Whether the request carries a body the API wants read first (PUT).

@@ -119,3 +119,22 @@ INSTANTIATE_TEST_SUITE_P(Kinds, MalformedUpstreamTest,
 
 }  // namespace
 }  // namespace sb::testing
+
+namespace sb::testing {
+namespace {
+
+// Regression: only /api/services is Switchboard's; the rest of /api/ routes like any path
+// (the platform's backend API lives there).
+class ApiPrefixTest : public GatewayTest {};
+
+TEST_F(ApiPrefixTest, OnlyApiServicesIsReserved) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway("routes:\n  - {prefix: /api, service: x}\n"));
+  Response r = client().get("/api/users/echo");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_NE(r.body.find("\"path\""), std::string::npos) << "the upstream answered: " << r.body;
+  EXPECT_EQ(client().get("/api/services").status, 200);
+  EXPECT_EQ(client().get("/api/services").header("Content-Type"), "application/json");
+}
+
+}  // namespace
+}  // namespace sb::testing
