@@ -113,7 +113,6 @@ RequestLogScope::RequestLogScope(std::string_view correlation_id) : previous_(t_
   t_correlation_id = correlation_id;
 }
 RequestLogScope::~RequestLogScope() { t_correlation_id = previous_; }
-std::string_view RequestLogScope::current() { return t_correlation_id; }
 
 namespace {
 // Length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no overlongs, no

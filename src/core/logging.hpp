@@ -26,7 +26,6 @@ class RequestLogScope {
   ~RequestLogScope();
   RequestLogScope(const RequestLogScope&) = delete;
   RequestLogScope& operator=(const RequestLogScope&) = delete;
-  static std::string_view current();
 
  private:
   std::string_view previous_;

@@ -535,11 +535,11 @@ class ProxyHandler final : public http::Handler {
       co_return;
     }
     ex.set_response_started();
-    const std::array<asio::const_buffer, 1> bufs{
-        asio::buffer(ex.scratch().data(), ex.scratch().size())};
-    auto [ec, n] = co_await ex.write(bufs);
-    ex.count_sent(n);
-    if (ec) ex.abort();
+    ex.batch().clear();
+    ex.batch().add(ex.scratch());
+    bool ok = true;
+    SB_FLUSH(ex, ok);
+    if (!ok) ex.abort();
   }
 
   Task<void> forward(Exchange& ex, Outcome& out, Service& svc, Instance& inst) {

@@ -10,12 +10,11 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/write.hpp>
 #include "core/clock.hpp"
 #include "core/config.hpp"
 
-#include "http/io.hpp"
 #include "http/head_buffer.hpp"
+#include "http/io.hpp"
 #include "http/message.hpp"
 #include "http/parser.hpp"
 #include "http/write_batch.hpp"
@@ -93,12 +92,6 @@ class Exchange {
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
 
-  /// Writes bytes to the client, guarded by the client write timeout:
-  /// `auto [ec, n] = co_await ex.write(buffers); ex.count_sent(n);`
-  auto write(Buffers buffers) {
-    arm_client_write();
-    return asio::async_write(socket_, buffers, kUse);
-  }
   /// Writes what the socket takes right now, without waiting (one sendmsg): most responses
   /// leave whole this way, skipping the reactor. Returns the bytes written; sets `failed`
   /// when the connection is broken.

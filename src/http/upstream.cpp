@@ -198,7 +198,6 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
       co_return Lease{nullptr, AcquireError::kTls, why};
     }
   }
-  ++connects_;
   ++busy_;
   co_return Lease{std::move(conn)};
 }
@@ -224,7 +223,5 @@ void UpstreamPool::sweep(core::SteadyTime now) {
     ++expired;
   if (expired > 0) idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(expired));
 }
-
-void UpstreamPool::close_idle() { idle_.clear(); }
 
 }  // namespace sb::http

@@ -135,11 +135,7 @@ class UpstreamPool {
   void discard(std::unique_ptr<UpstreamConnection> conn);
   /// Closes idle connections older than the idle timeout.
   void sweep(core::SteadyTime now);
-  void close_idle();
 
-  std::size_t idle_count() const { return idle_.size(); }
-  std::size_t busy_count() const { return busy_; }
-  std::uint64_t connects_total() const { return connects_; }
   const UpstreamTarget& target() const { return target_; }
 
  private:
@@ -149,7 +145,6 @@ class UpstreamPool {
   core::Millis connect_timeout_;
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // back = most recent
   std::size_t busy_ = 0;
-  std::uint64_t connects_ = 0;
   std::vector<asio::ip::tcp::endpoint> endpoints_;  // resolved once, refreshed on failure
 };
 
