@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "testing/gateway_fixture.hpp"
@@ -14,6 +15,19 @@ using Clock = std::chrono::steady_clock;
 
 class HealthCheckTest : public GatewayTest {
  protected:
+  // Starts upstream.py, then Switchboard with checks every 100 ms, `--service x=<up>` and
+  // the configuration `make_yaml(<up url>)`. Fatal on failure: ASSERT_NO_FATAL_FAILURE.
+  void start_checked(const std::function<std::string(const std::string&)>& make_yaml) {
+    up_ = std::make_unique<Upstream>("up");
+    ASSERT_TRUE(up_->started()) << up_->error();
+    SwitchboardOptions options;
+    options.env["HEALTH_CHECK_INTERVAL"] = "100";
+    options.args = {"--service", "x=" + up_->url(), "--config",
+                    write_config(make_yaml(up_->url()))};
+    sb_ = std::make_unique<Switchboard>(std::move(options));
+    ASSERT_TRUE(sb_->started()) << sb_->error();
+  }
+
   // Polls GET `target` until it answers `status` or the deadline passes; returns the last.
   int wait_for_status(const std::string& target, int status, std::chrono::milliseconds within) {
     const auto deadline = Clock::now() + scaled(within);
@@ -34,25 +48,20 @@ class HealthCheckTest : public GatewayTest {
 TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
   Upstream other("other");
   ASSERT_TRUE(other.started()) << other.error();
-  SwitchboardOptions options;
-  options.env["HEALTH_CHECK_INTERVAL"] = "100";
-  up_ = std::make_unique<Upstream>("up");
-  ASSERT_TRUE(up_->started());
-  const std::string yaml =
-      "services:\n"
-      "  good:\n"
-      "    instances: [\"" +
-      other.url() +
-      "\"]\n"
-      "    health_check: {path: /echo/health, timeout: 500ms}\n"
-      "  failing:\n"
-      "    instances: [\"" +
-      up_->url() +
-      "\"]\n"
-      "    health_check: {path: /status/503, timeout: 500ms}\n";
-  options.args = {"--service", "x=" + up_->url(), "--config", write_config(yaml)};
-  sb_ = std::make_unique<Switchboard>(std::move(options));
-  ASSERT_TRUE(sb_->started()) << sb_->error();
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
+    return std::string(
+        "services:\n"
+        "  good:\n"
+        "    instances: [\"" +
+        other.url() +
+        "\"]\n"
+        "    health_check: {path: /echo/health, timeout: 500ms}\n"
+        "  failing:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /status/503, timeout: 500ms}\n");
+  }));
 
   EXPECT_EQ(wait_for_status("/svc/good/echo", 200, std::chrono::milliseconds(5000)), 200);
   EXPECT_EQ(wait_for_status("/svc/failing/echo", 503, std::chrono::milliseconds(5000)), 503);
@@ -102,41 +111,35 @@ TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
 
 // Check options: expected status lists, expected body text, method and headers, TCP checks.
 TEST_F(HealthCheckTest, CheckOptions) {
-  SwitchboardOptions options;
-  options.env["HEALTH_CHECK_INTERVAL"] = "100";
-  up_ = std::make_unique<Upstream>("up");
-  ASSERT_TRUE(up_->started());
-  const std::string u = up_->url();
-  const std::string yaml =
-      "services:\n"
-      "  teapot:\n"
-      "    instances: [\"" +
-      u +
-      "\"]\n"
-      "    health_check: {path: /status/418, expect_status: \"418,500-599\"}\n"
-      "  body-ok:\n"
-      "    instances: [\"" +
-      u +
-      "\"]\n"
-      "    health_check: {path: /echo, method: HEAD, expect_body: \"\"}\n"
-      "  body-bad:\n"
-      "    instances: [\"" +
-      u +
-      "\"]\n"
-      "    health_check: {path: /echo, expect_body: \"no such text\"}\n"
-      "  header:\n"
-      "    instances: [\"" +
-      u +
-      "\"]\n"
-      "    health_check: {path: /echo, expect_body: \"x-probe\", headers: {X-Probe: \"1\"}}\n"
-      "  tcp:\n"
-      "    instances: [\"" +
-      u +
-      "\"]\n"
-      "    health_check: {type: tcp}\n";
-  options.args = {"--service", "x=" + u, "--config", write_config(yaml)};
-  sb_ = std::make_unique<Switchboard>(std::move(options));
-  ASSERT_TRUE(sb_->started()) << sb_->error();
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
+    return std::string(
+        "services:\n"
+        "  teapot:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /status/418, expect_status: \"418,500-599\"}\n"
+        "  body-ok:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /echo, method: HEAD, expect_body: \"\"}\n"
+        "  body-bad:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /echo, expect_body: \"no such text\"}\n"
+        "  header:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /echo, expect_body: \"x-probe\", headers: {X-Probe: \"1\"}}\n"
+        "  tcp:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {type: tcp}\n");
+  }));
   for (const char* healthy : {"teapot", "body-ok", "header", "tcp"})
     EXPECT_EQ(wait_for_status(std::string("/svc/") + healthy + "/echo", 200,
                               std::chrono::milliseconds(5000)),
@@ -150,26 +153,21 @@ TEST_F(HealthCheckTest, CheckOptions) {
 // panic_threshold: when fewer than that share of instances pass their checks, traffic goes
 // to all of them instead of answering 503.
 TEST_F(HealthCheckTest, PanicThresholdSpreadsOverAllInstances) {
-  SwitchboardOptions options;
-  options.env["HEALTH_CHECK_INTERVAL"] = "100";
-  up_ = std::make_unique<Upstream>("up");
-  ASSERT_TRUE(up_->started());
-  const std::string yaml =
-      "services:\n"
-      "  calm:\n"
-      "    instances: [\"" +
-      up_->url() +
-      "\"]\n"
-      "    health_check: {path: /status/503}\n"
-      "  panicky:\n"
-      "    instances: [\"" +
-      up_->url() +
-      "\"]\n"
-      "    panic_threshold: 50\n"
-      "    health_check: {path: /status/503}\n";
-  options.args = {"--service", "x=" + up_->url(), "--config", write_config(yaml)};
-  sb_ = std::make_unique<Switchboard>(std::move(options));
-  ASSERT_TRUE(sb_->started()) << sb_->error();
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
+    return std::string(
+        "services:\n"
+        "  calm:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    health_check: {path: /status/503}\n"
+        "  panicky:\n"
+        "    instances: [\"" +
+        u +
+        "\"]\n"
+        "    panic_threshold: 50\n"
+        "    health_check: {path: /status/503}\n");
+  }));
   EXPECT_EQ(client().get("/svc/calm/echo").status, 503);
   EXPECT_EQ(client().get("/svc/panicky/echo").status, 200);
 }
