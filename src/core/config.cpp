@@ -78,6 +78,31 @@ bool valid_status_list(std::string_view list) {
   return for_each_status_range(list, [](int, int) { return false; });
 }
 
+StatusSet StatusSet::parse(std::string_view list) {
+  StatusSet set;
+  const bool ok = for_each_status_range(list, [&](int lo, int hi) {
+    for (int s = lo; s <= hi; ++s) set.bits_.set(static_cast<std::size_t>(s));
+    return false;
+  });
+  return ok ? set : StatusSet{};
+}
+
+const char* to_string(BalancerKind k) {
+  switch (k) {
+    case BalancerKind::kRoundRobin:
+      return "round_robin";
+    case BalancerKind::kWeightedRoundRobin:
+      return "weighted_round_robin";
+    case BalancerKind::kRandom:
+      return "random";
+    case BalancerKind::kLeastRequest:
+      return "least_request";
+    case BalancerKind::kPeakEwma:
+      return "peak_ewma";
+  }
+  return "unknown";
+}
+
 const ServiceConfig* Config::find_service(std::string_view name) const {
   for (const auto& s : services)
     if (s.name == name) return &s;

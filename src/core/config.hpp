@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <bitset>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -96,6 +97,116 @@ bool status_matches(std::string_view list, int status);
 /// True when `list` is a well-formed list of codes (100-599) and ranges.
 bool valid_status_list(std::string_view list);
 
+/// A parsed status list, for the request path: one bit test per lookup.
+class StatusSet {
+ public:
+  StatusSet() = default;
+  /// The set of a list such as "500-599,429"; empty for a malformed (or empty) list.
+  static StatusSet parse(std::string_view list);
+  bool contains(int status) const {
+    return status >= 0 && status < 600 && bits_.test(static_cast<std::size_t>(status));
+  }
+
+ private:
+  std::bitset<600> bits_{};
+};
+
+/// Circuit breaker, one per instance and one per service (fed with each request's final
+/// outcome). Trips on any enabled condition; `open_duration` doubles with each re-open
+/// without a close in between, up to `max_open_duration`, with jitter.
+struct BreakerConfig {
+  bool enabled = true;
+  std::uint32_t consecutive_failures = 5;  // failures in a row that trip it; 0: off
+  std::uint32_t failure_rate = 50;         // percent of the window's calls; 0: off
+  std::uint32_t slow_call_rate = 0;        // percent of the window's calls; 0: off
+  Millis slow_call_duration{5'000};        // a call slower than this is slow
+  std::uint32_t minimum_calls = 20;        // calls the window must hold before rates count
+  Millis window{10'000};                   // sliding window of outcomes ...
+  std::uint32_t window_buckets = 10;       // ... kept in this many buckets
+  Millis open_duration{5'000};             // first open time
+  Millis max_open_duration{60'000};        // cap of the doubling
+  std::uint32_t half_open_probes = 3;      // probes admitted (and needed to close) when half-open
+  Millis half_open_timeout{10'000};        // half-open longer than this without closing: reopen
+  std::string failure_status = "500-599";  // response statuses that count as failures
+  bool operator==(const BreakerConfig&) const = default;
+};
+
+/// Outlier ejection: instances whose gateway errors run in a row, or whose success rate
+/// falls far below their peers', leave the rotation for base x (number of ejections).
+struct OutlierConfig {
+  bool enabled = true;
+  std::uint32_t consecutive_gateway_errors = 5;  // 502/503/504, connect failures, resets; 0: off
+  Millis interval{10'000};                       // success-rate analysis period
+  std::uint32_t success_rate_minimum_hosts = 3;  // instances with enough volume to compare
+  std::uint32_t success_rate_request_volume = 100;  // requests per interval to be compared
+  double success_rate_stdev_factor = 1.9;           // eject below mean - factor x stdev
+  Millis base_ejection_time{30'000};
+  Millis max_ejection_time{300'000};
+  std::uint32_t max_ejection_percent = 50;  // of a service's instances, ejected at once
+  bool operator==(const OutlierConfig&) const = default;
+};
+
+enum class BalancerKind : std::uint8_t {
+  kRoundRobin,
+  kWeightedRoundRobin,
+  kRandom,
+  kLeastRequest,  // power of two choices over in-flight requests
+  kPeakEwma,      // power of two choices over peak-EWMA latency x (in-flight + 1)
+};
+const char* to_string(BalancerKind k);
+
+struct BalancerConfig {
+  BalancerKind kind = BalancerKind::kPeakEwma;
+  Millis decay{10'000};      // peak-EWMA decay time
+  Millis default_rtt{30};    // latency assumed for an instance with no samples yet
+  Millis slow_start{0};      // newly healthy instances ramp up over this window; 0: off
+  std::uint32_t zone_min_available = 70;  // percent of the local zone that must be available
+                                          // to keep traffic in it (needs server.zone)
+  bool operator==(const BalancerConfig&) const = default;
+};
+
+struct RetryConfig {
+  std::uint32_t max_retries = 2;              // attempts after the first; 0: off
+  std::string retry_on_status = "502-504";    // statuses that are retried
+  bool retry_on_connect_failure = true;       // connect refused, connect timeout
+  bool retry_on_reset = true;                 // connection reset or closed before an answer
+  Millis backoff_base{25};                    // full jitter in [0, min(max, base x 2^n)]
+  Millis backoff_max{250};
+  Millis per_try_timeout{0};                  // 0: the service's timeouts.response
+  std::uint32_t budget_percent = 20;          // retries at most this share of requests ...
+  Millis budget_window{10'000};               // ... over this window ...
+  std::uint32_t budget_min_per_second = 10;   // ... plus this floor
+  std::uint64_t max_replay_body = 64 * 1024;  // larger request bodies are not retried
+  bool operator==(const RetryConfig&) const = default;
+};
+
+/// Hedged requests: a second attempt to another instance when the first has not answered
+/// after `delay` (0: the service's recent p95). Idempotent GETs only; spends the retry budget.
+struct HedgeConfig {
+  bool enabled = false;
+  Millis delay{0};
+  bool operator==(const HedgeConfig&) const = default;
+};
+
+/// A static answer used when the breaker is open, no instance is available, every attempt
+/// failed or the deadline expired. Off while status is 0.
+struct FallbackConfig {
+  int status = 0;
+  std::map<std::string, std::string> headers{};
+  std::string body{};
+  bool enabled() const { return status != 0; }
+  bool operator==(const FallbackConfig&) const = default;
+};
+
+/// What a request gets on its way: per service, overridable per route.
+struct RequestPolicy {
+  Millis timeout{15'000};  // the request's whole deadline, retries included
+  RetryConfig retry{};
+  HedgeConfig hedge{};
+  FallbackConfig fallback{};
+  bool operator==(const RequestPolicy&) const = default;
+};
+
 struct ServiceConfig {
   std::string name{};
   std::vector<InstanceConfig> instances{};
@@ -106,6 +217,10 @@ struct ServiceConfig {
   PoolConfig pool{};
   TlsConfig tls{};
   HealthCheckConfig health_check{};
+  BreakerConfig breaker{};
+  OutlierConfig outlier{};
+  BalancerConfig balancer{};
+  RequestPolicy policy{};  // timeout, retry, hedge, fallback (routes may override)
   Source source = Source::kFile;
   bool operator==(const ServiceConfig&) const = default;
 };
@@ -118,6 +233,7 @@ struct RouteConfig {
   std::string host{};                    // "" matches every host
   std::string service{};                 // must name a configured service
   std::optional<std::string> rewrite{};  // replaces the matched prefix
+  std::optional<RequestPolicy> policy{};  // the service's policy with this route's overrides
   bool operator==(const RouteConfig&) const = default;
 };
 
@@ -175,6 +291,7 @@ struct ServerConfig {
   HostPort listen{};                       // --listen
   std::optional<HostPort> admin_listen{};  // operations endpoints only
   unsigned threads = 0;                    // 0: the number of cores
+  std::string zone{};                      // this Switchboard's zone, for zone-aware balancing
   bool operator==(const ServerConfig&) const = default;
 };
 
