@@ -274,6 +274,11 @@ struct HealthConfig {
   int fall = 3;                          // consecutive failures to become unhealthy
   Millis unhealthy_interval{5'000};  // check interval while not healthy (at most check_interval)
   Millis liveness_stall{5'000};  // /health/live fails when a worker has not turned for this long
+  double live_success_stretch = 1.0;  // check interval factor while live traffic succeeds; 1: off
+  Millis degraded_latency{1'000};     // p95 at or above this: degraded; 0: off
+  double degraded_error_rate = 0.25;  // error rate at or above this: degraded; 0: off
+  double recover_factor = 0.8;        // healthy again below factor x both thresholds
+  std::uint32_t degraded_min_samples = 20;  // fewer samples in the window: no decision
   bool operator==(const HealthConfig&) const = default;
 };
 

@@ -295,6 +295,7 @@ class Renderer {
     leaf(2, "admin_listen", s.admin_listen ? quote(s.admin_listen->str()) : "null",
          "server.admin_listen");
     leaf(2, "threads", fmt::format("{}", s.threads), "server.threads");
+    leaf(2, "zone", quote(s.zone), "server.zone");
 
     const auto& l = c_.limits;
     section(0, "limits");
@@ -333,6 +334,14 @@ class Renderer {
     leaf(2, "fall", fmt::format("{}", h.fall), "health.fall");
     leaf(2, "unhealthy_interval", format_duration(h.unhealthy_interval),
          "health.unhealthy_interval");
+    leaf(2, "live_success_stretch", fmt::format("{}", h.live_success_stretch),
+         "health.live_success_stretch");
+    leaf(2, "degraded_latency", format_duration(h.degraded_latency), "health.degraded_latency");
+    leaf(2, "degraded_error_rate", fmt::format("{}", h.degraded_error_rate),
+         "health.degraded_error_rate");
+    leaf(2, "recover_factor", fmt::format("{}", h.recover_factor), "health.recover_factor");
+    leaf(2, "degraded_min_samples", fmt::format("{}", h.degraded_min_samples),
+         "health.degraded_min_samples");
 
     const auto& t = c_.telemetry;
     section(0, "telemetry");
@@ -362,15 +371,14 @@ class Renderer {
       leaf(6, "method", hc.method, p + ".health_check.method");
       leaf(6, "expect_status", quote(hc.expect_status), p + ".health_check.expect_status");
       leaf(6, "expect_body", quote(hc.expect_body), p + ".health_check.expect_body");
-      std::string headers = "{";
-      for (const auto& [k, v] : hc.headers) {
-        if (headers.size() > 1) headers += ", ";
-        headers += quote(k) + ": " + quote(v);
-      }
-      leaf(6, "headers", headers + "}", p + ".health_check.headers");
+      leaf(6, "headers", header_map(hc.headers), p + ".health_check.headers");
       leaf(6, "timeout", format_duration(hc.timeout), p + ".health_check.timeout");
       leaf(6, "deregister_after", format_duration(hc.deregister_after),
            p + ".health_check.deregister_after");
+      breaker(4, p + ".breaker", svc.breaker);
+      outlier(4, p + ".outlier", svc.outlier);
+      balancer(4, p + ".balancer", svc.balancer);
+      policy(4, p, svc.policy);
     }
 
     if (c_.routes.empty())
@@ -389,8 +397,17 @@ class Renderer {
       if (!r.host.empty()) route_leaf("host", quote(r.host));
       route_leaf("service", quote(r.service));
       if (r.rewrite) route_leaf("rewrite", quote(*r.rewrite));
+      if (r.policy) policy(4, p, *r.policy);
     }
     return std::move(out_);
+  }
+
+  /// The leaf paths of a request policy under `p` (".request_timeout", ".retry.max_retries",
+  /// ... for p = "").
+  static void policy_paths(const std::string& p, std::vector<std::string>& out) {
+    const Config none;
+    Renderer r(none, &out);
+    r.policy(0, p, RequestPolicy{});
   }
 
  private:
@@ -427,6 +444,96 @@ class Renderer {
     leaf(in, "verify", boolean(tls.verify), p + ".tls.verify");
     leaf(in, "ca_file", quote(tls.ca_file), p + ".tls.ca_file");
     leaf(in, "server_name", quote(tls.server_name), p + ".tls.server_name");
+  }
+
+  void breaker(int in, const std::string& p, const BreakerConfig& b) {
+    section(in, "breaker");
+    in += 2;
+    leaf(in, "enabled", boolean(b.enabled), p + ".enabled");
+    leaf(in, "consecutive_failures", fmt::format("{}", b.consecutive_failures),
+         p + ".consecutive_failures");
+    leaf(in, "failure_rate", fmt::format("{}", b.failure_rate), p + ".failure_rate");
+    leaf(in, "slow_call_rate", fmt::format("{}", b.slow_call_rate), p + ".slow_call_rate");
+    leaf(in, "slow_call_duration", format_duration(b.slow_call_duration),
+         p + ".slow_call_duration");
+    leaf(in, "minimum_calls", fmt::format("{}", b.minimum_calls), p + ".minimum_calls");
+    leaf(in, "window", format_duration(b.window), p + ".window");
+    leaf(in, "window_buckets", fmt::format("{}", b.window_buckets), p + ".window_buckets");
+    leaf(in, "open_duration", format_duration(b.open_duration), p + ".open_duration");
+    leaf(in, "max_open_duration", format_duration(b.max_open_duration), p + ".max_open_duration");
+    leaf(in, "half_open_probes", fmt::format("{}", b.half_open_probes), p + ".half_open_probes");
+    leaf(in, "half_open_timeout", format_duration(b.half_open_timeout), p + ".half_open_timeout");
+    leaf(in, "failure_status", quote(b.failure_status), p + ".failure_status");
+  }
+
+  void outlier(int in, const std::string& p, const OutlierConfig& o) {
+    section(in, "outlier");
+    in += 2;
+    leaf(in, "enabled", boolean(o.enabled), p + ".enabled");
+    leaf(in, "consecutive_gateway_errors", fmt::format("{}", o.consecutive_gateway_errors),
+         p + ".consecutive_gateway_errors");
+    leaf(in, "interval", format_duration(o.interval), p + ".interval");
+    leaf(in, "success_rate_minimum_hosts", fmt::format("{}", o.success_rate_minimum_hosts),
+         p + ".success_rate_minimum_hosts");
+    leaf(in, "success_rate_request_volume", fmt::format("{}", o.success_rate_request_volume),
+         p + ".success_rate_request_volume");
+    leaf(in, "success_rate_stdev_factor", fmt::format("{}", o.success_rate_stdev_factor),
+         p + ".success_rate_stdev_factor");
+    leaf(in, "base_ejection_time", format_duration(o.base_ejection_time),
+         p + ".base_ejection_time");
+    leaf(in, "max_ejection_time", format_duration(o.max_ejection_time), p + ".max_ejection_time");
+    leaf(in, "max_ejection_percent", fmt::format("{}", o.max_ejection_percent),
+         p + ".max_ejection_percent");
+  }
+
+  void balancer(int in, const std::string& p, const BalancerConfig& b) {
+    section(in, "balancer");
+    in += 2;
+    leaf(in, "kind", to_string(b.kind), p + ".kind");
+    leaf(in, "decay", format_duration(b.decay), p + ".decay");
+    leaf(in, "default_rtt", format_duration(b.default_rtt), p + ".default_rtt");
+    leaf(in, "slow_start", format_duration(b.slow_start), p + ".slow_start");
+    leaf(in, "zone_min_available", fmt::format("{}", b.zone_min_available),
+         p + ".zone_min_available");
+  }
+
+  // request_timeout, retry, hedge and fallback under `p` (a service or a route).
+  void policy(int in, const std::string& p, const RequestPolicy& pol) {
+    leaf(in, "request_timeout", format_duration(pol.timeout), p + ".request_timeout");
+    const auto& r = pol.retry;
+    const std::string rp = p + ".retry";
+    section(in, "retry");
+    const int i2 = in + 2;
+    leaf(i2, "max_retries", fmt::format("{}", r.max_retries), rp + ".max_retries");
+    leaf(i2, "retry_on_status", quote(r.retry_on_status), rp + ".retry_on_status");
+    leaf(i2, "retry_on_connect_failure", boolean(r.retry_on_connect_failure),
+         rp + ".retry_on_connect_failure");
+    leaf(i2, "retry_on_reset", boolean(r.retry_on_reset), rp + ".retry_on_reset");
+    leaf(i2, "backoff_base", format_duration(r.backoff_base), rp + ".backoff_base");
+    leaf(i2, "backoff_max", format_duration(r.backoff_max), rp + ".backoff_max");
+    leaf(i2, "per_try_timeout", format_duration(r.per_try_timeout), rp + ".per_try_timeout");
+    leaf(i2, "budget_percent", fmt::format("{}", r.budget_percent), rp + ".budget_percent");
+    leaf(i2, "budget_window", format_duration(r.budget_window), rp + ".budget_window");
+    leaf(i2, "budget_min_per_second", fmt::format("{}", r.budget_min_per_second),
+         rp + ".budget_min_per_second");
+    leaf(i2, "max_replay_body", format_size(r.max_replay_body), rp + ".max_replay_body");
+    section(in, "hedge");
+    leaf(i2, "enabled", boolean(pol.hedge.enabled), p + ".hedge.enabled");
+    leaf(i2, "delay", format_duration(pol.hedge.delay), p + ".hedge.delay");
+    const auto& fb = pol.fallback;
+    section(in, "fallback");
+    leaf(i2, "status", fmt::format("{}", fb.status), p + ".fallback.status");
+    leaf(i2, "headers", header_map(fb.headers), p + ".fallback.headers");
+    leaf(i2, "body", quote(fb.body), p + ".fallback.body");
+  }
+
+  static std::string header_map(const std::map<std::string, std::string>& m) {
+    std::string out = "{";
+    for (const auto& [k, v] : m) {
+      if (out.size() > 1) out += ", ";
+      out += quote(k) + ": " + quote(v);
+    }
+    return out + "}";
   }
 
   void section(int indent, std::string_view key) {
@@ -842,6 +949,35 @@ class Loader {
   KeyHandler bool_key(std::string_view key, bool& target) {
     return {key, [this, &target](const Field& x) { set(target, read_bool(x), x); }};
   }
+  KeyHandler double_key(std::string_view key, double& target, double min, double max) {
+    return {key, [this, &target, min, max](const Field& x) {
+              auto s = scalar(x, "expected a number");
+              if (!s) return;
+              double d = 0;
+              const char* end = s->data() + s->size();
+              const auto [ptr, ec] = std::from_chars(s->data(), end, d);
+              if (s->empty() || ec != std::errc() || ptr != end || !std::isfinite(d)) {
+                fail(x, fmt::format("expected a number, got {}", quote(*s)));
+                return;
+              }
+              if (d < min || d > max) {
+                fail(x, fmt::format("out of range: must be between {} and {}, got {}", min, max,
+                                    *s));
+                return;
+              }
+              set(target, std::optional(d), x);
+            }};
+  }
+  KeyHandler status_list_key(std::string_view key, std::string& target) {
+    return {key, [this, &target](const Field& x) {
+              auto l = read_string(x);
+              if (l && !valid_status_list(*l)) {
+                fail(x, fmt::format("bad status list {} (use e.g. \"500-599,429\")", quote(*l)));
+                return;
+              }
+              set(target, l, x);
+            }};
+  }
 
   // --- sections -------------------------------------------------------------------------
 
@@ -859,6 +995,15 @@ class Loader {
                        }
                      }},
                     uint_key("threads", s.threads, 0, 1024),
+                    {"zone",
+                     [&](const Field& x) {
+                       auto z = read_string(x);
+                       if (z && !valid_zone(*z)) {
+                         fail(x, fmt::format("bad zone {} ({})", quote(*z), kZoneHint));
+                         return;
+                       }
+                       set(s.zone, z, x);
+                     }},
                 });
   }
 
@@ -964,6 +1109,11 @@ class Loader {
                     uint_key("rise", h.rise, 1, 100),
                     uint_key("fall", h.fall, 1, 100),
                     duration_key("unhealthy_interval", h.unhealthy_interval, Millis(1)),
+                    double_key("live_success_stretch", h.live_success_stretch, 1.0, 10.0),
+                    duration_key("degraded_latency", h.degraded_latency, Millis(0)),
+                    double_key("degraded_error_rate", h.degraded_error_rate, 0.0, 1.0),
+                    double_key("recover_factor", h.recover_factor, 0.01, 1.0),
+                    uint_key("degraded_min_samples", h.degraded_min_samples, 1, 1'000'000),
                 });
   }
 
@@ -1047,8 +1197,153 @@ class Loader {
                        {"pool", [&](const Field& x) { read_pool(x, s.pool); }},
                        {"tls", [&](const Field& x) { read_tls(x, s.tls); }},
                        {"health_check", [&](const Field& x) { read_health_check(x, s); }},
+                       {"breaker", [&](const Field& x) { read_breaker(x, s.breaker); }},
+                       {"outlier", [&](const Field& x) { read_outlier(x, s.outlier); }},
+                       {"balancer", [&](const Field& x) { read_balancer(x, s.balancer); }},
+                       duration_key("request_timeout", s.policy.timeout, Millis(1)),
+                       {"retry", [&](const Field& x) { read_retry(x, s.policy.retry); }},
+                       {"hedge", [&](const Field& x) { read_hedge(x, s.policy.hedge); }},
+                       {"fallback", [&](const Field& x) { read_fallback(x, s.policy.fallback); }},
                    });
     }
+  }
+
+  void read_breaker(const Field& f, BreakerConfig& b) {
+    read_map(f, {
+                    bool_key("enabled", b.enabled),
+                    uint_key("consecutive_failures", b.consecutive_failures, 0, 1'000'000),
+                    uint_key("failure_rate", b.failure_rate, 0, 100),
+                    uint_key("slow_call_rate", b.slow_call_rate, 0, 100),
+                    duration_key("slow_call_duration", b.slow_call_duration, Millis(1)),
+                    uint_key("minimum_calls", b.minimum_calls, 1, 1'000'000),
+                    duration_key("window", b.window, Millis(10)),
+                    uint_key("window_buckets", b.window_buckets, 1, 1'000),
+                    duration_key("open_duration", b.open_duration, Millis(1)),
+                    duration_key("max_open_duration", b.max_open_duration, Millis(1)),
+                    uint_key("half_open_probes", b.half_open_probes, 1, 1'000),
+                    duration_key("half_open_timeout", b.half_open_timeout, Millis(1)),
+                    status_list_key("failure_status", b.failure_status),
+                });
+  }
+
+  void read_outlier(const Field& f, OutlierConfig& o) {
+    read_map(f, {
+                    bool_key("enabled", o.enabled),
+                    uint_key("consecutive_gateway_errors", o.consecutive_gateway_errors, 0,
+                             1'000'000),
+                    duration_key("interval", o.interval, Millis(10)),
+                    uint_key("success_rate_minimum_hosts", o.success_rate_minimum_hosts, 1, 10'000),
+                    uint_key("success_rate_request_volume", o.success_rate_request_volume, 1,
+                             1'000'000),
+                    double_key("success_rate_stdev_factor", o.success_rate_stdev_factor, 0.1, 10.0),
+                    duration_key("base_ejection_time", o.base_ejection_time, Millis(1)),
+                    duration_key("max_ejection_time", o.max_ejection_time, Millis(1)),
+                    uint_key("max_ejection_percent", o.max_ejection_percent, 0, 100),
+                });
+  }
+
+  void read_balancer(const Field& f, BalancerConfig& b) {
+    read_map(f, {
+                    {"kind",
+                     [&](const Field& x) {
+                       auto k = read_string(x);
+                       if (!k) return;
+                       for (auto kind : {BalancerKind::kRoundRobin,
+                                         BalancerKind::kWeightedRoundRobin, BalancerKind::kRandom,
+                                         BalancerKind::kLeastRequest, BalancerKind::kPeakEwma}) {
+                         if (*k == to_string(kind)) {
+                           set(b.kind, std::optional(kind), x);
+                           return;
+                         }
+                       }
+                       fail(x, fmt::format("bad kind {}: round_robin, weighted_round_robin, "
+                                           "random, least_request or peak_ewma",
+                                           quote(*k)));
+                     }},
+                    duration_key("decay", b.decay, Millis(1)),
+                    duration_key("default_rtt", b.default_rtt, Millis(1)),
+                    duration_key("slow_start", b.slow_start, Millis(0)),
+                    uint_key("zone_min_available", b.zone_min_available, 0, 100),
+                });
+  }
+
+  void read_retry(const Field& f, RetryConfig& r) {
+    read_map(f, {
+                    uint_key("max_retries", r.max_retries, 0, 10),
+                    status_list_key("retry_on_status", r.retry_on_status),
+                    bool_key("retry_on_connect_failure", r.retry_on_connect_failure),
+                    bool_key("retry_on_reset", r.retry_on_reset),
+                    duration_key("backoff_base", r.backoff_base, Millis(0)),
+                    duration_key("backoff_max", r.backoff_max, Millis(0)),
+                    duration_key("per_try_timeout", r.per_try_timeout, Millis(0)),
+                    uint_key("budget_percent", r.budget_percent, 0, 100),
+                    duration_key("budget_window", r.budget_window, Millis(1'000)),
+                    uint_key("budget_min_per_second", r.budget_min_per_second, 0, 1'000'000),
+                    size_key("max_replay_body", r.max_replay_body, 0, kMiB),
+                });
+  }
+
+  void read_hedge(const Field& f, HedgeConfig& h) {
+    read_map(f, {
+                    bool_key("enabled", h.enabled),
+                    duration_key("delay", h.delay, Millis(0)),
+                });
+  }
+
+  void read_fallback(const Field& f, FallbackConfig& fb) {
+    read_map(f, {
+                    uint_key("status", fb.status, 0, 599),
+                    {"headers",
+                     [&](const Field& x) {
+                       auto h = read_header_map(x);
+                       if (!h) return;
+                       for (const auto& [name, value] : *h) {
+                         for (const char* framing :
+                              {"content-length", "transfer-encoding", "connection"}) {
+                           if (http_iequals(name, framing)) {
+                             fail(x, fmt::format("header {} is set by Switchboard", quote(name)));
+                             return;
+                           }
+                         }
+                       }
+                       fb.headers = std::move(*h);
+                       note(x);
+                     }},
+                    {"body", [&](const Field& x) { set(fb.body, read_string(x), x); }},
+                });
+    if (fb.status != 0 && fb.status < 200)
+      fail(f, fmt::format("status: a fallback answers with a final status (200-599), got {}",
+                          fb.status));
+  }
+
+  static bool http_iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) !=
+          std::tolower(static_cast<unsigned char>(b[i])))
+        return false;
+    return true;
+  }
+
+  // A map of header names to values (health check and fallback headers).
+  std::optional<std::map<std::string, std::string>> read_header_map(const Field& x) {
+    if (!x.value.IsMap()) {
+      fail(x, "expected a map of header names to values, got " + describe(x.value));
+      return std::nullopt;
+    }
+    std::map<std::string, std::string> h;
+    for (const auto& kv : x.value) {
+      const std::string name = kv.first.as<std::string>("");
+      const bool scalar = kv.second.IsScalar();
+      const std::string value = scalar ? kv.second.Scalar() : "";
+      if (name.empty() || name.find_first_of(" :\r\n\t") != std::string::npos || !scalar ||
+          value.find_first_of("\r\n") != std::string::npos) {
+        fail(x, fmt::format("bad header {}", quote(name)));
+        return std::nullopt;
+      }
+      h[name] = value;
+    }
+    return h;
   }
 
   void read_health_check(const Field& f, ServiceConfig& svc) {
@@ -1106,23 +1401,9 @@ class Loader {
              [&](const Field& x) { set(svc.health_check.expect_body, read_string(x), x); }},
             {"headers",
              [&](const Field& x) {
-               if (!x.value.IsMap()) {
-                 fail(x, "expected a map of header names to values, got " + describe(x.value));
-                 return;
-               }
-               std::map<std::string, std::string> h;
-               for (const auto& kv : x.value) {
-                 const std::string name = kv.first.as<std::string>("");
-                 const bool scalar = kv.second.IsScalar();
-                 const std::string value = scalar ? kv.second.Scalar() : "";
-                 if (name.empty() || name.find_first_of(" :\r\n\t") != std::string::npos ||
-                     !scalar || value.find_first_of("\r\n") != std::string::npos) {
-                   fail(x, fmt::format("bad header {}", quote(name)));
-                   return;
-                 }
-                 h[name] = value;
-               }
-               svc.health_check.headers = std::move(h);
+               auto h = read_header_map(x);
+               if (!h) return;
+               svc.health_check.headers = std::move(*h);
                note(x);
              }},
         });
@@ -1257,6 +1538,12 @@ class Loader {
                           std::string target;
                           if (path_field(x, target)) r.rewrite = target;
                         }},
+                       // Overrides of the service's request policy, applied once the
+                       // services are complete (check_whole).
+                       {"request_timeout", [&](const Field& x) { meta.policy.push_back(x); }},
+                       {"retry", [&](const Field& x) { meta.policy.push_back(x); }},
+                       {"hedge", [&](const Field& x) { meta.policy.push_back(x); }},
+                       {"fallback", [&](const Field& x) { meta.policy.push_back(x); }},
                    });
       if (r.prefix.empty() && r.host.empty() && !bad_field)
         fail(rf, "a route needs a prefix, a host, or both");
@@ -1526,6 +1813,33 @@ class Loader {
     cfg_.origins[key] = was + ", lowered to max_connections";
   }
 
+  void check_retry(const std::string& p, const RetryConfig& r) {
+    if (r.backoff_max < r.backoff_base)
+      error_about(p + ".retry.backoff_max",
+                  fmt::format("must not be below {}.retry.backoff_base ({}), got {}", p,
+                              format_duration(r.backoff_base), format_duration(r.backoff_max)));
+  }
+
+  void check_resilience(const std::string& p, const ServiceConfig& svc) {
+    const auto& b = svc.breaker;
+    if (b.max_open_duration < b.open_duration)
+      error_about(p + ".breaker.max_open_duration",
+                  fmt::format("must not be below {}.breaker.open_duration ({}), got {}", p,
+                              format_duration(b.open_duration),
+                              format_duration(b.max_open_duration)));
+    if (b.window < Millis(b.window_buckets))
+      error_about(p + ".breaker.window_buckets",
+                  fmt::format("buckets must be at least 1ms wide: {} buckets over {}",
+                              b.window_buckets, format_duration(b.window)));
+    const auto& o = svc.outlier;
+    if (o.max_ejection_time < o.base_ejection_time)
+      error_about(p + ".outlier.max_ejection_time",
+                  fmt::format("must not be below {}.outlier.base_ejection_time ({}), got {}", p,
+                              format_duration(o.base_ejection_time),
+                              format_duration(o.max_ejection_time)));
+    check_retry(p, svc.policy.retry);
+  }
+
   void check_whole() {
     const auto& l = cfg_.limits;
     if (l.max_request_line > l.max_header_bytes)
@@ -1548,6 +1862,7 @@ class Loader {
     for (auto& svc : cfg_.services) {
       const std::string p = "services." + svc.name;
       check_pool(p, svc.pool);
+      check_resilience(p, svc);
       if (!svc.instances.empty() || bad_instances_.count(svc.name)) continue;
       if (cfg_.origins.count(p + ".instances")) {
         error_about(p + ".instances", "no instances (the list is empty)");
@@ -1566,11 +1881,15 @@ class Loader {
     for (std::size_t i = 0; i < cfg_.routes.size(); ++i) {
       const auto& r = cfg_.routes[i];
       const auto& meta = route_meta_[i];
-      if (!r.service.empty() && cfg_.find_service(r.service) == nullptr) {
+      const ServiceConfig* svc = r.service.empty() ? nullptr : cfg_.find_service(r.service);
+      if (!r.service.empty() && svc == nullptr) {
         fail_at(
             meta.service_line, fmt::format("routes[{}].service", i),
             fmt::format("unknown service {}{}", quote(r.service), did_you_mean(r.service, names)));
       }
+      if (svc != nullptr) apply_route_policy(i, *svc);
+      if (r.policy && r.policy->retry != svc->policy.retry)
+        check_retry(fmt::format("routes[{}]", i), r.policy->retry);
       for (std::size_t j = 0; j < i; ++j) {
         const auto& o = cfg_.routes[j];
         if (o.prefix == r.prefix && o.host == r.host && (!r.prefix.empty() || !r.host.empty()))
@@ -1584,7 +1903,40 @@ class Loader {
   struct RouteMeta {
     int line = 0;          // the route's first line
     int service_line = 0;  // 0: no `service` key
+    std::vector<Field> policy{};  // request_timeout, retry, hedge, fallback overrides
   };
+
+  // A route's policy: its service's, with the route's keys on top. Keys the route does not
+  // set say where they came from.
+  void apply_route_policy(std::size_t i, const ServiceConfig& svc) {
+    auto& r = cfg_.routes[i];
+    const auto& meta = route_meta_[i];
+    if (meta.policy.empty()) return;
+    r.policy = svc.policy;
+    for (const Field& x : meta.policy) {
+      if (x.key == "request_timeout")
+        set(r.policy->timeout, read_duration(x, Millis(1)), x);
+      else if (x.key == "retry")
+        read_retry(x, r.policy->retry);
+      else if (x.key == "hedge")
+        read_hedge(x, r.policy->hedge);
+      else
+        read_fallback(x, r.policy->fallback);
+    }
+    std::vector<std::string> leaves;
+    Renderer::policy_paths("", leaves);
+    const std::string route = fmt::format("routes[{}]", i);
+    for (const auto& leaf : leaves) {
+      if (cfg_.origins.count(route + leaf)) continue;
+      const std::string from = "services." + svc.name + leaf;
+      auto it = cfg_.origins.find(from);
+      const Where w = where(from);
+      record(route + leaf,
+             fmt::format("inherited from {} ({})", from,
+                         it == cfg_.origins.end() ? "default" : it->second),
+             w.prefix, w.line);
+    }
+  }
 
   const LoadOptions& opt_;
   Config cfg_;

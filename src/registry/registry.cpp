@@ -170,6 +170,11 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   health_settings_.rise = config.health.rise;
   health_settings_.fall = config.health.fall;
   health_settings_.window = config.health.metrics_collection_interval;
+  health_settings_.stretch_on_live_success = config.health.live_success_stretch;
+  health_settings_.degraded_p95 = config.health.degraded_latency;
+  health_settings_.degraded_error_rate = config.health.degraded_error_rate;
+  health_settings_.recover_factor = config.health.recover_factor;
+  health_settings_.min_samples = config.health.degraded_min_samples;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();

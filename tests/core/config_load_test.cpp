@@ -1458,4 +1458,105 @@ TEST(ConfigReadFileTest, CaFileMustBeARegularFile) {
 }
 
 }  // namespace
+// Resilience sections of a service, and a route that overrides part of its request policy.
+TEST_F(ConfigLoadTest, ResilienceKeysAndRouteOverrides) {
+  const Config c = load_ok(
+      "server: {zone: eu-1}\n"
+      "health: {live_success_stretch: 2.5, degraded_latency: 300ms, degraded_error_rate: 0.1,\n"
+      "         recover_factor: 0.5, degraded_min_samples: 7}\n"
+      "services:\n"
+      "  a:\n"
+      "    instances: [\"http://h:1\"]\n"
+      "    breaker: {consecutive_failures: 0, failure_rate: 40, slow_call_rate: 30,\n"
+      "              slow_call_duration: 200ms, minimum_calls: 8, window: 5s,\n"
+      "              window_buckets: 5, open_duration: 1s, max_open_duration: 8s,\n"
+      "              half_open_probes: 2, half_open_timeout: 3s, failure_status: \"500,503\"}\n"
+      "    outlier: {enabled: false, consecutive_gateway_errors: 3, interval: 2s,\n"
+      "              success_rate_stdev_factor: 1.5, max_ejection_percent: 34}\n"
+      "    balancer: {kind: least_request, slow_start: 20s, zone_min_available: 50}\n"
+      "    request_timeout: 4s\n"
+      "    retry: {max_retries: 1, retry_on_status: \"503\", backoff_base: 10ms,\n"
+      "            backoff_max: 100ms, per_try_timeout: 1s, max_replay_body: 1KiB}\n"
+      "    hedge: {enabled: true, delay: 50ms}\n"
+      "    fallback: {status: 200, headers: {Content-Type: application/json}, body: '[]'}\n"
+      "routes:\n"
+      "  - prefix: /x\n"
+      "    service: a\n"
+      "    request_timeout: 2s\n"
+      "    retry: {max_retries: 0}\n"
+      "  - {prefix: /y, service: a}\n");
+  EXPECT_EQ(c.server.zone, "eu-1");
+  EXPECT_EQ(c.health.live_success_stretch, 2.5);
+  EXPECT_EQ(c.health.degraded_latency, Millis(300));
+  EXPECT_EQ(c.health.degraded_min_samples, 7u);
+  const auto& s = c.services.at(0);
+  EXPECT_EQ(s.breaker.consecutive_failures, 0u);
+  EXPECT_EQ(s.breaker.failure_rate, 40u);
+  EXPECT_EQ(s.breaker.slow_call_duration, Millis(200));
+  EXPECT_EQ(s.breaker.half_open_probes, 2u);
+  EXPECT_EQ(s.breaker.failure_status, "500,503");
+  EXPECT_FALSE(s.outlier.enabled);
+  EXPECT_EQ(s.outlier.max_ejection_percent, 34u);
+  EXPECT_EQ(s.outlier.success_rate_stdev_factor, 1.5);
+  EXPECT_EQ(s.balancer.kind, BalancerKind::kLeastRequest);
+  EXPECT_EQ(s.balancer.slow_start, Millis(20'000));
+  EXPECT_EQ(s.policy.timeout, Millis(4'000));
+  EXPECT_EQ(s.policy.retry.max_retries, 1u);
+  EXPECT_EQ(s.policy.retry.max_replay_body, 1024u);
+  EXPECT_TRUE(s.policy.hedge.enabled);
+  EXPECT_EQ(s.policy.fallback.status, 200);
+  EXPECT_EQ(s.policy.fallback.body, "[]");
+  EXPECT_EQ(s.policy.fallback.headers.at("Content-Type"), "application/json");
+  // The route keeps what it does not override.
+  ASSERT_TRUE(c.routes.at(0).policy.has_value());
+  const auto& rp = *c.routes.at(0).policy;
+  EXPECT_EQ(rp.timeout, Millis(2'000));
+  EXPECT_EQ(rp.retry.max_retries, 0u);
+  EXPECT_EQ(rp.retry.backoff_max, Millis(100));
+  EXPECT_TRUE(rp.hedge.enabled);
+  EXPECT_EQ(rp.fallback.status, 200);
+  EXPECT_FALSE(c.routes.at(1).policy.has_value());
+  EXPECT_EQ(c.origins.at("routes[0].retry.max_retries"), from(23));
+  EXPECT_THAT(c.origins.at("routes[0].retry.backoff_max"),
+              HasSubstr("inherited from services.a.retry.backoff_max (" + from(16)));
+  // It renders and loads back the same.
+  const std::string yaml = render_config(c);
+  expect_every_leaf_commented(yaml);
+  auto again = load_yaml(yaml);
+  ASSERT_TRUE(again.ok()) << joined(again) << yaml;
+  expect_same_values(c, *again.config);
+}
+
+TEST_F(ConfigLoadTest, ResilienceKeyErrors) {
+  EXPECT_THAT(
+      messages(load_yaml("services:\n"
+                         "  a:\n"
+                         "    instances: [\"http://h:1\"]\n"
+                         "    breaker: {failure_rate: 101, failure_status: \"5xx\",\n"
+                         "              open_duration: 10s, max_open_duration: 5s}\n"
+                         "    balancer: {kind: fastest}\n"
+                         "    retry: {backoff_base: 1s, backoff_max: 10ms, max_retries: 11}\n"
+                         "    fallback: {status: 101, headers: {Content-Length: \"3\"}}\n"
+                         "    outlier: {success_rate_stdev_factor: x}\n"
+                         "routes:\n"
+                         "  - {prefix: /x, service: a, retry: {backof_max: 1s}}\n")),
+      ::testing::UnorderedElementsAre(
+          at(4) + "services.a.breaker.failure_rate: out of range: must be between 0 and 100, "
+                  "got 101",
+          at(4) + "services.a.breaker.failure_status: bad status list \"5xx\" (use e.g. "
+                  "\"500-599,429\")",
+          at(6) + "services.a.balancer.kind: bad kind \"fastest\": round_robin, "
+                  "weighted_round_robin, random, least_request or peak_ewma",
+          at(7) + "services.a.retry.max_retries: out of range: must be between 0 and 10, got 11",
+          at(8) + "services.a.fallback.headers: header \"Content-Length\" is set by Switchboard",
+          at(8) + "services.a.fallback: status: a fallback answers with a final status "
+                  "(200-599), got 101",
+          at(9) + "services.a.outlier.success_rate_stdev_factor: expected a number, got \"x\"",
+          at(11) + "routes[0].retry.backof_max: unknown key (did you mean \"backoff_max\"?)",
+          at(5) + "services.a.breaker.max_open_duration: must not be below "
+                  "services.a.breaker.open_duration (10s), got 5s",
+          at(7) + "services.a.retry.backoff_max: must not be below services.a.retry.backoff_base "
+                  "(1s), got 10ms"));
+}
+
 }  // namespace sb::core
