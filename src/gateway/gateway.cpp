@@ -107,7 +107,8 @@ void Gateway::start() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   started_at_ = clock_.steady_now();
-  checker_ = std::make_unique<HealthChecker>(*registry_, clock_);
+  checker_ = std::make_unique<HealthChecker>(
+      *registry_, clock_, [this](std::string_view service) { return tls_context_for(service); });
   checker_->start();
   server_->start();
   const auto admin = server_->admin_address();

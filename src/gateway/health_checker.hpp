@@ -3,10 +3,16 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <thread>
 
 #include "core/clock.hpp"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace sb::registry {
 class Registry;
@@ -16,8 +22,12 @@ namespace sb::gateway {
 
 class HealthChecker {
  public:
+  /// The TLS client context for a service's https instances.
+  using TlsContextFor =
+      std::function<std::shared_ptr<boost::asio::ssl::context>(std::string_view service)>;
   /// `max_concurrent` bounds the checks in flight at once.
-  HealthChecker(registry::Registry& registry, core::Clock& clock, std::size_t max_concurrent = 64);
+  HealthChecker(registry::Registry& registry, core::Clock& clock, TlsContextFor tls_context_for,
+                std::size_t max_concurrent = 64);
   ~HealthChecker();
   void start();
   /// Stops the thread; checks in flight are abandoned.

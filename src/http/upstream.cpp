@@ -83,6 +83,28 @@ void UpstreamConnection::start_tls_read(asio::mutable_buffer buffer, Completion 
   tls_->stream.async_read_some(buffer, std::move(handler));
 }
 
+Task<std::string> UpstreamConnection::handshake(const UpstreamTarget& target) {
+  tls_ = std::make_unique<Tls>(socket_, *target.tls_context);
+  SSL* ssl_handle = tls_->stream.native_handle();
+  const std::string& name = target.server_name.empty() ? target.host : target.server_name;
+  error_code ip_ec;
+  asio::ip::make_address(name, ip_ec);
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+  if (ip_ec) {
+    SSL_set_tlsext_host_name(ssl_handle, name.c_str());
+    if (target.verify) X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+  } else if (target.verify) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+  }
+  auto [hec] = co_await tls_->stream.async_handshake(ssl::stream_base::client, kUse);
+  if (!hec) co_return std::string();
+  const long verify = SSL_get_verify_result(ssl_handle);
+  if (verify != X509_V_OK)
+    co_return std::string("certificate verification failed: ") +
+        X509_verify_cert_error_string(verify);
+  co_return hec.message();
+}
+
 const char* describe(AcquireError e) {
   switch (e) {
     case AcquireError::kNone:
@@ -170,33 +192,14 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
   conn->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
 
   if (target_.tls) {
-    conn->tls_ = std::make_unique<UpstreamConnection::Tls>(conn->socket_, *target_.tls_context);
-    SSL* ssl_handle = conn->tls_->stream.native_handle();
-    const std::string& name = target_.server_name.empty() ? target_.host : target_.server_name;
-    error_code ip_ec;
-    asio::ip::make_address(name, ip_ec);
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
-    if (ip_ec) {
-      SSL_set_tlsext_host_name(ssl_handle, name.c_str());
-      if (target_.verify) X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
-    } else if (target_.verify) {
-      X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
-    }
     ex.arm(conn->socket_, deadline, TimeoutKind::kUpstreamConnect);
-    auto [hec] = co_await conn->tls_->stream.async_handshake(ssl::stream_base::client, kUse);
+    std::string why = co_await conn->handshake(target_);
     const TimeoutKind fired = ex.fired();
     ex.disarm();
     if (fired == TimeoutKind::kUpstreamConnect)
       co_return Lease{nullptr, AcquireError::kTimeout,
                       "TLS handshake not done within timeouts.connect"};
-    if (hec) {
-      std::string why = hec.message();
-      const long verify = SSL_get_verify_result(ssl_handle);
-      if (verify != X509_V_OK)
-        why = std::string("certificate verification failed: ") +
-              X509_verify_cert_error_string(verify);
-      co_return Lease{nullptr, AcquireError::kTls, why};
-    }
+    if (!why.empty()) co_return Lease{nullptr, AcquireError::kTls, std::move(why)};
   }
   ++busy_;
   co_return Lease{std::move(conn)};

@@ -88,6 +88,11 @@ class UpstreamConnection {
         kUse);
   }
 
+  /// The TLS client handshake on a connected socket: SNI, host name verification as the
+  /// target asks. Returns "" on success, else why it failed (certificate errors named).
+  /// Cancel it by closing socket().
+  Task<std::string> handshake(const UpstreamTarget& target);
+
   // Response parsing state (while leased); the head's views point into buf().
   char* buf() { return lent_->data; }
   ResponseHead& head() { return lent_->head; }

@@ -51,6 +51,10 @@ json::object instance_json(const Instance& i, core::SteadyTime now) {
   json::error_code ec;
   json::value meta = json::parse(i.metadata_json, ec);
   o["metadata"] = ec ? json::value(json::object{}) : std::move(meta);
+  if (!i.check_json.empty()) {
+    json::value check = json::parse(i.check_json, ec);
+    if (!ec) o["check"] = std::move(check);
+  }
   return o;
 }
 
@@ -139,16 +143,77 @@ std::variant<Registration, ApiError> parse_registration(std::string_view service
       if (!value.is_object()) return bad("metadata", "must be a JSON object");
       r.metadata_json = json::serialize(value);
     } else if (key == "check") {
-      return bad("check",
-                 "per-instance health checks are not supported by this version (the service's "
-                 "configured checks apply)");
+      if (!value.is_object()) return bad("check", "must be a JSON object");
+      r.check_json = json::serialize(value);
+      auto check = parse_check(r.check_json);
+      if (auto* e = std::get_if<ApiError>(&check)) return *e;
+      r.check = std::get<core::HealthCheckConfig>(check);
     } else {
       return bad(std::string(key),
-                 "unknown field (known: url, ttl_seconds, zone, weight, metadata)");
+                 "unknown field (known: url, ttl_seconds, zone, weight, metadata, check)");
     }
   }
   if (!have_url) return bad("url", "is required");
   return r;
+}
+
+std::variant<core::HealthCheckConfig, ApiError> parse_check(std::string_view check_json) {
+  json::error_code ec;
+  json::value v = json::parse(check_json, ec);
+  if (ec || !v.is_object()) return bad("check", "must be a JSON object");
+  core::HealthCheckConfig c;
+  bool have_path = false;
+  for (const auto& [key, value] : v.as_object()) {
+    const std::string field = "check." + std::string(key);
+    auto text = [&]() -> const json::string* { return value.if_string(); };
+    if (key == "type") {
+      if (!text() || (*text() != "http" && *text() != "tcp")) return bad(field, "must be http or tcp");
+      c.type = *text() == "tcp" ? core::HealthCheckConfig::Type::kTcp
+                                : core::HealthCheckConfig::Type::kHttp;
+    } else if (key == "path") {
+      if (!text() || text()->empty() || text()->front() != '/' ||
+          std::string_view(*text()).find_first_of(" \r\n\t") != std::string_view::npos)
+        return bad(field, "must be a path starting with '/' without spaces");
+      c.path = std::string(*text());
+      have_path = true;
+    } else if (key == "method") {
+      if (!text() || text()->empty() || text()->size() > 20 ||
+          std::string_view(*text()).find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+              std::string_view::npos)
+        return bad(field, "must be an upper-case method such as GET or HEAD");
+      c.method = std::string(*text());
+    } else if (key == "expect_status") {
+      if (!text() || !core::valid_status_list(*text()))
+        return bad(field, "must be a list of statuses and ranges such as \"200-399,404\"");
+      c.expect_status = std::string(*text());
+    } else if (key == "expect_body") {
+      if (!text() || text()->size() > 1024) return bad(field, "must be a string of up to 1024 bytes");
+      c.expect_body = std::string(*text());
+    } else if (key == "headers") {
+      if (!value.is_object()) return bad(field, "must be an object of header names to strings");
+      for (const auto& [name, hv] : value.as_object()) {
+        const std::string_view n = name;
+        if (n.empty() || n.find_first_of(" :\r\n\t") != std::string_view::npos)
+          return bad(field, fmt::format("bad header name \"{}\"", n));
+        if (!hv.is_string() || std::string_view(hv.as_string()).find_first_of("\r\n") !=
+                                   std::string_view::npos)
+          return bad(field, fmt::format("header \"{}\" must be a string without CR or LF", n));
+        c.headers[std::string(n)] = std::string(hv.as_string());
+      }
+    } else if (key == "timeout_ms") {
+      const auto ms = value.is_int64() || value.is_uint64() ? value.to_number<std::int64_t>(ec)
+                                                           : std::int64_t{-1};
+      if (ec || ms < 1 || ms > 60'000) return bad(field, "must be an integer 1..60000");
+      c.timeout = core::Millis(ms);
+    } else {
+      return bad(field,
+                 "unknown field (known: type, path, method, expect_status, expect_body, headers, "
+                 "timeout_ms)");
+    }
+  }
+  if (c.type == core::HealthCheckConfig::Type::kHttp && !have_path)
+    return bad("check.path", "is required for http checks");
+  return c;
 }
 
 const Service* Snapshot::find(std::string_view name) const {
@@ -221,7 +286,8 @@ static std::string health_key(std::string_view service, std::string_view id) {
 
 void Registry::track(const Service& s, Instance& inst) {
   const auto now = clock_.steady_now();
-  const bool checked = s.config.health_check.enabled();
+  const core::HealthCheckConfig& check = inst.check ? *inst.check : s.config.health_check;
+  const bool checked = check.enabled();
   const std::string key = health_key(s.name, inst.id);
   untrack(s.name, inst.id);
   inst.uid = next_uid_++;
@@ -232,7 +298,7 @@ void Registry::track(const Service& s, Instance& inst) {
   const std::uint64_t seed = std::hash<std::string>{}(key);
   auto [it, inserted] = health_.insert_or_assign(
       key, Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now,
-                  checked, false, s.name, inst.id});
+                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls});
   by_uid_[inst.uid] = &it->second;
 }
 
@@ -288,17 +354,8 @@ std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
   for (auto& [key, h] : health_) {
     if (due.size() >= limit) break;
     if (!h.checked || h.running || now < h.next_check) continue;
-    const auto slash = key.find('/');
-    const std::string_view service(key.data(), slash);
-    const std::string_view id(key.data() + slash + 1, key.size() - slash - 1);
-    const Service* s = find_mut(service);
-    if (s == nullptr) continue;
-    for (const auto& inst : s->instances) {
-      if (inst.id != id) continue;
-      h.running = true;
-      due.push_back(
-          DueCheck{std::string(service), std::string(id), inst.config.url, s->config.health_check});
-    }
+    h.running = true;
+    due.push_back(DueCheck{h.service, h.id, h.url, h.check, h.tls});
   }
   return due;
 }
@@ -403,6 +460,16 @@ std::optional<std::string> Registry::load() {
                                    std::chrono::milliseconds(si.registered_unix_ms)))
                              : wall;
     inst.metadata_json = si.metadata_json.empty() ? "{}" : si.metadata_json;
+    if (!si.check_json.empty()) {
+      auto check = parse_check(si.check_json);
+      if (auto* e = std::get_if<ApiError>(&check)) {
+        spdlog::warn("registry store: {}/{}: stored {} {}: the service's checks apply", si.service,
+                     si.id, e->field, e->detail);
+      } else {
+        inst.check = std::get<core::HealthCheckConfig>(check);
+        inst.check_json = si.check_json;
+      }
+    }
     s->instances.push_back(std::move(inst));
     track(*s, s->instances.back());
     ++restored;
@@ -435,6 +502,7 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
     si.zone = r.zone;
     si.weight = r.weight;
     si.metadata_json = r.metadata_json;
+    si.check_json = r.check_json;
     si.ttl_ms = r.ttl_seconds * 1000;
     si.deadline_unix_ms = r.ttl_seconds > 0 ? unix_ms(wall) + r.ttl_seconds * 1000 : 0;
     si.registered_unix_ms = unix_ms(wall);
@@ -455,6 +523,8 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
   if (r.ttl_seconds > 0) inst.deadline = steady + std::chrono::seconds(r.ttl_seconds);
   inst.registered_at = wall;
   inst.metadata_json = r.metadata_json;
+  inst.check = r.check;
+  inst.check_json = r.check_json;
   PutOutcome outcome = PutOutcome::kCreated;
   for (auto& existing : s->instances) {
     if (existing.id == r.id) {

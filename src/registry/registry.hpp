@@ -42,6 +42,9 @@ struct Registration {
   std::string zone;
   std::uint32_t weight = 1;
   std::string metadata_json = "{}";  // a JSON object, as sent
+  /// The instance's own health check, replacing the service's; check_json as sent.
+  std::optional<core::HealthCheckConfig> check;
+  std::string check_json;
 };
 
 inline constexpr std::size_t kMaxRegistrationBody = 64 * 1024;
@@ -52,9 +55,14 @@ bool valid_service_name(std::string_view name, std::string* why = nullptr);
 bool valid_instance_id(std::string_view id);
 
 /// Parses and validates `PUT /api/services/{service}/instances/{id}` with its JSON body
-/// `{url, ttl_seconds?, zone?, weight?, metadata?}`. Unknown fields are refused.
+/// `{url, ttl_seconds?, zone?, weight?, metadata?, check?}`. Unknown fields are refused.
 std::variant<Registration, ApiError> parse_registration(std::string_view service,
                                                         std::string_view id, std::string_view body);
+
+/// Parses an instance's own health check, `{type?, path?, method?, expect_status?,
+/// expect_body?, headers?, timeout_ms?}` as serialized JSON; errors name the field as
+/// "check.<key>". Unset keys take the defaults of core::HealthCheckConfig.
+std::variant<core::HealthCheckConfig, ApiError> parse_check(std::string_view check_json);
 
 struct Instance {
   std::string id;
@@ -73,6 +81,9 @@ struct Instance {
   std::optional<core::SteadyTime> deadline;  // TTL expiry
   core::WallTime registered_at{};
   std::string metadata_json = "{}";
+  /// Its own health check (API registrations), replacing the service's.
+  std::optional<core::HealthCheckConfig> check;
+  std::string check_json;  // as registered, for the store and the registry document
 };
 
 struct Service {
@@ -88,6 +99,7 @@ struct DueCheck {
   std::string id;
   core::UpstreamUrl url;
   core::HealthCheckConfig check;
+  core::TlsConfig tls;  // the service's, for https instances
 };
 
 /// An immutable view of the registry; shared by every worker.
@@ -177,6 +189,9 @@ class Registry {
     bool running = false;
     std::string service;
     std::string id;
+    core::UpstreamUrl url{};
+    core::HealthCheckConfig check{};  // the instance's own, else its service's
+    core::TlsConfig tls{};
   };
   void apply(std::string_view service, std::string_view id, Health& h,
              const std::optional<Transition>& t);  // with mu_ held

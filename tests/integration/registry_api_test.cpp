@@ -350,7 +350,10 @@ TEST_F(RegistryApiTest, InvalidRegistrationsAreRefusedAndChangeNothing) {
       // unknown fields and check
       {"unknown field", "mx", "i1", with(R"("colour":"red")"), 400, "colour"},
       {"unknown field on replace", "base", "b1", with(R"("URL":"x")"), 400, "URL"},
-      {"check", "mx", "i1", with(R"("check":{"path":"/health"})"), 400, "check"},
+      {"check without path", "mx", "i1", with(R"("check":{"method":"GET"})"), 400, "check.path"},
+      {"check bad type", "mx", "i1", with(R"("check":{"type":"icmp"})"), 400, "check.type"},
+      {"check unknown key", "mx", "i1", with(R"("check":{"path":"/h","every":1})"), 400,
+       "check.every"},
       {"check null", "base", "b1", with(R"("check":null)"), 400, "check"},
       // not a JSON object
       {"array body", "mx", "i1", "[]", 400, ""},

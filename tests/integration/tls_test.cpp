@@ -1,7 +1,9 @@
 // HTTPS upstreams: verified against a CA given in the config, refused when unverifiable.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <string>
 
 #include "testing/gateway_fixture.hpp"
@@ -72,6 +74,46 @@ TEST_F(TlsTest, UnverifiableCertificateIs502) {
   Response r = echo_through("logging:\n  level: info\n", {"--service", "x=" + up_->url()});
   expect_problem(r, 502);
   EXPECT_EQ(up_->requests_logged("/echo"), 0u);
+}
+
+// Health checks of https instances complete the TLS handshake with the service's settings:
+// verified against the CA, the instance takes traffic; unverifiable, it never does, and the
+// registry says why.
+TEST_F(TlsTest, HttpsChecksVerifyTheCertificate) {
+  SwitchboardOptions options;
+  options.env["HEALTH_CHECK_INTERVAL"] = "100";
+  options.args = {"--config", dir_.write_file("switchboard.yaml",
+                                              "services:\n"
+                                              "  good:\n"
+                                              "    instances: [\"" +
+                                                  up_->url() +
+                                                  "\"]\n"
+                                                  "    tls: {ca_file: \"" +
+                                                  pki_.ca_cert +
+                                                  "\"}\n"
+                                                  "    health_check: {path: /echo/hc}\n"
+                                                  "  bad:\n"
+                                                  "    instances: [\"" +
+                                                  up_->url() +
+                                                  "\"]\n"
+                                                  "    health_check: {type: tcp}\n")};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  HttpClient c(sb_->port());
+  const auto deadline = std::chrono::steady_clock::now() + scaled(std::chrono::seconds(10));
+  Response good, bad;
+  while (std::chrono::steady_clock::now() < deadline) {
+    good = c.get("/svc/good/echo");
+    bad = c.get("/api/services/bad");
+    if (good.status == 200 && bad.body.find("certificate verification failed") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(good.status, 200) << good.raw;
+  EXPECT_NE(bad.body.find("TLS handshake: certificate verification failed"), std::string::npos)
+      << bad.body;
+  EXPECT_GE(up_->requests_logged("/echo/hc"), 2u);  // rise 2: the HTTP check went over TLS
+  expect_problem(c.get("/svc/bad/echo"), 503);
 }
 
 }  // namespace

@@ -87,7 +87,24 @@ TEST(ParseRegistrationTest, RefusesBadInputNamingTheField) {
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","weight":0})").field, "weight");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","zone":"a b"})").field, "zone");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","metadata":[]})").field, "metadata");
-  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{}})").field, "check");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{}})").field, "check.path");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":[]})").field, "check");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"x"}})").field, "check.path");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"type":"udp"}})").field,
+            "check.type");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","method":"get"}})").field,
+            "check.method");
+  EXPECT_EQ(
+      error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","expect_status":"2xx"}})").field,
+      "check.expect_status");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","timeout_ms":0}})").field,
+            "check.timeout_ms");
+  EXPECT_EQ(
+      error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","headers":{"A":"x\ny"}}})")
+          .field,
+      "check.headers");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","interval":1}})").field,
+            "check.interval");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","color":"red"})").field, "color");
   EXPECT_EQ(error_of("s", "i", R"([1])").detail, "body must be a JSON object");
   EXPECT_EQ(error_of("s", "i", R"({"url":)").status, 400);
@@ -210,6 +227,21 @@ TEST_F(RegistryTest, LoadRestoresAndExpiresLapsed) {
   EXPECT_EQ(r.expire(), 1u);
 }
 
+// An instance's own check is stored and comes back with it.
+TEST_F(RegistryTest, LoadRestoresTheInstanceCheck) {
+  {
+    Registry r(core::Config{}, clock_, &store_, std::nullopt);
+    auto reg = parse_registration("svc", "c", R"({"url":"http://h:1","check":{"type":"tcp"}})");
+    ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(std::get<Registration>(reg))));
+  }
+  EXPECT_EQ(store_.rows.at("svc/c").check_json, R"({"type":"tcp"})");
+  Registry r(core::Config{}, clock_, &store_, std::nullopt);
+  ASSERT_FALSE(r.load().has_value());
+  const auto due = r.due_checks(10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].check.type, core::HealthCheckConfig::Type::kTcp);
+}
+
 // A store that cannot be read is a startup error.
 TEST_F(RegistryTest, UnreadableStoreIsAStartupError) {
   store_.fail = true;
@@ -277,6 +309,35 @@ TEST(RegistryHealthTest, ChecksDecideTraffic) {
   }
   EXPECT_FALSE(inst().takes_traffic);
   EXPECT_EQ(inst().state, InstanceState::kUnhealthy);
+}
+
+// An instance registered with its own check is checked with it, even in a service without
+// checks; the check survives a restart through the store's check_json.
+TEST(RegistryHealthTest, InstanceCheckReplacesTheService) {
+  testing::ManualClock clock;
+  Registry r(config_with("svc", "http://127.0.0.1:9"), clock, nullptr, std::nullopt);
+  auto reg = parse_registration(
+      "svc", "own",
+      R"({"url":"http://127.0.0.1:9100","check":{"type":"http","path":"/ready","method":"HEAD",)"
+      R"("expect_status":"204","expect_body":"ok","headers":{"X-A":"1"},"timeout_ms":250}})");
+  ASSERT_TRUE(std::holds_alternative<Registration>(reg));
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(std::get<Registration>(reg))));
+  const auto due = r.due_checks(10);
+  ASSERT_EQ(due.size(), 1u);  // the configured instance has no checks; this one has
+  EXPECT_EQ(due[0].id, "own");
+  EXPECT_EQ(due[0].url.port, 9100);
+  EXPECT_EQ(due[0].check.path, "/ready");
+  EXPECT_EQ(due[0].check.method, "HEAD");
+  EXPECT_EQ(due[0].check.expect_status, "204");
+  EXPECT_EQ(due[0].check.expect_body, "ok");
+  EXPECT_EQ(due[0].check.headers.at("X-A"), "1");
+  EXPECT_EQ(due[0].check.timeout, std::chrono::milliseconds(250));
+  const auto* svc = r.snapshot()->find("svc");
+  EXPECT_FALSE(svc->instances.at(1).takes_traffic);  // not proven yet
+  EXPECT_TRUE(svc->instances.at(0).takes_traffic);
+  EXPECT_NE(r.to_json().find(R"("check":{"type":"http","path":"/ready")"), std::string::npos);
+  // A TCP check needs no path.
+  EXPECT_TRUE(std::holds_alternative<core::HealthCheckConfig>(parse_check(R"({"type":"tcp"})")));
 }
 
 // Services without a health check path route to every instance, unchecked.
