@@ -109,6 +109,69 @@ TEST_F(HealthCheckTest, FailingInstancesGetNoTraffic) {
   EXPECT_EQ(wait_for_status("/svc/good/echo", 503, std::chrono::milliseconds(5000)), 503);
 }
 
+// A killed instance goes unhealthy and gets no traffic; started again on the same port, it
+// takes traffic again once `rise` checks have passed.
+TEST_F(HealthCheckTest, RestartedInstanceComesBackAfterRise) {
+  auto first = std::make_unique<Upstream>("first");
+  ASSERT_TRUE(first->started()) << first->error();
+  const std::uint16_t port = first->port();
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string&) {
+    return "services:\n  back:\n    instances: [\"" + first->url() +
+           "\"]\n    health_check: {path: /echo/hc, timeout: 500ms}\n";
+  }));
+  EXPECT_EQ(wait_for_status("/svc/back/echo", 200, std::chrono::milliseconds(5000)), 200);
+  first->process().signal(SIGKILL);
+  first->process().wait_exit(scaled(std::chrono::milliseconds(2000)));
+  EXPECT_EQ(wait_for_status("/svc/back/echo", 503, std::chrono::milliseconds(5000)), 503);
+
+  UpstreamOptions again;
+  again.name = "again";
+  again.port = port;
+  Upstream second(again);
+  ASSERT_TRUE(second.started()) << second.error();
+  EXPECT_EQ(wait_for_status("/svc/back/echo", 200, std::chrono::milliseconds(5000)), 200);
+  // It came back through its checks: at least `rise` (2) of them reached the new process
+  // before the first request did.
+  EXPECT_GE(second.requests_logged("/echo/hc"), 2u);
+  const Response events = client().get("/api/services/back");
+  EXPECT_NE(events.body.find("\"state\":\"healthy\""), std::string::npos) << events.body;
+}
+
+// Of three instances, the one that answers slowly turns degraded and its share of traffic
+// falls (healthy instances weigh four times a degraded one).
+TEST_F(HealthCheckTest, SlowInstanceLosesShare) {
+  Upstream fast1("fast1"), fast2("fast2");
+  UpstreamOptions slow_options;
+  slow_options.name = "slow";
+  slow_options.delay_ms = 80;
+  Upstream slow(slow_options);
+  for (auto* u : {&fast1, &fast2, &slow}) ASSERT_TRUE(u->started()) << u->error();
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string&) {
+    return "health: {degraded_latency: 40ms, degraded_min_samples: 5}\n"
+           "services:\n  three:\n    instances: [\"" +
+           fast1.url() + "\", \"" + fast2.url() + "\", \"" + slow.url() +
+           "\"]\n    balancer: {kind: weighted_round_robin}\n"
+           "    health_check: {path: /echo/hc, timeout: 1s}\n";
+  }));
+  // All three healthy first, then traffic until the slow one is degraded.
+  const auto deadline = Clock::now() + scaled(std::chrono::milliseconds(15000));
+  bool degraded = false;
+  while (!degraded && Clock::now() < deadline) {
+    client().get("/svc/three/echo");
+    degraded = client().get("/api/services/three").body.find("\"state\":\"degraded\"") !=
+               std::string::npos;
+  }
+  ASSERT_TRUE(degraded) << client().get("/api/services/status").body;
+  const std::size_t slow_before = slow.requests_logged("/echo/x");
+  constexpr int kRequests = 90;
+  for (int i = 0; i < kRequests; ++i) ASSERT_EQ(client().get("/svc/three/echo/x").status, 200);
+  const std::size_t slow_share = slow.requests_logged("/echo/x") - slow_before;
+  EXPECT_LT(slow_share, static_cast<std::size_t>(kRequests / 5))
+      << "a third would be " << kRequests / 3 << "; weights 4:4:1 give a ninth";
+  EXPECT_GT(fast1.requests_logged("/echo/x") + fast2.requests_logged("/echo/x"),
+            static_cast<std::size_t>(kRequests * 3 / 4));
+}
+
 // Check options: expected status lists, expected body text, method and headers, TCP checks.
 TEST_F(HealthCheckTest, CheckOptions) {
   ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {

@@ -24,6 +24,11 @@ is allowed in front of it:
   /bad/<kind>         a malformed response (status-line, cl-te, two-cl, header-bytes,
                       obs-fold) or a reset without an answer (reset)
   /stats              JSON: connections_accepted, requests (not counting /stats)
+  /__control?status=N&delay_ms=M
+                      sets the mode for every later request but /stats and /__control: wait
+                      M ms first, then (N not 0) answer status N instead; status=0 and
+                      delay_ms=0 reset. Answers 204. --delay-ms sets the initial delay.
+Options: --port N binds that port (to restart an upstream where it was); default 0.
 Every response echoes the request's X-Correlation-ID as X-Upstream-Saw-Correlation-ID.
 """
 
@@ -70,6 +75,11 @@ class BadRequest(Exception):
 class Stats:
     connections_accepted = 0
     requests = 0
+
+
+class Mode:
+    status = 0    # not 0: every request answers this
+    delay_ms = 0  # every request waits this long first
 
 
 def pattern_slice(offset, n):
@@ -252,8 +262,26 @@ class Server:
         """Answers one request; returns whether the connection stays open."""
         segments = req.path.split("/")
         keep_alive = req.keep_alive()
+        if req.path == "/__control":
+            await read_body(reader, req, lambda _piece: None)
+            try:
+                Mode.status = int(req.params.get("status", [str(Mode.status)])[0])
+                Mode.delay_ms = int(req.params.get("delay_ms", [str(Mode.delay_ms)])[0])
+            except ValueError:
+                raise BadRequest("bad control value")
+            writer.write(self.head(req, 204, [], keep_alive))
+            await writer.drain()
+            return keep_alive
         if not segments[-1].startswith("stats"):
             Stats.requests += 1
+            if Mode.delay_ms:
+                await asyncio.sleep(Mode.delay_ms / 1000.0)
+            if Mode.status:
+                await read_body(reader, req, lambda _piece: None)
+                await self.send_simple(writer, req, Mode.status,
+                                       f"forced status {Mode.status}\n".encode(),
+                                       "text/plain", keep_alive)
+                return keep_alive
 
         # Find the keyword from the end, so a base path may precede it.
         kind, arg = None, None
@@ -354,7 +382,10 @@ async def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--name", default="upstream")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=int, default=0)
     args = parser.parse_args()
+    Mode.delay_ms = args.delay_ms
 
     context = None
     if args.tls:
@@ -367,8 +398,8 @@ async def main():
     loop.add_signal_handler(signal.SIGINT, stop.set)
 
     server = Server(args.name)
-    srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context,
-                                     limit=MAX_HEAD, backlog=512)
+    srv = await asyncio.start_server(server.handle, "127.0.0.1", args.port, ssl=context,
+                                     limit=MAX_HEAD, backlog=512, reuse_address=True)
     port = srv.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     watcher = asyncio.create_task(watch_parent(os.getppid(), stop))

@@ -127,6 +127,9 @@ Upstream::Upstream(UpstreamOptions options) : options_(std::move(options)) {
   ProcessOptions p;
   p.args = {python_binary(), std::string(SB_SOURCE_DIR) + "/tests/integration/upstream.py",
             "--name", options_.name};
+  if (options_.port != 0) p.args.insert(p.args.end(), {"--port", std::to_string(options_.port)});
+  if (options_.delay_ms != 0)
+    p.args.insert(p.args.end(), {"--delay-ms", std::to_string(options_.delay_ms)});
   if (!options_.tls_cert.empty()) {
     p.args.insert(p.args.end(), {"--tls", options_.tls_cert, options_.tls_key});
   }
@@ -162,6 +165,13 @@ Upstream::~Upstream() {
 std::string Upstream::url() const {
   return (options_.tls_cert.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:") +
          std::to_string(port_);
+}
+
+bool Upstream::set_mode(int status, int delay_ms) {
+  HttpClient c(port_);
+  Response r = c.get("/__control?status=" + std::to_string(status) +
+                     "&delay_ms=" + std::to_string(delay_ms));
+  return r.ok() && r.status == 204;
 }
 
 std::optional<UpstreamStats> Upstream::stats() {

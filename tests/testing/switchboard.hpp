@@ -62,6 +62,8 @@ struct UpstreamOptions {
   std::string name = "upstream";  // reported in /echo documents and X-Upstream-Name
   std::string tls_cert;           // both set: serve HTTPS
   std::string tls_key;
+  std::uint16_t port = 0;  // 0: an ephemeral port; else this one (restart where it was)
+  int delay_ms = 0;        // every answer waits this long (see /__control in upstream.py)
 };
 
 struct UpstreamStats {
@@ -86,6 +88,9 @@ class Upstream {
   /// GET /stats straight from the upstream (plain HTTP only). Note that this adds one
   /// accepted connection itself.
   std::optional<UpstreamStats> stats();
+  /// Sets the upstream's mode (plain HTTP only): every later request waits `delay_ms`,
+  /// then answers `status` when it is not 0. Returns false when the upstream did not answer.
+  bool set_mode(int status, int delay_ms);
   /// How many request heads the upstream has logged so far ("REQ <conn> <method>
   /// <target>" lines), counting only targets that contain `target_part`.
   std::size_t requests_logged(std::string_view target_part = {}) const;
