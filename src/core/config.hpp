@@ -279,6 +279,7 @@ struct HealthConfig {
   double degraded_error_rate = 0.25;  // error rate at or above this: degraded; 0: off
   double recover_factor = 0.8;        // healthy again below factor x both thresholds
   std::uint32_t degraded_min_samples = 20;  // fewer samples in the window: no decision
+  std::uint32_t max_concurrent_checks = 256;  // active checks in flight at once
   bool operator==(const HealthConfig&) const = default;
 };
 

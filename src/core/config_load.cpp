@@ -342,6 +342,8 @@ class Renderer {
     leaf(2, "recover_factor", fmt::format("{}", h.recover_factor), "health.recover_factor");
     leaf(2, "degraded_min_samples", fmt::format("{}", h.degraded_min_samples),
          "health.degraded_min_samples");
+    leaf(2, "max_concurrent_checks", fmt::format("{}", h.max_concurrent_checks),
+         "health.max_concurrent_checks");
 
     const auto& t = c_.telemetry;
     section(0, "telemetry");
@@ -1114,6 +1116,7 @@ class Loader {
                     double_key("degraded_error_rate", h.degraded_error_rate, 0.0, 1.0),
                     double_key("recover_factor", h.recover_factor, 0.01, 1.0),
                     uint_key("degraded_min_samples", h.degraded_min_samples, 1, 1'000'000),
+                    uint_key("max_concurrent_checks", h.max_concurrent_checks, 1, 100'000),
                 });
   }
 

@@ -108,7 +108,8 @@ void Gateway::start() {
   signal(SIGPIPE, SIG_IGN);
   started_at_ = clock_.steady_now();
   checker_ = std::make_unique<HealthChecker>(
-      *registry_, clock_, [this](std::string_view service) { return tls_context_for(service); });
+      *registry_, clock_, [this](std::string_view service) { return tls_context_for(service); },
+      config_.health.max_concurrent_checks);
   checker_->start();
   server_->start();
   const auto admin = server_->admin_address();

@@ -298,15 +298,39 @@ void Registry::track(const Service& s, Instance& inst) {
   const std::uint64_t seed = std::hash<std::string>{}(key);
   auto [it, inserted] = health_.insert_or_assign(
       key, Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now,
-                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls});
+                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls,
+                  inst.uid});
   by_uid_[inst.uid] = &it->second;
+  if (checked) schedule_.emplace(now, &it->second);
 }
 
 void Registry::untrack(std::string_view service, std::string_view id) {
   const auto it = health_.find(health_key(service, id));
   if (it == health_.end()) return;
-  std::erase_if(by_uid_, [&](const auto& kv) { return kv.second == &it->second; });
+  Health& h = it->second;
+  if (h.checked && !h.running) schedule_.erase({h.next_check, &h});
+  by_uid_.erase(h.uid);
   health_.erase(it);
+}
+
+void Registry::CheckTiming::add(core::SteadyTime now, core::Duration late) {
+  const std::int64_t p = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch())
+                             .count() /
+                         10;
+  if (p != period) {
+    const bool adjacent = p == period + 1;
+    lateness[1] = adjacent ? lateness[0] : LatencyHistogram{};
+    max[1] = adjacent ? max[0] : core::Duration{};
+    started[1] = adjacent ? started[0] : 0;
+    lateness[0].clear();
+    max[0] = {};
+    started[0] = 0;
+    period = p;
+  }
+  lateness[0].add(late);
+  max[0] = std::max(max[0], late);
+  ++started[0];
+  ++started_total;
 }
 
 void Registry::apply(std::string_view service, std::string_view id, Health& h,
@@ -323,7 +347,14 @@ void Registry::apply(std::string_view service, std::string_view id, Health& h,
     event(kEventHealthChanged, service, id,
           fmt::format("{} -> {}: {}", to_string(t->from), to_string(t->to), t->reason), &inst);
   }
-  publish();
+  // Health changes come in bursts (a restart brings thousands of instances up together):
+  // one snapshot per control-loop turn, not one per change (see publish_pending).
+  dirty_ = true;
+}
+
+void Registry::publish_pending() {
+  std::lock_guard lock(mu_);
+  if (dirty_) publish();
 }
 
 std::shared_ptr<LiveFeed> Registry::make_feed() {
@@ -351,10 +382,12 @@ std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
   std::lock_guard lock(mu_);
   std::vector<DueCheck> due;
   const auto now = clock_.steady_now();
-  for (auto& [key, h] : health_) {
-    if (due.size() >= limit) break;
-    if (!h.checked || h.running || now < h.next_check) continue;
+  while (due.size() < limit && !schedule_.empty() && schedule_.begin()->first <= now) {
+    const auto [at, hp] = *schedule_.begin();
+    schedule_.erase(schedule_.begin());
+    Health& h = *hp;
     h.running = true;
+    check_timing_.add(now, now - at);
     due.push_back(DueCheck{h.service, h.id, h.url, h.check, h.tls});
   }
   return due;
@@ -370,10 +403,12 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
   h.running = false;
   const auto transition = h.tracker.record_check(now, ok, latency, reason);
   h.next_check = h.scheduler.next_check(now, h.tracker);
+  schedule_.emplace(h.next_check, &h);
   apply(service, id, h, transition);
 }
 
-void Registry::publish() {
+void Registry::publish() const {
+  dirty_ = false;
   auto snap = std::make_shared<Snapshot>();
   snap->version = version_.load(std::memory_order_relaxed) + 1;
   snap->services = services_;
@@ -399,6 +434,7 @@ EventLog::Since Registry::events_since(std::uint64_t last_id) const {
 
 std::shared_ptr<const Snapshot> Registry::snapshot() const {
   std::lock_guard lock(mu_);
+  if (dirty_) publish();
   return snapshot_;
 }
 
@@ -713,6 +749,20 @@ std::string Registry::status_json() const {
   }
   json::object root;
   root["window_seconds"] = window_s;
+  {
+    // Check timing over the last 10-20 s: how late checks started against their schedule.
+    LatencyHistogram late = check_timing_.lateness[0];
+    late.add(check_timing_.lateness[1]);
+    const std::uint64_t n = check_timing_.started[0] + check_timing_.started[1];
+    json::object checks;
+    checks["scheduled"] = schedule_.size();
+    checks["started_total"] = check_timing_.started_total;
+    checks["started_recently"] = n;
+    checks["lateness_p50_ms"] = ms(late.value_at_rank((n + 1) / 2));
+    checks["lateness_p99_ms"] = ms(late.value_at_rank((n * 99 + 99) / 100));
+    checks["lateness_max_ms"] = ms(std::max(check_timing_.max[0], check_timing_.max[1]));
+    root["checks"] = std::move(checks);
+  }
   root["services"] = std::move(services);
   return json::serialize(root) + "\n";
 }

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -134,8 +135,9 @@ class Registry {
 
   /// Active checks due now, at most `limit`; each is marked running until its result comes.
   std::vector<DueCheck> due_checks(std::size_t limit);
-  /// The result of a check from due_checks(). A change of health is an event and a new
-  /// snapshot (instances that are not healthy or degraded get no traffic).
+  /// The result of a check from due_checks(). A change of health is an event at once and
+  /// part of the next snapshot (publish_pending); instances that are not healthy or
+  /// degraded get no traffic.
   void record_check(std::string_view service, std::string_view id, bool ok, core::Duration latency,
                     std::string_view reason);
 
@@ -149,7 +151,12 @@ class Registry {
   /// error rates and p50/p95/p99 over the window, per service and instance.
   std::string status_json() const;
 
-  /// The current snapshot. Thread-safe.
+  /// Publishes the health changes recorded since the last snapshot as a new one. The
+  /// control loop calls it every turn (10 ms), so a change reaches the workers within
+  /// one turn while a burst of changes costs one snapshot.
+  void publish_pending();
+
+  /// The current snapshot, including pending health changes. Thread-safe.
   std::shared_ptr<const Snapshot> snapshot() const;
   /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
   std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
@@ -164,7 +171,7 @@ class Registry {
   std::optional<std::string> service_json(std::string_view name) const;
 
  private:
-  void publish();                                // with mu_ held
+  void publish() const;                          // with mu_ held
   void track(const Service& s, Instance& inst);  // starts active checks when configured
   void untrack(std::string_view service, std::string_view id);
   void event(std::string_view type, std::string_view service, std::string_view id,
@@ -176,8 +183,10 @@ class Registry {
   core::ServiceConfig api_defaults_;  // policies for services created through the API
   mutable std::mutex mu_;
   std::vector<Service> services_;
-  std::shared_ptr<const Snapshot> snapshot_;
-  std::atomic<std::uint64_t> version_{0};
+  // The published view is a cache of services_: built lazily, so const readers may build it.
+  mutable std::shared_ptr<const Snapshot> snapshot_;
+  mutable bool dirty_ = false;  // health changed since snapshot_ was built
+  mutable std::atomic<std::uint64_t> version_{0};
   EventLog events_;
   std::atomic<std::uint64_t> last_event_id_{0};
 
@@ -192,7 +201,21 @@ class Registry {
     core::UpstreamUrl url{};
     core::HealthCheckConfig check{};  // the instance's own, else its service's
     core::TlsConfig tls{};
+    std::uint64_t uid = 0;
   };
+  /// Checked instances waiting for their next check, soonest first (running ones are out).
+  std::set<std::pair<core::SteadyTime, Health*>> schedule_;
+  /// How late checks start against their schedule, over the current and the previous
+  /// 10 s period (for the status document and the registry benchmark).
+  struct CheckTiming {
+    std::int64_t period = -1;
+    LatencyHistogram lateness[2];
+    core::Duration max[2]{};
+    std::uint64_t started[2]{};
+    std::uint64_t started_total = 0;
+    void add(core::SteadyTime now, core::Duration late);
+  };
+  CheckTiming check_timing_;
   void apply(std::string_view service, std::string_view id, Health& h,
              const std::optional<Transition>& t);  // with mu_ held
   HealthSettings health_settings_;

@@ -295,10 +295,14 @@ TEST(RegistryHealthTest, ChecksDecideTraffic) {
   ASSERT_EQ(due.size(), 1u);
   const auto v = r.version();
   r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
+  EXPECT_EQ(r.events_since(0).events.back().type, "health_changed");  // the event at once,
+  EXPECT_EQ(r.version(), v);  // the snapshot with the control loop's next turn
+  r.publish_pending();
+  EXPECT_GT(r.version(), v);
   EXPECT_TRUE(inst().takes_traffic);
   EXPECT_EQ(inst().state, InstanceState::kHealthy);
-  EXPECT_GT(r.version(), v);
-  EXPECT_EQ(r.events_since(0).events.back().type, "health_changed");
+  r.publish_pending();  // nothing pending: no new snapshot
+  EXPECT_EQ(r.version(), v + 1);
 
   for (int i = 0; i < 3; ++i) {
     clock.advance(std::chrono::seconds(12));
@@ -338,6 +342,27 @@ TEST(RegistryHealthTest, InstanceCheckReplacesTheService) {
   EXPECT_NE(r.to_json().find(R"("check":{"type":"http","path":"/ready")"), std::string::npos);
   // A TCP check needs no path.
   EXPECT_TRUE(std::holds_alternative<core::HealthCheckConfig>(parse_check(R"({"type":"tcp"})")));
+}
+
+// Checks start in order of their due time, at most `limit` at once, and the status document
+// says how late they started against their schedule.
+TEST(RegistryHealthTest, ChecksRunInDueOrderAndReportLateness) {
+  testing::ManualClock clock;
+  core::Config c = checked_config();
+  c.services[0].instances.push_back(c.services[0].instances[0]);
+  c.services[0].instances.push_back(c.services[0].instances[0]);
+  Registry r(c, clock, nullptr, std::nullopt);
+  clock.advance(std::chrono::milliseconds(30));  // 30 ms late
+  auto due = r.due_checks(2);
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(r.due_checks(2).size(), 1u);
+  EXPECT_TRUE(r.due_checks(2).empty());
+  const std::string status = r.status_json();
+  EXPECT_NE(status.find("\"scheduled\":0"), std::string::npos) << status;  // all running
+  EXPECT_NE(status.find("\"started_total\":3"), std::string::npos) << status;
+  EXPECT_NE(status.find("\"lateness_max_ms\":3E1"), std::string::npos) << status;
+  r.record_check("svc", due[0].id, true, {}, "HTTP 200");
+  EXPECT_NE(r.status_json().find("\"scheduled\":1"), std::string::npos);
 }
 
 // Services without a health check path route to every instance, unchecked.
