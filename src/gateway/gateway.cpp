@@ -1,5 +1,7 @@
 #include "gateway/gateway.hpp"
 
+#include <sys/resource.h>
+
 #include <signal.h>
 
 #include <cerrno>
@@ -66,6 +68,15 @@ const std::shared_ptr<boost::asio::ssl::context>& Gateway::tls_context_for(
 }
 
 std::optional<std::string> Gateway::prepare() {
+  // Every client connection, pooled upstream connection and kept health-check connection
+  // is a descriptor: take the whole hard limit rather than the soft default (often 1024).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    const rlim_t was = files.rlim_cur;
+    files.rlim_cur = files.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &files) == 0)
+      spdlog::debug("open files limit raised from {} to {}", was, files.rlim_cur);
+  }
   tls_contexts_.clear();
   std::string error;
   default_tls_ = http::make_client_tls_context(config_.upstream.tls, &error);

@@ -6,9 +6,11 @@
 #include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <unordered_map>
 
 #include "core/logging.hpp"
 #include "http/io.hpp"
+#include "http/message.hpp"
 #include "http/parser.hpp"
 #include "http/upstream.hpp"
 #include "registry/registry.hpp"
@@ -45,26 +47,19 @@ struct HealthChecker::Impl {
     std::string reason;
   };
 
-  // One check: connect (and, for https instances, the TLS handshake with the service's
-  // verification settings), then for HTTP checks send the request and read the status line.
-  Task<Result> check(const registry::DueCheck& c) {
-    http::UpstreamConnection conn(ctx.get_executor());
-    http::Socket& socket = conn.socket();
-    Timer deadline(ctx.get_executor());
-    bool timed_out = false;
-    deadline.expires_after(c.check.timeout);
-    deadline.async_wait([&](error_code ec) {
-      if (ec) return;  // cancelled: the check finished first
-      timed_out = true;
-      error_code ignored;
-      socket.close(ignored);
-    });
-    auto finish = [&](bool ok, std::string reason) {
-      deadline.cancel();
-      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.check.timeout.count())
-                                  : std::move(reason)};
-    };
+  // Connections kept between HTTP checks of an instance (keyed "service/id url"), as most
+  // health checkers do: a check is then one request on an open connection instead of a TCP
+  // handshake and teardown, which on loopback cost the checker both ends' kernel work.
+  struct Idle {
+    std::unique_ptr<http::UpstreamConnection> conn;
+    core::SteadyTime since;
+  };
+  std::unordered_map<std::string, Idle> idle;
+  static constexpr std::size_t kMaxKeptBody = 64 * 1024;  // longer answers close the connection
 
+  // Connects (and, for https instances, completes the TLS handshake with the service's
+  // verification settings). Returns "" or why it failed.
+  Task<std::string> open(const registry::DueCheck& c, http::UpstreamConnection& conn) {
     error_code ec;
     asio::ip::tcp::endpoint ep;
     const auto addr = asio::ip::make_address(c.url.host, ec);
@@ -74,62 +69,145 @@ struct HealthChecker::Impl {
       Resolver resolver(ctx.get_executor());
       auto [rec, results] =
           co_await resolver.async_resolve(c.url.host, std::to_string(c.url.port), kUse);
-      if (rec || results.empty()) co_return finish(false, "resolve: " + rec.message());
+      if (rec || results.empty()) co_return "resolve: " + rec.message();
       ep = results.begin()->endpoint();
     }
-    auto [cec] = co_await socket.async_connect(ep, kUse);
-    if (cec) co_return finish(false, "connect: " + cec.message());
-    const bool tcp = c.check.type == core::HealthCheckConfig::Type::kTcp;
-    if (tcp && !c.url.tls) co_return finish(true, "TCP connect");
+    auto [cec] = co_await conn.socket().async_connect(ep, kUse);
+    if (cec) co_return "connect: " + cec.message();
     if (c.url.tls) {
       http::UpstreamTarget target{c.url.host, c.url.port, true, c.tls.server_name, c.tls.verify,
                                   tls_context_for(c.service)};
-      if (!target.tls_context) co_return finish(false, "no TLS context for the service");
+      if (!target.tls_context) co_return "no TLS context for the service";
       std::string why = co_await conn.handshake(target);
-      if (!why.empty()) co_return finish(false, "TLS handshake: " + why);
-      if (tcp) co_return finish(true, "TCP connect and TLS handshake");
+      if (!why.empty()) co_return "TLS handshake: " + why;
+    }
+    co_return std::string();
+  }
+
+  // One check, bounded by its timeout: a TCP check connects; an HTTP check sends its request
+  // (on a kept connection when there is one) and checks status and body.
+  Task<Result> check(const registry::DueCheck& c) {
+    const bool tcp = c.check.type == core::HealthCheckConfig::Type::kTcp;
+    std::string key = c.service + '/' + c.id + ' ' + c.url.text;
+    std::unique_ptr<http::UpstreamConnection> conn;
+    if (auto it = idle.find(key); it != idle.end() && !tcp) {
+      conn = std::move(it->second.conn);
+      idle.erase(it);
+      conn->lend();
+    }
+    const bool reused = conn != nullptr;
+    if (!conn) conn = std::make_unique<http::UpstreamConnection>(ctx.get_executor());
+    Timer deadline(ctx.get_executor());
+    bool timed_out = false;
+    deadline.expires_after(c.check.timeout);
+    deadline.async_wait([&](error_code ec) {
+      if (ec) return;  // cancelled: the check finished first
+      timed_out = true;
+      error_code ignored;
+      if (conn) conn->socket().close(ignored);
+    });
+    auto finish = [&](bool ok, std::string reason) {
+      deadline.cancel();
+      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.check.timeout.count())
+                                  : std::move(reason)};
+    };
+
+    if (!reused) {
+      std::string why = co_await open(c, *conn);
+      if (!why.empty()) co_return finish(false, std::move(why));
+      if (tcp) co_return finish(true, c.url.tls ? "TCP connect and TLS handshake" : "TCP connect");
     }
 
     std::string request = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\n", c.check.method,
                                       c.url.base_path, c.check.path, c.url.authority());
     for (const auto& [name, value] : c.check.headers) request += name + ": " + value + "\r\n";
-    request += "User-Agent: switchboard-health-check\r\nConnection: close\r\n\r\n";
-    for (std::size_t sent = 0; sent < request.size();) {
-      const asio::const_buffer piece(request.data() + sent, request.size() - sent);
-      auto [wec, wn] = co_await conn.write_some(http::Buffers(&piece, 1));
-      if (wec) co_return finish(false, "write: " + wec.message());
-      sent += wn;
+    request += "User-Agent: switchboard-health-check\r\n\r\n";
+    constexpr std::size_t kBuf = 4096;  // of the lent buffer: the head and the body's start
+    std::size_t len = 0, scan = 0;
+    for (int attempt = 0;; ++attempt) {
+      bool failed = false;
+      std::string error;
+      for (std::size_t sent = 0; sent < request.size() && !failed;) {
+        const asio::const_buffer piece(request.data() + sent, request.size() - sent);
+        auto [wec, wn] = co_await conn->write_some(http::Buffers(&piece, 1));
+        if (wec) {
+          failed = true;
+          error = "write: " + wec.message();
+        }
+        sent += wn;
+      }
+      for (len = 0, scan = 0; !failed;) {
+        auto [rec, n] = co_await conn->read_some(conn->buf() + len, kBuf - len);
+        if (rec || n == 0) {
+          failed = true;
+          error = len == 0 ? "read: " + (rec ? rec.message() : std::string("closed"))
+                           : "truncated response";
+          break;
+        }
+        len += n;
+        const auto r = http::parse_response_head(conn->buf(), len, kBuf, scan, conn->head());
+        if (r.status == http::ParseStatus::kError) co_return finish(false, "malformed response");
+        if (r.status == http::ParseStatus::kComplete) break;
+      }
+      if (!failed) break;
+      // A kept connection the instance closed meanwhile fails before any byte of an answer:
+      // that says nothing about the instance, so try once more on a new connection.
+      if (timed_out || !reused || attempt > 0 || len > 0) co_return finish(false, error);
+      conn = std::make_unique<http::UpstreamConnection>(ctx.get_executor());
+      std::string why = co_await open(c, *conn);
+      if (!why.empty()) co_return finish(false, std::move(why));
     }
 
-    // The connection's lent buffer holds the response; the body check reads at most 4 KiB.
-    constexpr std::size_t kBuf = 4096;
-    char* const buf = conn.buf();
-    http::ResponseHead& head = conn.head();
-    std::size_t len = 0, scan = 0;
-    for (;;) {
-      auto [rec, n] = co_await conn.read_some(buf + len, kBuf - len);
-      if (rec) co_return finish(false, len == 0 ? "read: " + rec.message() : "truncated response");
-      len += n;
-      const auto r = http::parse_response_head(buf, len, kBuf, scan, head);
-      if (r.status == http::ParseStatus::kError) co_return finish(false, "malformed response");
-      if (r.status == http::ParseStatus::kComplete) break;
-    }
-    if (!core::status_matches(c.check.expect_status, head.status))
-      co_return finish(false,
-                       fmt::format("HTTP {} (expected {})", head.status, c.check.expect_status));
-    if (!c.check.expect_body.empty()) {
-      // The body (up to the buffer) must hold the expected text; Connection: close ends it.
-      std::string_view body(buf + head.head_size, len - head.head_size);
-      while (body.find(c.check.expect_body) == std::string_view::npos && len < kBuf) {
-        auto [rec, n] = co_await conn.read_some(buf + len, kBuf - len);
-        if (rec || n == 0) break;
-        len += n;
-        body = std::string_view(buf + head.head_size, len - head.head_size);
+    char* const buf = conn->buf();
+    const http::ResponseHead& head = conn->head();
+    http::ResponseInfo info;
+    const http::Method method = c.check.method == "HEAD" ? http::Method::kHead : http::Method::kGet;
+    if (http::analyze_response(head, method, info) != http::ResponseError::kNone)
+      co_return finish(false, "malformed response");
+    const int status = head.status;
+    if (!core::status_matches(c.check.expect_status, status))
+      co_return finish(false, fmt::format("HTTP {} (expected {})", status, c.check.expect_status));
+    // Read what the body check needs (up to the buffer), and for a connection that can be
+    // kept, the whole body (up to kMaxKeptBody).
+    const bool keep = info.keep_alive && info.framing != http::Framing::kChunked &&
+                      info.framing != http::Framing::kUntilClose &&
+                      info.content_length <= kMaxKeptBody;
+    const bool delimited =
+        info.framing == http::Framing::kLength || info.framing == http::Framing::kNone;
+    std::uint64_t body_left = info.framing == http::Framing::kLength ? info.content_length : 0;
+    const std::size_t have = len - head.head_size;
+    const std::size_t first = delimited ? std::min<std::uint64_t>(have, body_left) : have;
+    std::string body(buf + head.head_size, first);
+    body_left -= first;
+    const bool want_text = !c.check.expect_body.empty();
+    bool clean = first == have;  // nothing follows the body
+    while ((keep && body_left > 0) ||
+           (want_text && body.find(c.check.expect_body) == std::string::npos && body.size() < kBuf &&
+            (body_left > 0 || info.framing == http::Framing::kUntilClose ||
+             info.framing == http::Framing::kChunked))) {
+      auto [rec, n] = co_await conn->read_some(buf, kBuf);
+      if (rec || n == 0) {
+        clean = false;
+        break;
       }
-      if (body.find(c.check.expect_body) == std::string_view::npos)
-        co_return finish(false, fmt::format("HTTP {} without the expected body text", head.status));
+      const std::size_t take =
+          info.framing == http::Framing::kLength ? std::min<std::uint64_t>(n, body_left) : n;
+      if (body.size() < kBuf) body.append(buf, std::min(take, kBuf - body.size()));
+      body_left -= std::min<std::uint64_t>(body_left, take);
+      if (take < n) clean = false;  // bytes after the body: do not reuse
     }
-    co_return finish(true, fmt::format("HTTP {}", head.status));
+    if (want_text && body.find(c.check.expect_body) == std::string::npos)
+      co_return finish(false, fmt::format("HTTP {} without the expected body text", status));
+    if (keep && clean && body_left == 0 && !timed_out) {
+      conn->give_back();
+      idle[std::move(key)] = Idle{std::move(conn), clock.steady_now()};
+    }
+    co_return finish(true, fmt::format("HTTP {}", status));
+  }
+
+  // Closes kept connections unused for a minute (their instance is gone, or checks stopped).
+  void sweep_idle(core::SteadyTime now) {
+    std::erase_if(idle, [&](const auto& kv) { return now - kv.second.since > std::chrono::minutes(1); });
   }
 
   Task<void> run_one(registry::DueCheck c) {
@@ -146,6 +224,7 @@ struct HealthChecker::Impl {
     Timer tick(ctx.get_executor());
     for (unsigned turn = 0; !stopping.load(); ++turn) {
       if (turn % 5 == 0) registry.harvest();  // live request outcomes from the workers
+      if (turn % 1000 == 0) sweep_idle(clock.steady_now());
       if (running < max_concurrent) {
         for (auto& c : registry.due_checks(max_concurrent - running)) {
           ++running;

@@ -93,6 +93,11 @@ class UpstreamConnection {
   /// Cancel it by closing socket().
   Task<std::string> handshake(const UpstreamTarget& target);
 
+  /// Takes a read buffer from this thread's free list (an idle connection holds none).
+  void lend();
+  /// Returns the read buffer to this thread's free list.
+  void give_back();
+
   // Response parsing state (while leased); the head's views point into buf().
   char* buf() { return lent_->data; }
   ResponseHead& head() { return lent_->head; }
@@ -106,8 +111,6 @@ class UpstreamConnection {
   using Completion = asio::any_completion_handler<void(error_code, std::size_t)>;
   void start_tls_write(Buffers buffers, Completion handler);
   void start_tls_read(asio::mutable_buffer buffer, Completion handler);
-  void lend();
-  void give_back();
   Socket socket_;
   std::unique_ptr<Tls> tls_;
   std::unique_ptr<ResponseBuffer> lent_;

@@ -172,6 +172,21 @@ TEST_F(HealthCheckTest, SlowInstanceLosesShare) {
             static_cast<std::size_t>(kRequests * 3 / 4));
 }
 
+// HTTP checks keep their connection between checks (one TCP handshake, not one per check).
+TEST_F(HealthCheckTest, ChecksReuseTheirConnection) {
+  ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
+    return "services:\n  kept:\n    instances: [\"" + u +
+           "\"]\n    health_check: {path: /echo/hc}\n";
+  }));
+  const auto deadline = Clock::now() + scaled(std::chrono::milliseconds(10000));
+  while (up_->requests_logged("/echo/hc") < 8 && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(up_->requests_logged("/echo/hc"), 8u);
+  const auto stats = up_->stats();
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_LE(stats->connections_accepted, 2) << "one for the checks, one for this /stats";
+}
+
 // Check options: expected status lists, expected body text, method and headers, TCP checks.
 TEST_F(HealthCheckTest, CheckOptions) {
   ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
