@@ -3,13 +3,11 @@
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 
 #include "core/logging.hpp"
+#include "gateway/http_call.hpp"
 #include "http/io.hpp"
-#include "http/parser.hpp"
 #include "registry/registry.hpp"
 
 // GCC 12 at -O2 inlines check()'s coroutine ramp into run_one() and then reports a bogus
@@ -20,13 +18,11 @@
 namespace sb::gateway {
 
 namespace asio = http::asio;
-using http::error_code;
 using http::kUse;
 using http::Task;
 using Timer =
     asio::basic_waitable_timer<std::chrono::steady_clock,
                                asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
-using Resolver = asio::ip::basic_resolver<asio::ip::tcp, http::Executor>;
 
 struct HealthChecker::Impl {
   Impl(registry::Registry& r, core::Clock& c, std::size_t max)
@@ -43,83 +39,30 @@ struct HealthChecker::Impl {
     std::string reason;
   };
 
-  // One HTTP check: connect, GET the path, read the status line. HTTPS instances get a TCP
-  // connect check (the TLS handshake is the proxy's business; see the notes).
+  // One HTTP check: connect, send the request, read the status line (and the body when
+  // a text is expected). HTTPS instances get a TCP connect check (the TLS handshake is the
+  // proxy's business; see the notes).
   Task<Result> check(const registry::DueCheck& c) {
-    http::Socket socket(ctx.get_executor());
-    Timer deadline(ctx.get_executor());
-    bool timed_out = false;
-    deadline.expires_after(c.check.timeout);
-    deadline.async_wait([&](error_code ec) {
-      if (ec) return;  // cancelled: the check finished first
-      timed_out = true;
-      error_code ignored;
-      socket.close(ignored);
-    });
-    auto finish = [&](bool ok, std::string reason) {
-      deadline.cancel();
-      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.check.timeout.count())
-                                  : std::move(reason)};
-    };
-
-    error_code ec;
-    asio::ip::tcp::endpoint ep;
-    const auto addr = asio::ip::make_address(c.url.host, ec);
-    if (!ec) {
-      ep = asio::ip::tcp::endpoint(addr, c.url.port);
-    } else {
-      Resolver resolver(ctx.get_executor());
-      auto [rec, results] =
-          co_await resolver.async_resolve(c.url.host, std::to_string(c.url.port), kUse);
-      if (rec || results.empty()) co_return finish(false, "resolve: " + rec.message());
-      ep = results.begin()->endpoint();
+    CallOptions options;
+    options.timeout = c.check.timeout;
+    options.read_body_until = c.check.expect_body;
+    if (c.url.tls || c.check.type == core::HealthCheckConfig::Type::kTcp) {
+      options.connect_only = true;
+      const CallResult r = co_await http_call(c.url, {}, options);
+      co_return r.connected && r.error.empty() ? Result{true, "TCP connect"}
+                                               : Result{false, r.error};
     }
-    auto [cec] = co_await socket.async_connect(ep, kUse);
-    if (cec) co_return finish(false, "connect: " + cec.message());
-    if (c.url.tls || c.check.type == core::HealthCheckConfig::Type::kTcp)
-      co_return finish(true, "TCP connect");
-
     std::string request = fmt::format("{} {}{} HTTP/1.1\r\nHost: {}\r\n", c.check.method,
                                       c.url.base_path, c.check.path, c.url.authority());
     for (const auto& [name, value] : c.check.headers) request += name + ": " + value + "\r\n";
     request += "User-Agent: switchboard-health-check\r\nConnection: close\r\n\r\n";
-    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(request), kUse);
-    if (wec) co_return finish(false, "write: " + wec.message());
-
-    // The read buffer and parsed head live on the heap: coroutine frames stay small.
-    struct Read {
-      char buf[4096];
-      http::ResponseHead head;
-    };
-    auto rd = std::make_unique<Read>();
-    char* const buf = rd->buf;
-    http::ResponseHead& head = rd->head;
-    constexpr std::size_t kBuf = sizeof(Read::buf);
-    std::size_t len = 0, scan = 0;
-    for (;;) {
-      auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf + len, kBuf - len), kUse);
-      if (rec) co_return finish(false, len == 0 ? "read: " + rec.message() : "truncated response");
-      len += n;
-      const auto r = http::parse_response_head(buf, len, kBuf, scan, head);
-      if (r.status == http::ParseStatus::kError) co_return finish(false, "malformed response");
-      if (r.status == http::ParseStatus::kComplete) break;
-    }
-    if (!core::status_matches(c.check.expect_status, head.status))
-      co_return finish(false,
-                       fmt::format("HTTP {} (expected {})", head.status, c.check.expect_status));
-    if (!c.check.expect_body.empty()) {
-      // The body (up to the buffer) must hold the expected text; Connection: close ends it.
-      std::string_view body(buf + head.head_size, len - head.head_size);
-      while (body.find(c.check.expect_body) == std::string_view::npos && len < kBuf) {
-        auto [rec, n] = co_await socket.async_read_some(asio::buffer(buf + len, kBuf - len), kUse);
-        if (rec || n == 0) break;
-        len += n;
-        body = std::string_view(buf + head.head_size, len - head.head_size);
-      }
-      if (body.find(c.check.expect_body) == std::string_view::npos)
-        co_return finish(false, fmt::format("HTTP {} without the expected body text", head.status));
-    }
-    co_return finish(true, fmt::format("HTTP {}", head.status));
+    const CallResult r = co_await http_call(c.url, request, options);
+    if (!r.error.empty()) co_return Result{false, r.error};
+    if (!core::status_matches(c.check.expect_status, r.status))
+      co_return Result{false, fmt::format("HTTP {} (expected {})", r.status, c.check.expect_status)};
+    if (!c.check.expect_body.empty() && r.body.find(c.check.expect_body) == std::string::npos)
+      co_return Result{false, fmt::format("HTTP {} without the expected body text", r.status)};
+    co_return Result{true, fmt::format("HTTP {}", r.status)};
   }
 
   Task<void> run_one(registry::DueCheck c) {

@@ -1307,6 +1307,7 @@ void expect_same_values(const Config& a, const Config& b) {
   EXPECT_EQ(a.health, b.health);
   EXPECT_EQ(a.telemetry, b.telemetry);
   EXPECT_EQ(a.routes, b.routes);
+  EXPECT_EQ(a.webhooks, b.webhooks);
   ASSERT_EQ(a.services.size(), b.services.size());
   for (std::size_t i = 0; i < a.services.size(); ++i) {
     ServiceConfig x = a.services[i], y = b.services[i];
@@ -1323,7 +1324,7 @@ void expect_every_leaf_commented(const std::string& yaml) {
     const std::string line = yaml.substr(pos, end - pos);
     pos = end + 1;
     if (line.empty() || line[0] == '#' || line.back() == ':' || line == "services: {}" ||
-        line == "routes: []")
+        line == "routes: []" || line == "webhooks: []")
       continue;
     EXPECT_THAT(line, HasSubstr("  # ")) << line;
   }
