@@ -1214,6 +1214,7 @@ class Loader {
       Field wf{"", fmt::format("webhooks[{}]", i), *it, line, line};
       if (!it->IsMap()) {
         fail(wf, "expected a map (url, events, services, headers, ...), got " + describe(*it));
+        cfg_.webhooks.emplace_back();  // keeps webhooks[i] the i-th item of the file
         continue;
       }
       WebhookConfig w;
