@@ -1259,7 +1259,8 @@ class Loader {
                [&](const Field& x) {
                  read_headers(x, w.headers,
                               {"host", "content-length", "transfer-encoding", "connection",
-                               "content-type", "user-agent", "x-switchboard-event-id"});
+                               "content-type", "user-agent", "x-switchboard-event-id",
+                               "x-switchboard-event"});
                }},
               duration_key("timeout", w.timeout, Millis(1)),
               uint_key("max_retries", w.max_retries, 0, 100),
