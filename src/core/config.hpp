@@ -293,6 +293,28 @@ struct TelemetryConfig {
   bool operator==(const TelemetryConfig&) const = default;
 };
 
+/// Registry event types a webhook may ask for. The registry's own (registered, replaced,
+/// deregistered, expired, health_changed) and those of the resilience components to come.
+inline constexpr std::string_view kWebhookEventTypes[] = {
+    "registered", "replaced",        "deregistered", "expired",
+    "health_changed", "breaker_changed", "ejected",  "returned",
+};
+
+/// A webhook sink: registry events POSTed one per request as JSON to `url`, from a bounded
+/// queue, retried with exponential backoff and full jitter.
+struct WebhookConfig {
+  UpstreamUrl url{};                             // http or https (upstream.tls applies)
+  std::vector<std::string> events{};             // event types sent; empty: every type
+  std::vector<std::string> services{};           // only these services' events; empty: all
+  std::map<std::string, std::string> headers{};  // added to every POST (e.g. Authorization)
+  Millis timeout{5'000};            // one attempt: connect, TLS, request, response head
+  std::uint32_t max_retries = 5;    // attempts after the first for 5xx, 429, network errors
+  Millis backoff{500};              // retry n waits a random time in [0, min(max, base x 2^(n-1))]
+  Millis max_backoff{30'000};
+  std::uint32_t queue_size = 1'000;  // events held per sink; when full the oldest waiting goes
+  bool operator==(const WebhookConfig&) const = default;
+};
+
 struct ServerConfig {
   HostPort listen{};                       // --listen
   std::optional<HostPort> admin_listen{};  // operations endpoints only
@@ -311,6 +333,7 @@ struct Config {
   TelemetryConfig telemetry{};
   std::vector<ServiceConfig> services{};
   std::vector<RouteConfig> routes{};
+  std::vector<WebhookConfig> webhooks{};
 
   /// Where each effective value came from, keyed by dotted key path
   /// ("server.listen", "services.llm-service.instances", "routes[0].prefix"): "default",

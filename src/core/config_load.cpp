@@ -373,7 +373,7 @@ class Renderer {
       leaf(6, "method", hc.method, p + ".health_check.method");
       leaf(6, "expect_status", quote(hc.expect_status), p + ".health_check.expect_status");
       leaf(6, "expect_body", quote(hc.expect_body), p + ".health_check.expect_body");
-      leaf(6, "headers", header_map(hc.headers), p + ".health_check.headers");
+      leaf(6, "headers", map(hc.headers), p + ".health_check.headers");
       leaf(6, "timeout", format_duration(hc.timeout), p + ".health_check.timeout");
       leaf(6, "deregister_after", format_duration(hc.deregister_after),
            p + ".health_check.deregister_after");
@@ -401,6 +401,24 @@ class Renderer {
       if (r.rewrite) route_leaf("rewrite", quote(*r.rewrite));
       if (r.policy) policy(4, p, *r.policy);
     }
+
+    if (c_.webhooks.empty())
+      out_ += "webhooks: []\n";
+    else
+      section(0, "webhooks");
+    for (std::size_t i = 0; i < c_.webhooks.size(); ++i) {
+      const auto& w = c_.webhooks[i];
+      const std::string p = fmt::format("webhooks[{}]", i);
+      leaf(4, "url", quote(w.url.text), p + ".url", "  - ");
+      leaf(4, "events", list(w.events), p + ".events");
+      leaf(4, "services", list(w.services), p + ".services");
+      leaf(4, "headers", map(w.headers), p + ".headers");
+      leaf(4, "timeout", format_duration(w.timeout), p + ".timeout");
+      leaf(4, "max_retries", fmt::format("{}", w.max_retries), p + ".max_retries");
+      leaf(4, "backoff", format_duration(w.backoff), p + ".backoff");
+      leaf(4, "max_backoff", format_duration(w.max_backoff), p + ".max_backoff");
+      leaf(4, "queue_size", fmt::format("{}", w.queue_size), p + ".queue_size");
+    }
     return std::move(out_);
   }
 
@@ -414,6 +432,24 @@ class Renderer {
 
  private:
   static std::string boolean(bool b) { return b ? "true" : "false"; }
+
+  static std::string list(const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (const auto& item : v) {
+      if (out.size() > 1) out += ", ";
+      out += quote(item);
+    }
+    return out + "]";
+  }
+
+  static std::string map(const std::map<std::string, std::string>& m) {
+    std::string out = "{";
+    for (const auto& [k, v] : m) {
+      if (out.size() > 1) out += ", ";
+      out += quote(k) + ": " + quote(v);
+    }
+    return out + "}";
+  }
 
   static std::string instances(const std::vector<InstanceConfig>& v) {
     std::string out = "[";
@@ -525,17 +561,8 @@ class Renderer {
     const auto& fb = pol.fallback;
     section(in, "fallback");
     leaf(i2, "status", fmt::format("{}", fb.status), p + ".fallback.status");
-    leaf(i2, "headers", header_map(fb.headers), p + ".fallback.headers");
+    leaf(i2, "headers", map(fb.headers), p + ".fallback.headers");
     leaf(i2, "body", quote(fb.body), p + ".fallback.body");
-  }
-
-  static std::string header_map(const std::map<std::string, std::string>& m) {
-    std::string out = "{";
-    for (const auto& [k, v] : m) {
-      if (out.size() > 1) out += ", ";
-      out += quote(k) + ": " + quote(v);
-    }
-    return out + "}";
   }
 
   void section(int indent, std::string_view key) {
@@ -789,6 +816,7 @@ class Loader {
                     // After upstream: services inherit its values.
                     {"services", [this](const Field& x) { read_services(x); }},
                     {"routes", [this](const Field& x) { read_routes(x); }},
+                    {"webhooks", [this](const Field& x) { read_webhooks(x); }},
                 });
   }
 
@@ -1298,55 +1326,14 @@ class Loader {
                     uint_key("status", fb.status, 0, 599),
                     {"headers",
                      [&](const Field& x) {
-                       auto h = read_header_map(x);
-                       if (!h) return;
-                       for (const auto& [name, value] : *h) {
-                         for (const char* framing :
-                              {"content-length", "transfer-encoding", "connection"}) {
-                           if (http_iequals(name, framing)) {
-                             fail(x, fmt::format("header {} is set by Switchboard", quote(name)));
-                             return;
-                           }
-                         }
-                       }
-                       fb.headers = std::move(*h);
-                       note(x);
+                       read_headers(x, fb.headers,
+                                    {"content-length", "transfer-encoding", "connection"});
                      }},
                     {"body", [&](const Field& x) { set(fb.body, read_string(x), x); }},
                 });
     if (fb.status != 0 && fb.status < 200)
       fail(f, fmt::format("status: a fallback answers with a final status (200-599), got {}",
                           fb.status));
-  }
-
-  static bool http_iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(a[i])) !=
-          std::tolower(static_cast<unsigned char>(b[i])))
-        return false;
-    return true;
-  }
-
-  // A map of header names to values (health check and fallback headers).
-  std::optional<std::map<std::string, std::string>> read_header_map(const Field& x) {
-    if (!x.value.IsMap()) {
-      fail(x, "expected a map of header names to values, got " + describe(x.value));
-      return std::nullopt;
-    }
-    std::map<std::string, std::string> h;
-    for (const auto& kv : x.value) {
-      const std::string name = kv.first.as<std::string>("");
-      const bool scalar = kv.second.IsScalar();
-      const std::string value = scalar ? kv.second.Scalar() : "";
-      if (name.empty() || name.find_first_of(" :\r\n\t") != std::string::npos || !scalar ||
-          value.find_first_of("\r\n") != std::string::npos) {
-        fail(x, fmt::format("bad header {}", quote(name)));
-        return std::nullopt;
-      }
-      h[name] = value;
-    }
-    return h;
   }
 
   void read_health_check(const Field& f, ServiceConfig& svc) {
@@ -1402,14 +1389,141 @@ class Loader {
              }},
             {"expect_body",
              [&](const Field& x) { set(svc.health_check.expect_body, read_string(x), x); }},
-            {"headers",
-             [&](const Field& x) {
-               auto h = read_header_map(x);
-               if (!h) return;
-               svc.health_check.headers = std::move(*h);
-               note(x);
-             }},
+            {"headers", [&](const Field& x) { read_headers(x, svc.health_check.headers, {}); }},
         });
+  }
+
+  // A map of header names to values. Names in `reserved` (lower case) are refused: the
+  // caller sets those headers itself.
+  void read_headers(const Field& x, std::map<std::string, std::string>& target,
+                    std::initializer_list<std::string_view> reserved) {
+    if (!x.value.IsMap()) {
+      fail(x, "expected a map of header names to values, got " + describe(x.value));
+      return;
+    }
+    std::map<std::string, std::string> h;
+    for (const auto& kv : x.value) {
+      const std::string name = kv.first.as<std::string>("");
+      const bool scalar = kv.second.IsScalar();
+      const std::string value = scalar ? kv.second.Scalar() : "";
+      if (name.empty() || name.find_first_of(" :\r\n\t") != std::string::npos || !scalar ||
+          value.find_first_of("\r\n") != std::string::npos) {
+        fail(x, fmt::format("bad header {}", quote(name)));
+        return;
+      }
+      std::string lower = name;
+      for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (std::find(reserved.begin(), reserved.end(), lower) != reserved.end()) {
+        fail(x, fmt::format("header {} is set by Switchboard", quote(name)));
+        return;
+      }
+      h[name] = value;
+    }
+    target = std::move(h);
+    note(x);
+  }
+
+  // A list of plain strings, each checked by `check` (which reports and returns false).
+  std::optional<std::vector<std::string>> read_string_list(
+      const Field& f, std::string_view expected,
+      const std::function<bool(const Field&, const std::string&)>& check) {
+    if (!f.value.IsSequence()) {
+      fail(f, fmt::format("expected a list of {}, got {}", expected, describe(f.value)));
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    bool ok = true;
+    std::size_t i = 0;
+    for (auto it = f.value.begin(); it != f.value.end(); ++it, ++i) {
+      const int line = line_of(*it, f.line);
+      Field item{"", fmt::format("{}[{}]", f.path, i), *it, line, line};
+      auto s = scalar(item, fmt::format("expected one of {}", expected));
+      if (!s || !check(item, *s)) {
+        ok = false;
+        continue;
+      }
+      if (std::find(out.begin(), out.end(), *s) != out.end()) {
+        fail(item, fmt::format("{} is listed twice", quote(*s)));
+        ok = false;
+        continue;
+      }
+      out.push_back(*s);
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  void read_webhooks(const Field& f) {
+    if (f.value.IsNull()) return;
+    if (!f.value.IsSequence()) {
+      fail(f, "expected a list of webhooks (url, events, ...), got " + describe(f.value));
+      return;
+    }
+    std::vector<std::string_view> types(std::begin(kWebhookEventTypes),
+                                        std::end(kWebhookEventTypes));
+    std::size_t i = 0;
+    for (auto it = f.value.begin(); it != f.value.end(); ++it, ++i) {
+      const int line = line_of(*it, f.line);
+      Field wf{"", fmt::format("webhooks[{}]", i), *it, line, line};
+      if (!it->IsMap()) {
+        fail(wf, "expected a map (url, events, services, headers, ...), got " + describe(*it));
+        cfg_.webhooks.emplace_back();  // keeps webhooks[i] the i-th item of the file
+        continue;
+      }
+      WebhookConfig w;
+      bool has_url = false;
+      read_map(
+          wf,
+          {
+              {"url",
+               [&](const Field& x) {
+                 has_url = true;
+                 set(w.url, read_url(x), x);
+               }},
+              {"events",
+               [&](const Field& x) {
+                 set(w.events,
+                     read_string_list(x, "event types",
+                                      [&](const Field& item, const std::string& t) {
+                                        if (std::find(types.begin(), types.end(), t) !=
+                                            types.end())
+                                          return true;
+                                        std::string hint = did_you_mean(t, types);
+                                        if (hint.empty()) hint = " (known: " + join(types) + ")";
+                                        fail(item, fmt::format("unknown event type {}{}",
+                                                               quote(t), hint));
+                                        return false;
+                                      }),
+                     x);
+               }},
+              {"services",
+               [&](const Field& x) {
+                 set(w.services,
+                     read_string_list(x, "service names",
+                                      [&](const Field& item, const std::string& name) {
+                                        std::string why;
+                                        if (valid_service_name(name, &why)) return true;
+                                        fail(item, why);
+                                        return false;
+                                      }),
+                     x);
+               }},
+              {"headers",
+               [&](const Field& x) {
+                 read_headers(x, w.headers,
+                              {"host", "content-length", "transfer-encoding", "connection",
+                               "content-type", "user-agent", "x-switchboard-event-id",
+                               "x-switchboard-event"});
+               }},
+              duration_key("timeout", w.timeout, Millis(1)),
+              uint_key("max_retries", w.max_retries, 0, 100),
+              duration_key("backoff", w.backoff, Millis(1)),
+              duration_key("max_backoff", w.max_backoff, Millis(1)),
+              uint_key("queue_size", w.queue_size, 1, 1'000'000),
+          });
+      if (!has_url) fail(wf, "missing key \"url\"");
+      cfg_.webhooks.push_back(std::move(w));
+    }
   }
 
   std::optional<InstanceConfig> read_instance(const Field& f) {
@@ -1877,6 +1991,21 @@ class Loader {
       auto it = service_lines_.find(svc.name);
       fail_at(it == service_lines_.end() ? 0 : it->second, p,
               fmt::format("no instances (add instances: [\"http://HOST:PORT\"], or set {})", hint));
+    }
+
+    for (std::size_t i = 0; i < cfg_.webhooks.size(); ++i) {
+      const auto& w = cfg_.webhooks[i];
+      if (w.backoff <= w.max_backoff) continue;
+      // Blame the key that was written (a default backoff above a small max_backoff).
+      const std::string p = fmt::format("webhooks[{}]", i);
+      if (where_.count(p + ".backoff"))
+        error_about(p + ".backoff", fmt::format("must not exceed {}.max_backoff ({}), got {}", p,
+                                                format_duration(w.max_backoff),
+                                                format_duration(w.backoff)));
+      else
+        error_about(p + ".max_backoff", fmt::format("must be at least {}.backoff ({}), got {}", p,
+                                                    format_duration(w.backoff),
+                                                    format_duration(w.max_backoff)));
     }
 
     std::vector<std::string_view> names;

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "gateway/gateway.hpp"
+#include "gateway/webhooks.hpp"
 #include "http/message.hpp"
 #include "registry/registry.hpp"
 
@@ -88,7 +89,16 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
   const std::string_view service = seg[0];
   if (seg.size() == 1 && service == "status") {  // "status" is reserved as a service name
     if (!get) return method_not_allowed("GET, HEAD", cid);
-    return ApiResponse{200, "application/json", reg.status_json(), {}};
+    // The registry's document plus the webhook sinks' counters (a small document: parsing
+    // it back costs less than teaching the registry about webhooks).
+    json::value doc = json::parse(reg.status_json());
+    if (auto* root = doc.if_object()) {
+      if (const auto* hooks = gw.webhooks())
+        hooks->add_status(*root);
+      else
+        (*root)["webhooks"] = json::array();
+    }
+    return ApiResponse{200, "application/json", json::serialize(doc) + "\n", {}};
   }
   if (seg.size() == 1) {
     if (!get) return method_not_allowed("GET, HEAD", cid);

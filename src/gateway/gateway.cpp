@@ -9,8 +9,13 @@
 #include <ctime>
 
 #include "core/logging.hpp"
+
+#ifndef SB_VERSION
+#define SB_VERSION "0.0.0"
+#endif
 #include "gateway/health_checker.hpp"
 #include "gateway/proxy.hpp"
+#include "gateway/webhooks.hpp"
 #include "http/exchange.hpp"
 #include "http/server.hpp"
 #include "http/upstream.hpp"
@@ -58,6 +63,7 @@ Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
 
 Gateway::~Gateway() {
   if (checker_) checker_->stop();
+  if (webhooks_) webhooks_->stop();
   if (server_) server_->stop();
 }
 
@@ -122,6 +128,9 @@ void Gateway::start() {
       *registry_, clock_, [this](std::string_view service) { return tls_context_for(service); },
       config_.health.max_concurrent_checks);
   checker_->start();
+  webhooks_ = std::make_unique<WebhookDispatcher>(*registry_, clock_, config_.webhooks,
+                                                  default_tls_, config_.upstream.tls, SB_VERSION);
+  webhooks_->start();
   server_->start();
   const auto admin = server_->admin_address();
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
@@ -161,6 +170,8 @@ int Gateway::drain_and_stop() {
     if (int again = wait_signal(std::chrono::milliseconds(20))) exit_now(again);
   }
   server_->stop();
+  // Events still queued for webhooks are not sent: a dead sink must not hold up the exit.
+  if (webhooks_) webhooks_->stop();
   if (status == 0) spdlog::info("drained: every request finished; exiting");
   return status;
 }

@@ -60,6 +60,8 @@ class Gateway {
   /// else the one built from upstream.tls (services registered through the API).
   const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
   registry::Registry& registry() { return *registry_; }
+  /// The webhook sinks (after start(); nullptr before).
+  const class WebhookDispatcher* webhooks() const { return webhooks_.get(); }
 
  private:
   core::Config config_;
@@ -71,6 +73,7 @@ class Gateway {
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<class HealthChecker> checker_;
+  std::unique_ptr<class WebhookDispatcher> webhooks_;
   std::unique_ptr<http::Server> server_;
   core::SteadyTime started_at_;
 };

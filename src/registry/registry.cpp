@@ -432,6 +432,15 @@ EventLog::Since Registry::events_since(std::uint64_t last_id) const {
   return events_.since(last_id);
 }
 
+std::vector<Event> Registry::events_after(std::uint64_t last_id, std::uint64_t* missed) const {
+  std::lock_guard lock(mu_);
+  // Ids never restart within a process, so last_id is at most last_id(); the gap up to the
+  // oldest held event is what the bounded log dropped.
+  const std::uint64_t from = std::max(last_id, events_.first_id() - 1);
+  *missed = from - last_id;
+  return events_.since(from).events;
+}
+
 std::shared_ptr<const Snapshot> Registry::snapshot() const {
   std::lock_guard lock(mu_);
   if (dirty_) publish();

@@ -165,6 +165,10 @@ class Registry {
   /// bounded log no longer holds them all. Thread-safe.
   EventLog::Since events_since(std::uint64_t last_id) const;
   std::uint64_t last_event_id() const { return last_event_id_.load(std::memory_order_acquire); }
+  /// For consumers that must account for every event (webhooks): the events after
+  /// `last_id` that the log still holds, oldest first, and in `missed` how many after
+  /// `last_id` it dropped before they were read. Thread-safe.
+  std::vector<Event> events_after(std::uint64_t last_id, std::uint64_t* missed) const;
 
   /// The registry as JSON (`GET /api/services`), or one service (nullopt when unknown).
   std::string to_json() const;

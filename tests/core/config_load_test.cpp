@@ -602,6 +602,100 @@ TEST_F(ConfigLoadTest, HealthCheckKeys) {
   EXPECT_TRUE(valid_status_list("100-599"));
 }
 
+// Webhooks: every key, the defaults of the ones left out, and origins by key path.
+TEST_F(ConfigLoadTest, WebhookKeys) {
+  const Config c = load_ok(
+      "webhooks:\n"
+      "  - url: https://hooks.example/services/T0/B0/x/\n"
+      "    events: [health_changed, expired, breaker_changed]\n"
+      "    services: [backend, llm-service]\n"
+      "    headers: {Authorization: \"Bearer t0k\"}\n"
+      "    timeout: 2s\n"
+      "    max_retries: 0\n"
+      "    backoff: 100ms\n"
+      "    max_backoff: 1s\n"
+      "    queue_size: 10\n"
+      "  - url: http://127.0.0.1:9000\n");
+  ASSERT_EQ(c.webhooks.size(), 2u);
+  const auto& w = c.webhooks[0];
+  EXPECT_TRUE(w.url.tls);
+  EXPECT_EQ(w.url.host, "hooks.example");
+  EXPECT_EQ(w.url.base_path, "/services/T0/B0/x");
+  EXPECT_EQ(w.events, (std::vector<std::string>{"health_changed", "expired", "breaker_changed"}));
+  EXPECT_EQ(w.services, (std::vector<std::string>{"backend", "llm-service"}));
+  EXPECT_EQ(w.headers.at("Authorization"), "Bearer t0k");
+  EXPECT_EQ(w.timeout, 2s);
+  EXPECT_EQ(w.max_retries, 0u);
+  EXPECT_EQ(w.backoff, 100ms);
+  EXPECT_EQ(w.max_backoff, 1s);
+  EXPECT_EQ(w.queue_size, 10u);
+  const WebhookConfig defaults;
+  const auto& d = c.webhooks[1];
+  EXPECT_TRUE(d.events.empty()) << "every event type";
+  EXPECT_TRUE(d.services.empty()) << "every service";
+  EXPECT_EQ(d.timeout, 5s);
+  EXPECT_EQ(d.max_retries, 5u);
+  EXPECT_EQ(d.backoff, 500ms);
+  EXPECT_EQ(d.max_backoff, 30s);
+  EXPECT_EQ(d.queue_size, 1000u);
+  EXPECT_EQ(defaults.timeout, d.timeout);
+  EXPECT_EQ(c.origins.at("webhooks[0].url"), from(2));
+  EXPECT_EQ(c.origins.at("webhooks[0].queue_size"), from(10));
+  EXPECT_EQ(c.origins.at("webhooks[1].url"), from(11));
+  EXPECT_EQ(c.origins.at("webhooks[1].timeout"), "default");
+  EXPECT_TRUE(load_ok("webhooks: []\n").webhooks.empty());
+  EXPECT_TRUE(load_ok("webhooks:\n").webhooks.empty());
+}
+
+// Each bad webhook value is named with its file, line and key path.
+TEST_F(ConfigLoadTest, WebhookErrors) {
+  EXPECT_THAT(
+      messages(load_yaml("webhooks:\n"
+                         "  - url: ftp://h/x\n"
+                         "    events: [registred, shutdown]\n"
+                         "    services: [Backend]\n"
+                         "    headers: {Content-Type: text/plain}\n"
+                         "    timeout: 0s\n"
+                         "    max_retries: 101\n"
+                         "    queue_size: 0\n"
+                         "    max_retrys: 3\n"
+                         "  - events: registered\n"
+                         "    headers: {\"Bad Name\": x}\n"
+                         "  - \"http://h:1\"\n"
+                         "  - url: http://h:1\n"
+                         "    events: [expired, expired]\n"
+                         "    backoff: 2s\n"
+                         "    max_backoff: 1s\n")),
+      ElementsAre(
+          at(2) + "webhooks[0].url: bad URL \"ftp://h/x\": scheme must be http or https",
+          at(3) + "webhooks[0].events[0]: unknown event type \"registred\" (did you mean "
+                  "\"registered\"?)",
+          at(3) + "webhooks[0].events[1]: unknown event type \"shutdown\" (known: registered, "
+                  "replaced, deregistered, expired, health_changed, breaker_changed, ejected, "
+                  "returned)",
+          at(4) + "webhooks[0].services[0]: bad service name (use 1 to 63 characters of a-z, "
+                  "0-9 and '-')",
+          at(5) + "webhooks[0].headers: header \"Content-Type\" is set by Switchboard",
+          at(6) + "webhooks[0].timeout: out of range: must be between 1ms and 24h, got 0s",
+          at(7) + "webhooks[0].max_retries: out of range: must be between 0 and 100, got 101",
+          at(8) + "webhooks[0].queue_size: out of range: must be between 1 and 1000000, got 0",
+          at(9) + "webhooks[0].max_retrys: unknown key (did you mean \"max_retries\"?)",
+          at(10) + "webhooks[1].events: expected a list of event types, got \"registered\"",
+          at(10) + "webhooks[1]: missing key \"url\"",
+          at(11) + "webhooks[1].headers: bad header \"Bad Name\"",
+          at(12) + "webhooks[2]: expected a map (url, events, services, headers, ...), got "
+                   "\"http://h:1\"",
+          at(14) + "webhooks[3].events[1]: \"expired\" is listed twice",
+          at(15) + "webhooks[3].backoff: must not exceed webhooks[3].max_backoff (1s), got 2s"));
+  EXPECT_THAT(messages(load_yaml("webhooks: {url: \"http://h:1\"}\n")),
+              ElementsAre(at(1) + "webhooks: expected a list of webhooks (url, events, ...), got "
+                                  "a map"));
+  // A default backoff above a written max_backoff blames the written key.
+  EXPECT_THAT(messages(load_yaml("webhooks:\n  - url: http://h:1\n    max_backoff: 100ms\n")),
+              ElementsAre(at(3) + "webhooks[0].max_backoff: must be at least "
+                                  "webhooks[0].backoff (500ms), got 100ms"));
+}
+
 TEST_F(ConfigLoadTest, DuplicateService) {
   EXPECT_THAT(messages(load_yaml("services:\n"
                                  "  llm-service:\n"
@@ -1307,6 +1401,7 @@ void expect_same_values(const Config& a, const Config& b) {
   EXPECT_EQ(a.health, b.health);
   EXPECT_EQ(a.telemetry, b.telemetry);
   EXPECT_EQ(a.routes, b.routes);
+  EXPECT_EQ(a.webhooks, b.webhooks);
   ASSERT_EQ(a.services.size(), b.services.size());
   for (std::size_t i = 0; i < a.services.size(); ++i) {
     ServiceConfig x = a.services[i], y = b.services[i];
@@ -1323,7 +1418,7 @@ void expect_every_leaf_commented(const std::string& yaml) {
     const std::string line = yaml.substr(pos, end - pos);
     pos = end + 1;
     if (line.empty() || line[0] == '#' || line.back() == ':' || line == "services: {}" ||
-        line == "routes: []")
+        line == "routes: []" || line == "webhooks: []")
       continue;
     EXPECT_THAT(line, HasSubstr("  # ")) << line;
   }
@@ -1406,6 +1501,30 @@ TEST_F(ConfigLoadTest, RenderRoundTripOfOddValues) {
   auto again = load_yaml(yaml);
   ASSERT_TRUE(again.ok()) << joined(again) << yaml;
   expect_same_values(c, *again.config);
+}
+
+// Webhooks render as a list and load back to the same values; the empty list renders too.
+TEST_F(ConfigLoadTest, RenderRoundTripOfWebhooks) {
+  const Config c = load_ok(
+      "webhooks:\n"
+      "  - url: \"https://h.example/hook/\"\n"
+      "    events: [registered, health_changed]\n"
+      "    headers: {Authorization: \"Bearer \\\"x\\\"\", X-Team: ops}\n"
+      "    backoff: 250ms\n"
+      "  - url: http://127.0.0.1:9\n"
+      "    services: [a]\n"
+      "    queue_size: 7\n");
+  const std::string yaml = render_config(c);
+  EXPECT_THAT(yaml, HasSubstr("webhooks:\n  - url: \"https://h.example/hook/\"  # " + from(2) +
+                              "\n    events: [\"registered\", \"health_changed\"]  # " + from(3)));
+  EXPECT_THAT(yaml, HasSubstr("    services: []  # default\n"));
+  EXPECT_THAT(yaml, HasSubstr("    queue_size: 7  # " + from(8)));
+  expect_every_leaf_commented(yaml);
+  auto again = load_yaml(yaml);
+  ASSERT_TRUE(again.ok()) << joined(again) << yaml;
+  expect_same_values(c, *again.config);
+  EXPECT_EQ(again.config->webhooks.at(0).headers.at("Authorization"), "Bearer \"x\"");
+  EXPECT_THAT(render_config(load_ok("")), HasSubstr("\nwebhooks: []\n"));
 }
 
 // The loader records an origin for exactly the leaves the renderer prints: one per line.

@@ -29,6 +29,11 @@ is allowed in front of it:
                       M ms first, then (N not 0) answer status N instead; status=0 and
                       delay_ms=0 reset. Answers 204. --delay-ms sets the initial delay.
 Options: --port N binds that port (to restart an upstream where it was); default 0.
+  /hook/<name>[/<codes>]  records the request (a webhook sink) and answers with the next of
+                      the comma-separated statuses in <codes> (the last one repeats;
+                      default 200). <name> must not be another keyword.
+  /hooks/<name>       JSON list of what /hook/<name> recorded, in arrival order: method,
+                      path, headers (lower-case names -> list of values), body, status
 Every response echoes the request's X-Correlation-ID as X-Upstream-Saw-Correlation-ID.
 """
 
@@ -75,6 +80,7 @@ class BadRequest(Exception):
 class Stats:
     connections_accepted = 0
     requests = 0
+    hooks = {}  # name -> list of recorded requests
 
 
 class Mode:
@@ -291,6 +297,9 @@ class Server:
             if seg in ("bytes", "slow", "status", "bad") and nxt:
                 kind, arg = seg, nxt
                 break
+            if seg in ("hook", "hooks") and nxt:
+                kind, arg = seg, segments[i + 1:]
+                break
             if seg in ("echo-body", "close", "stats") or seg.startswith("echo"):
                 kind = "echo-body" if seg == "echo-body" else (
                     "echo" if seg.startswith("echo") else seg)
@@ -309,11 +318,36 @@ class Server:
         digest = hashlib.sha256()
         count = [0]
 
+        chunks = []
+
         def sink(piece):
             digest.update(piece)
             count[0] += len(piece)
+            if kind == "hook" and count[0] <= (1 << 20):
+                chunks.append(piece)
 
         await read_body(reader, req, sink)
+        body = b"".join(chunks)
+
+        if kind in ("hook", "hooks"):
+            name = arg[0]
+            seen = Stats.hooks.setdefault(name, [])
+            if kind == "hook":
+                codes = [c for c in (arg[1] if len(arg) > 1 else "200").split(",") if c]
+                if not all(c.isdigit() and 200 <= int(c) <= 599 for c in codes):
+                    raise BadRequest("bad hook statuses")
+                code = int(codes[min(len(seen), len(codes) - 1)])
+                headers = {}
+                for (k, v) in req.headers:
+                    headers.setdefault(k.lower(), []).append(v)
+                seen.append({"method": req.method, "path": req.path, "headers": headers,
+                             "body": body.decode("utf-8", "replace"), "status": code})
+                await self.send_simple(writer, req, code, f"status {code}\n".encode(),
+                                       "text/plain", keep_alive)
+            else:
+                await self.send_simple(writer, req, 200, json.dumps(seen).encode(),
+                                       "application/json", keep_alive)
+            return keep_alive
 
         if kind == "echo":
             headers = {}

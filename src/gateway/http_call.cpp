@@ -1,0 +1,119 @@
+#include "gateway/http_call.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/ip/basic_resolver.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
+#include <optional>
+#include <tuple>
+
+#include "http/parser.hpp"
+#include "http/upstream.hpp"
+
+// GCC 12 at -O2 inlines coroutine ramps into their callers and then reports a bogus
+// -Wmismatched-new-delete on Asio's own frame allocator (see health_checker.cpp).
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+namespace sb::gateway {
+
+namespace asio = http::asio;
+namespace ssl = asio::ssl;
+using http::error_code;
+using http::kUse;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+using Resolver = asio::ip::basic_resolver<asio::ip::tcp, http::Executor>;
+
+http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view request,
+                                 const CallOptions& options) {
+  const auto ex = co_await asio::this_coro::executor;
+  // The proxy's connection type: TLS with the same SNI and verification, and a lent buffer.
+  http::UpstreamConnection conn(ex);
+  http::Socket& socket = conn.socket();
+  Timer deadline(ex);
+  bool timed_out = false;
+  deadline.expires_after(options.timeout);
+  deadline.async_wait([&](error_code ec) {
+    if (ec) return;  // cancelled: the call finished first
+    timed_out = true;
+    error_code ignored;
+    socket.close(ignored);  // also ends a TLS operation on top of it
+  });
+  CallResult result;
+  auto finish = [&](std::string error) {
+    deadline.cancel();
+    result.error = timed_out ? fmt::format("timeout after {} ms", options.timeout.count())
+                             : std::move(error);
+    return std::move(result);
+  };
+
+  error_code ec;
+  asio::ip::tcp::endpoint ep;
+  const auto addr = asio::ip::make_address(url.host, ec);
+  if (!ec) {
+    ep = asio::ip::tcp::endpoint(addr, url.port);
+  } else {
+    Resolver resolver(ex);
+    auto [rec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port), kUse);
+    if (rec || results.empty()) co_return finish("resolve: " + rec.message());
+    ep = results.begin()->endpoint();
+  }
+  auto [cec] = co_await socket.async_connect(ep, kUse);
+  if (cec) co_return finish("connect: " + cec.message());
+  result.connected = true;
+  if (options.connect_only) co_return finish("");
+  if (url.tls && options.tls == nullptr) co_return finish("TLS: no client context");
+
+  if (url.tls) {
+    // A non-owning pointer: the caller keeps the context alive for the call.
+    http::UpstreamTarget target{url.host,
+                                url.port,
+                                true,
+                                std::string(options.server_name),
+                                options.tls_verify,
+                                std::shared_ptr<ssl::context>(std::shared_ptr<void>(), options.tls)};
+    std::string why = co_await conn.handshake(target);
+    if (!why.empty()) co_return finish("TLS: " + why);
+  }
+  for (std::size_t sent = 0; sent < request.size();) {
+    const asio::const_buffer piece(request.data() + sent, request.size() - sent);
+    auto [wec, wn] = co_await conn.write_some(http::Buffers(&piece, 1));
+    if (wec) co_return finish("write: " + wec.message());
+    sent += wn;
+  }
+
+  constexpr std::size_t kBuf = 4096;  // of the connection's buffer: the head, a little body
+  char* const buf = conn.buf();
+  http::ResponseHead& head = conn.head();
+  std::size_t len = 0, scan = 0;
+  for (;;) {
+    auto [rec, n] = co_await conn.read_some(buf + len, kBuf - len);
+    if (rec) co_return finish(len == 0 ? "read: " + rec.message() : "truncated response");
+    len += n;
+    const auto r = http::parse_response_head(buf, len, kBuf, scan, head);
+    if (r.status == http::ParseStatus::kError) co_return finish("malformed response");
+    if (r.status == http::ParseStatus::kComplete) break;
+  }
+  result.status = head.status;
+  if (!options.read_body_until.empty()) {
+    // The body up to the buffer's end must hold the text; Connection: close ends it.
+    std::string_view body(buf + head.head_size, len - head.head_size);
+    while (body.find(options.read_body_until) == std::string_view::npos && len < kBuf) {
+      auto [rec, n] = co_await conn.read_some(buf + len, kBuf - len);
+      if (rec || n == 0) break;
+      len += n;
+      body = std::string_view(buf + head.head_size, len - head.head_size);
+    }
+    result.body = std::string(body);
+  }
+  deadline.cancel();
+  if (timed_out) result.error = fmt::format("timeout after {} ms", options.timeout.count());
+  co_return std::move(result);
+}
+
+}  // namespace sb::gateway
