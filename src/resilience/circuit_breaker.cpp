@@ -261,6 +261,26 @@ Admission CircuitBreaker::allow(core::SteadyTime now) {
   }
 }
 
+bool CircuitBreaker::may_allow(core::SteadyTime now) const {
+  if (!config_.enabled) return true;
+  const std::uint64_t w = word_.load(std::memory_order_acquire);
+  switch (state_of(w)) {
+    case BreakerState::kClosed:
+    case BreakerState::kForcedClosed:
+      return true;
+    case BreakerState::kForcedOpen:
+      return false;
+    case BreakerState::kOpen:
+      return now >= time_of_ms(ms_of(w));
+    case BreakerState::kHalfOpen: {
+      if (now >= time_of_ms(ms_of(w))) return false;
+      const std::uint64_t p = probes_.load(std::memory_order_acquire);
+      return pgen(p) != gen_of(w) || pissued(p) < config_.half_open_probes;
+    }
+  }
+  return false;
+}
+
 void CircuitBreaker::release(Permit permit) {
   if (permit.kind != PermitKind::kProbe) return;
   std::uint64_t p = probes_.load(std::memory_order_acquire);

@@ -123,6 +123,12 @@ class CircuitBreaker {
   /// or release().
   Admission allow(core::SteadyTime now);
 
+  /// Whether allow(now) would admit, without taking a probe or moving the state: for the
+  /// balancer's availability predicate (one atomic load, two when half-open). A true answer
+  /// can still turn into a refusal from allow() when another thread takes the last probe
+  /// first; pick again with that instance excluded.
+  bool may_allow(core::SteadyTime now) const;
+
   /// Records the outcome of a request admitted by `permit`. `failure` is the caller's
   /// classification (see is_failure()); `latency` decides slow calls. Returns the
   /// transition this outcome caused, if any (closed -> open, half_open -> closed/open).
@@ -146,8 +152,8 @@ class CircuitBreaker {
   std::optional<BreakerTransition> force_open(core::SteadyTime now);
   /// Admits all traffic and never trips until reset(); outcomes still feed the window.
   std::optional<BreakerTransition> force_close(core::SteadyTime now);
-  /// Back to closed with counters cleared and the backoff reset. Returns a transition even
-  /// when already closed (reason "reset by operator") only if the state changed.
+  /// Back to closed with counters cleared and the backoff reset ("reset by operator").
+  /// Clears the counters of a closed breaker too, but then returns nullopt.
   std::optional<BreakerTransition> reset(core::SteadyTime now);
 
   BreakerSnapshot snapshot(core::SteadyTime now) const;

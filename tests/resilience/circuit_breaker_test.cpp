@@ -319,6 +319,24 @@ TEST(CircuitBreakerTest, HalfOpenTimeoutReopens) {
   EXPECT_EQ(b.snapshot(at + 10s).backoff_level, 1u);
 }
 
+// may_allow() answers like allow() without taking probes or moving the state.
+TEST(CircuitBreakerTest, MayAllowHasNoSideEffects) {
+  CircuitBreaker b(
+      BreakerConfig{.consecutive_failures = 5, .failure_rate = 0, .half_open_probes = 1});
+  EXPECT_TRUE(b.may_allow(t0));
+  const SteadyTime at = trip(b, t0);
+  EXPECT_FALSE(b.may_allow(at - 1ms));
+  EXPECT_TRUE(b.may_allow(at));
+  EXPECT_EQ(b.state(), BreakerState::kOpen);
+  first_probe(b, at);
+  EXPECT_FALSE(b.may_allow(at));        // the only probe is out
+  EXPECT_FALSE(b.may_allow(at + 10s));  // half-open timeout
+  b.force_open(at);
+  EXPECT_FALSE(b.may_allow(at));
+  b.force_close(at);
+  EXPECT_TRUE(b.may_allow(at));
+}
+
 // A probe given back frees its slot; releasing twice or a normal permit changes nothing.
 TEST(CircuitBreakerTest, ReleasedProbeFreesSlot) {
   CircuitBreaker b(
