@@ -74,7 +74,8 @@ class AvailableRef {
 ///   - kPeakEwma: ewma x (in_flight + 1) / effective weight. The EWMA jumps to any sample
 ///     above it (peak) and otherwise moves toward samples with weight 1 - exp(-dt / decay);
 ///     without new samples it decays toward 0 (so an idle instance is tried again, as in
-///     Finagle and Linkerd). Before the first sample it is `default_rtt`.
+///     Finagle and Linkerd). Before the first sample it is `default_rtt`. The decay uses
+///     a fast exp approximation (relative error < 2e-5).
 ///   - kWeightedRoundRobin: nginx's smooth WRR over the acceptable instances (O(n) per pick).
 ///   - kRoundRobin and kRandom ignore weights and slow start.
 ///
@@ -129,6 +130,7 @@ class Balancer {
   struct Node {
     std::uint64_t id = 0;
     double weight = 1;
+    double inv_weight = 1;
     bool local = false;
     std::uint32_t in_flight = 0;
     bool has_sample = false;
@@ -149,6 +151,7 @@ class Balancer {
   std::size_t wrr(const Filter& f, core::SteadyTime now);
   void recheck_zone(core::SteadyTime now, AvailableRef available);
   double decayed_ewma(const Node& n, core::SteadyTime now) const;
+  double ramp_factor(const Node& n, core::SteadyTime now) const;
 
   core::BalancerConfig config_;
   std::string local_zone_;
@@ -158,7 +161,7 @@ class Balancer {
   std::size_t rr_next_ = 0;
   bool local_preferred_ = false;
   std::optional<core::SteadyTime> zone_checked_{};
-  double tau_ns_;
+  double inv_tau_ns_;
   double default_rtt_ns_;
 };
 
