@@ -349,6 +349,7 @@ std::optional<BreakerTransition> CircuitBreaker::record(core::SteadyTime now, Pe
   // A normal request: counted only while closed (forced or not). Outcomes of requests that
   // were admitted before a trip and finish later say nothing about the next period.
   if (s != BreakerState::kClosed && s != BreakerState::kForcedClosed) return std::nullopt;
+  if (permit.generation != gen_of(w)) return std::nullopt;  // admitted in an earlier period
   const bool slow = latency > config_.slow_call_duration;
   const std::int64_t epoch = epoch_of(now);
   add_to_window(epoch, failure, slow);

@@ -132,8 +132,8 @@ class CircuitBreaker {
   /// Records the outcome of a request admitted by `permit`. `failure` is the caller's
   /// classification (see is_failure()); `latency` decides slow calls. Returns the
   /// transition this outcome caused, if any (closed -> open, half_open -> closed/open).
-  /// Outcomes of requests admitted while closed but finishing after the breaker left closed
-  /// are ignored, as are probes of an earlier half-open period.
+  /// Outcomes of requests admitted in an earlier period (before the breaker last changed
+  /// state) are ignored, as are probes of an earlier half-open period.
   std::optional<BreakerTransition> record(core::SteadyTime now, Permit permit, bool failure,
                                           core::Duration latency);
 

@@ -376,6 +376,10 @@ TEST(CircuitBreakerTest, LateOutcomesWhileOpenAreIgnored) {
   trip(b, t0);
   EXPECT_FALSE(b.record(t0 + 1ms, straggler.permit, true, 1ms));
   EXPECT_EQ(b.snapshot(t0).times_opened, 1u);
+  // Still ignored once the breaker has closed again: it belongs to the earlier period.
+  b.reset(t0 + 1s);
+  EXPECT_FALSE(b.record(t0 + 1s, straggler.permit, true, 1ms));
+  EXPECT_EQ(b.snapshot(t0 + 1s).consecutive_failures, 0u);
 }
 
 // Forced open refuses until reset; forced closed never trips; both are visible as such.
