@@ -6,6 +6,7 @@
 
 #include "core/logging.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/guards.hpp"
 #include "http/server.hpp"
 #include "registry/registry.hpp"
 
@@ -39,13 +40,16 @@ AdminResponse health(Gateway& gw, core::SteadyTime now) {
       server.connections(), server.in_flight());
   bool first = true;
   const auto snap = gw.registry().snapshot();
+  const auto breakers = gw.guards().service_breakers();
   for (const auto& s : snap->services) {
     if (!first) body += ',';
     first = false;
-    body += fmt::format("{}:{{\"instances\":{},\"critical\":{},\"source\":{},\"state\":{}}}",
-                        quoted(s.name), s.instances.size(), s.config.critical ? "true" : "false",
-                        quoted(core::to_string(s.source)),
-                        quoted(usable(s) ? "available" : "unavailable"));
+    const auto b = breakers.find(s.name);
+    body += fmt::format(
+        "{}:{{\"instances\":{},\"critical\":{},\"source\":{},\"state\":{},\"breaker\":{}}}",
+        quoted(s.name), s.instances.size(), s.config.critical ? "true" : "false",
+        quoted(core::to_string(s.source)), quoted(usable(s) ? "available" : "unavailable"),
+        quoted(b == breakers.end() ? "closed" : b->second));
   }
   body += "}}\n";
   return {200, std::move(body), {}};

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include "gateway/gateway.hpp"
+#include "gateway/guards.hpp"
 #include "gateway/webhooks.hpp"
 #include "http/message.hpp"
 #include "registry/registry.hpp"
@@ -70,7 +71,7 @@ bool is_api_path(std::string_view path) {
   return path == kPrefix || path.starts_with("/api/services/");
 }
 
-bool api_wants_body(std::string_view method) { return method == "PUT"; }
+bool api_wants_body(std::string_view method) { return method == "PUT" || method == "POST"; }
 
 ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view path,
                        std::string_view body, std::string_view cid) {
@@ -93,12 +94,35 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
     // it back costs less than teaching the registry about webhooks).
     json::value doc = json::parse(reg.status_json());
     if (auto* root = doc.if_object()) {
+      gw.guards().annotate_status(*root, gw.clock().steady_now());
       if (const auto* hooks = gw.webhooks())
         hooks->add_status(*root);
       else
         (*root)["webhooks"] = json::array();
     }
     return ApiResponse{200, "application/json", json::serialize(doc) + "\n", {}};
+  }
+  // POST .../breaker {"action": "open" | "close" | "reset"}: the service's breaker, or an
+  // instance's.
+  if ((seg.size() == 2 && seg[1] == "breaker") ||
+      (seg.size() == 4 && seg[1] == "instances" && seg[3] == "breaker")) {
+    if (method != "POST") return method_not_allowed("POST", cid);
+    json::error_code ec;
+    const json::value v = json::parse(body, ec);
+    if (ec || !v.is_object()) return problem(400, "invalid-action", "body must be a JSON object", "", cid);
+    const auto* action = v.as_object().if_contains("action");
+    if (action == nullptr || !action->is_string() ||
+        (action->as_string() != "open" && action->as_string() != "close" &&
+         action->as_string() != "reset"))
+      return problem(400, "invalid-action", "must be \"open\", \"close\" or \"reset\"", "action",
+                     cid);
+    for (const auto& [key, value] : v.as_object())
+      if (key != "action")
+        return problem(400, "invalid-action", "unknown field (known: action)", key, cid);
+    const auto r = gw.guards().breaker_action(service, seg.size() == 4 ? seg[2] : std::string_view{},
+                                              action->as_string(), gw.clock().steady_now());
+    if (r.status != 200) return problem(r.status, "not-found", r.detail, "", cid);
+    return ApiResponse{200, "application/json", r.body, {}};
   }
   if (seg.size() == 1) {
     if (!get) return method_not_allowed("GET, HEAD", cid);
@@ -108,7 +132,9 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
   }
   if (seg[1] != "instances" || seg.size() < 3 || seg.size() > 4 ||
       (seg.size() == 4 && seg[3] != "heartbeat"))
-    return problem(404, "not-found", "expected /api/services/{service}/instances/{id}[/heartbeat]",
+    return problem(404, "not-found",
+                   "expected /api/services/{service}/instances/{id}[/heartbeat|/breaker] or "
+                   "/api/services/{service}/breaker",
                    "", cid);
   const std::string_view id = seg[2];
   if (seg.size() == 4) {

@@ -13,6 +13,7 @@
 #ifndef SB_VERSION
 #define SB_VERSION "0.0.0"
 #endif
+#include "gateway/guards.hpp"
 #include "gateway/health_checker.hpp"
 #include "gateway/proxy.hpp"
 #include "gateway/webhooks.hpp"
@@ -98,6 +99,14 @@ std::optional<std::string> Gateway::prepare() {
   }
   http::ServerSettings settings{config_.server.listen, config_.server.admin_listen,
                                 config_.server.threads, config_.limits};
+  // Room to keep request bodies whole for retries: the largest retry.max_replay_body of any
+  // service or route (services registered through the API get the defaults).
+  std::uint64_t replay = core::RetryConfig{}.max_replay_body;
+  for (const auto& s : config_.services)
+    replay = std::max(replay, s.policy.retry.max_replay_body);
+  for (const auto& r : config_.routes)
+    if (r.policy) replay = std::max(replay, r.policy->retry.max_replay_body);
+  settings.replay_body_max = static_cast<std::size_t>(replay);
   server_ = std::make_unique<http::Server>(
       settings, clock_, [this](http::Worker& w) { return make_proxy_handler(*this, w); });
   return std::nullopt;
@@ -112,6 +121,7 @@ std::optional<std::string> Gateway::open_registry() {
   self.port = server_->proxy_address().port;
   self.text = "http://" + server_->proxy_address().str();
   registry_ = std::make_unique<registry::Registry>(config_, clock_, store_.get(), self);
+  guards_ = std::make_unique<Guards>(*registry_);
   if (auto err = registry_->load()) return err;
   return std::nullopt;
 }
@@ -141,7 +151,10 @@ void Gateway::start() {
 int Gateway::run_until_signalled() {
   // This thread is the control loop until a signal comes: TTL expiry runs here.
   int sig = 0;
-  while ((sig = wait_signal(std::chrono::milliseconds(250))) == 0) registry_->expire();
+  while ((sig = wait_signal(std::chrono::milliseconds(250))) == 0) {
+    registry_->expire();
+    guards_->tick(clock_.steady_now());  // outlier analysis, forgotten guards
+  }
   spdlog::info("{} received: draining (delay {} ms, timeout {} ms)", strsignal(sig),
                config_.drain.delay.count(), config_.drain.timeout.count());
   server_->begin_drain();

@@ -60,6 +60,8 @@ class Gateway {
   /// else the one built from upstream.tls (services registered through the API).
   const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
   registry::Registry& registry() { return *registry_; }
+  /// Breakers, outlier records and retry budgets shared by the workers (after open_registry).
+  class Guards& guards() { return *guards_; }
   /// The webhook sinks (after start(); nullptr before).
   const class WebhookDispatcher* webhooks() const { return webhooks_.get(); }
 
@@ -72,6 +74,7 @@ class Gateway {
   std::shared_ptr<boost::asio::ssl::context> default_tls_;
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
+  std::unique_ptr<class Guards> guards_;
   std::unique_ptr<class HealthChecker> checker_;
   std::unique_ptr<class WebhookDispatcher> webhooks_;
   std::unique_ptr<http::Server> server_;

@@ -11,11 +11,17 @@
 #include "gateway/admin.hpp"
 #include "gateway/api.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/guards.hpp"
 #include "http/exchange.hpp"
 #include "http/problem.hpp"
 #include "http/server.hpp"
 #include "http/upstream.hpp"
 #include "registry/registry.hpp"
+#include "resilience/balancer.hpp"
+#include "resilience/deadline.hpp"
+#include "resilience/latency.hpp"
+#include "resilience/random.hpp"
+#include "resilience/retry.hpp"
 
 // A note on shape: every coroutine here keeps few and small locals. Asio recycles coroutine
 // frames of up to ~1 KiB per thread and mallocs larger ones, and GCC keeps every local (and
@@ -32,6 +38,8 @@ using http::Task;
 namespace asio = http::asio;
 using http::kUse;
 using BodyError = http::BodyPiece::Error;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
 
 /// Writes the whole batch to the client (one writev unless the socket takes less);
 /// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
@@ -56,7 +64,8 @@ using BodyError = http::BodyPiece::Error;
     flush_batch_.clear();                                                                 \
   } while (0)
 
-/// An instance as a worker sees it: its own keep-alive pool. Kept across registry snapshots
+/// An instance as a worker sees it: its own keep-alive pool and latency record, and the
+/// guard (breaker, outlier record) every worker shares. Kept across registry snapshots
 /// while the instance keeps its URL, so pools survive unrelated registry changes.
 struct Instance {
   core::InstanceConfig config;
@@ -64,6 +73,15 @@ struct Instance {
   std::string authority;  // the Host the upstream gets
   std::uint64_t uid = 0;  // the registry's id for live samples
   std::shared_ptr<std::atomic<std::int32_t>> in_flight;
+  std::shared_ptr<InstanceGuard> guard;
+  resilience::LatencyEstimator latency;  // this worker's recent answers (retries, hedging)
+};
+
+/// A service's balancer on this worker. It outlives registry snapshots (EWMA and in-flight
+/// counts follow instances by id); `generation` says which snapshot's order it uses.
+struct Lb {
+  resilience::Balancer balancer;
+  std::uint64_t generation = 0;
 };
 
 /// A service as a worker sees it, rebuilt with each registry snapshot. Requests in flight
@@ -72,26 +90,19 @@ struct Instance {
 struct Service {
   std::shared_ptr<const registry::Snapshot> snapshot;
   const core::ServiceConfig* config;
-  std::vector<std::shared_ptr<Instance>> instances;
-  std::size_t next = 0;  // round robin when all weights are equal
-  // Smooth weighted round robin (the resilience issue replaces it with P2C-EWMA):
-  // healthy instances weigh 4 x their weight, degraded ones 1 x (full weight when fewer
-  // than half of the usable instances are healthy).
-  std::vector<int> weights{};
-  std::vector<int> current{};
-  int total = 0;
-  bool weighted = false;
+  std::vector<std::shared_ptr<Instance>> instances;  // the balancer's order
+  std::shared_ptr<ServiceGuard> guard;
+  std::shared_ptr<Lb> lb;
+  std::uint64_t generation = 0;  // lb->generation when this view was built
+  resilience::RetryPolicy retry;
 
-  /// The index of the next instance to send to.
-  std::size_t pick() {
-    if (!weighted) return next++ % instances.size();
-    std::size_t best = 0;
-    for (std::size_t i = 0; i < instances.size(); ++i) {
-      current[i] += weights[i];
-      if (current[i] > current[best]) best = i;
-    }
-    current[best] -= total;
-    return best;
+  /// The balancer's index of instances[i] now (npos when the balancer no longer has it).
+  std::size_t lb_index(std::size_t i) const {
+    if (lb->generation == generation) return i;
+    const auto id = reinterpret_cast<std::uintptr_t>(instances[i].get());
+    for (std::size_t j = 0; j < lb->balancer.size(); ++j)
+      if (lb->balancer.id(j) == id) return j;
+    return resilience::Balancer::kNone;
   }
 };
 
@@ -102,12 +113,57 @@ struct Outcome {
   std::shared_ptr<Instance> instance;
 };
 
-/// How one attempt on an upstream connection ended.
-enum class Attempt : std::uint8_t {
-  kResponse,  // a complete, valid response head is in the connection's buffer
-  kRetry,     // a reused connection failed before answering; the request may be resent
-  kAnswered,  // an error answer is prepared in scratch (or the client is gone)
+/// One request's resilience decisions, across its attempts.
+struct Plan {
+  const core::RequestPolicy* policy = nullptr;
+  const resilience::RetryPolicy* retry = nullptr;
+  resilience::Deadline deadline{core::SteadyTime{}, core::Duration{}};
+  resilience::Permit service_permit{};
+  resilience::Permit permit{};  // the current attempt's, from its instance's breaker
+  std::size_t index = 0;        // the current attempt's instance in the service's order
+  core::SteadyTime began{};     // the current attempt's start
+  core::Duration wait{};        // backoff before the next attempt
+  std::array<const Instance*, 4> tried{};
+  std::uint8_t n_tried = 0;
+  std::uint32_t retries = 0;
+  bool may_retry = false;
+  bool failed = false;  // the last attempt failed (breaker classification)
+  bool sent = true;     // an attempt reached an instance
 };
+
+/// How one attempt on an upstream ended.
+struct Try {
+  enum class Kind : std::uint8_t {
+    kResponse,       // a complete, valid response head is in conn's buffer
+    kConnectFailed,  // no connection (refused, timeout, TLS, limit): `acquire`, `detail`
+    kReset,          // the connection closed or reset before a complete response
+    kTimeout,        // no response head before the attempt's deadline
+    kBadResponse,    // a malformed response head: `why`
+    kClient,         // the client's body failed; the answer is prepared (or the client is gone)
+  };
+  Kind kind = Kind::kReset;
+  http::AcquireError acquire = http::AcquireError::kNone;
+  const char* why = nullptr;
+  std::string detail;
+  std::unique_ptr<http::UpstreamConnection> conn;
+};
+
+resilience::Outcome outcome_of(const Try& t) {
+  using resilience::Outcome;
+  using resilience::TransportError;
+  switch (t.kind) {
+    case Try::Kind::kResponse:
+      return Outcome::response(t.conn->head().status);
+    case Try::Kind::kConnectFailed:
+      return Outcome::failed(TransportError::kConnectFailure);
+    case Try::Kind::kTimeout:
+      return Outcome::failed(TransportError::kTimeout);
+    case Try::Kind::kBadResponse:
+      return Outcome::response(502);
+    default:
+      return Outcome::failed(TransportError::kReset);
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Answers prepared synchronously into ex.scratch().
@@ -145,41 +201,70 @@ void prepare_body_error(Exchange& ex, Outcome& out, BodyError e) {
   }
 }
 
-void prepare_acquire_failure(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
-                             const http::UpstreamPool::Lease& lease) {
-  const bool timeout = lease.error == http::AcquireError::kTimeout;
-  const int status = timeout ? 504 : lease.error == http::AcquireError::kLimit ? 503 : 502;
-  SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}): {}: {}", svc.config->name,
-             inst.config.url.text, http::describe(lease.error), lease.detail);
-  prepare_problem(ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
-                  "instance of \"" + svc.config->name + "\": " + http::describe(lease.error) +
-                      ": " + lease.detail);
+/// The answer for an attempt that got no usable response (the last one, when no retry
+/// follows).
+void prepare_failure(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
+                     const Try& t, core::Duration waited) {
+  const std::string& name = svc.config->name;
+  const std::string& url = inst.config.url.text;
+  switch (t.kind) {
+    case Try::Kind::kConnectFailed: {
+      const bool timeout = t.acquire == http::AcquireError::kTimeout;
+      const int status = timeout ? 504 : t.acquire == http::AcquireError::kLimit ? 503 : 502;
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}): {}: {}", name, url,
+                 http::describe(t.acquire), t.detail);
+      prepare_problem(ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
+                      "instance of \"" + name + "\": " + http::describe(t.acquire) + ": " + t.detail);
+      break;
+    }
+    case Try::Kind::kTimeout: {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(waited).count();
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) did not answer within {} ms", name,
+                 url, ms);
+      prepare_problem(ex, out, 504, "upstream-timeout",
+                      "instance of \"" + name + "\" did not answer within " + std::to_string(ms) +
+                          " ms (timeouts.response, retry.per_try_timeout or the request's "
+                          "deadline)");
+      break;
+    }
+    case Try::Kind::kBadResponse:
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) sent a malformed response: {}",
+                 name, url, t.why);
+      prepare_problem(ex, out, 502, "bad-upstream-response",
+                      "instance of \"" + name + "\" sent a malformed response: " + t.why);
+      break;
+    case Try::Kind::kReset:
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection",
+                 name, url);
+      prepare_problem(
+          ex, out, 502, "upstream-reset",
+          "instance of \"" + name + "\" closed the connection without a complete response");
+      break;
+    case Try::Kind::kResponse:
+    case Try::Kind::kClient:
+      break;  // nothing to prepare
+  }
 }
 
-void prepare_upstream_timeout(Exchange& ex, Outcome& out, const Service& svc,
-                              const Instance& inst) {
-  const auto ms = svc.config->timeouts.response.count();
-  SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) did not answer within {} ms",
-             svc.config->name, inst.config.url.text, ms);
-  prepare_problem(ex, out, 504, "upstream-timeout",
-                  "instance of \"" + svc.config->name +
-                      "\" did not answer within timeouts.response (" + std::to_string(ms) + " ms)");
-}
-
-void prepare_upstream_reset(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst) {
-  SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection",
-             svc.config->name, inst.config.url.text);
-  prepare_problem(
-      ex, out, 502, "upstream-reset",
-      "instance of \"" + svc.config->name + "\" closed the connection without a complete response");
-}
-
-void prepare_bad_response(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
-                          const char* why) {
-  SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) sent a malformed response: {}",
-             svc.config->name, inst.config.url.text, why);
-  prepare_problem(ex, out, 502, "bad-upstream-response",
-                  "instance of \"" + svc.config->name + "\" sent a malformed response: " + why);
+/// The route's static fallback answer, marked X-Switchboard-Fallback: static.
+void prepare_fallback(Exchange& ex, Outcome& out, const core::FallbackConfig& fb,
+                      std::string_view why) {
+  SB_REQ_LOG(info, ex.correlation_id(), "fallback answer {} ({})", fb.status, why);
+  out.status = fb.status;
+  if (!ex.body_done()) ex.set_close();
+  http::HeadBuffer& h = ex.scratch();
+  http::HeadWriter w(h);
+  w.status_line(fb.status, http::reason_phrase(fb.status));
+  for (const auto& [name, value] : fb.headers) w.field(name, value);
+  const bool bodyless = fb.status == 204 || fb.status == 304;
+  if (!bodyless) w.field("Content-Length", static_cast<std::uint64_t>(fb.body.size()));
+  w.field("X-Switchboard-Fallback", "static").field("X-Correlation-ID", ex.correlation_id());
+  if (!ex.keep_alive())
+    w.field("Connection", "close");
+  else if (ex.head().version_minor == 0)
+    w.field("Connection", "keep-alive");
+  w.end();
+  if (ex.info().method != http::Method::kHead && !bodyless) h.append(fb.body);
 }
 
 /// A complete response of our own (operations and API answers), into ex.scratch().
@@ -208,9 +293,10 @@ void prepare_admin(Gateway& gw, Exchange& ex, Outcome& out, core::SteadyTime now
   prepare_response(ex, out, r.status, "application/json", r.body, r.extra_fields);
 }
 
-/// The request head for the upstream, into ex.scratch().
+/// The request head for the upstream, into ex.scratch(). A deadline the client sent goes on
+/// reduced by the time spent here.
 void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc,
-                           const Instance& inst) {
+                           const Instance& inst, const Plan& plan, core::SteadyTime now) {
   const auto& head = ex.head();
   const auto& info = ex.info();
   http::HeadBuffer& h = ex.scratch();
@@ -231,6 +317,10 @@ void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc
   w.field("X-Forwarded-Proto", "http");
   if (!info.host.empty()) w.field("X-Forwarded-Host", info.host);
   w.field("X-Correlation-ID", ex.correlation_id());
+  if (info.has_request_timeout)
+    w.field("X-Request-Timeout-Ms",
+            static_cast<std::uint64_t>(plan.deadline.forward_timeout_ms(now)));
+  if (info.has_grpc_timeout) w.field("grpc-timeout", plan.deadline.grpc_timeout_value(now));
   if (info.framing == Framing::kLength) {
     w.field("Content-Length", info.content_length);
   } else if (info.framing == Framing::kChunked) {
@@ -290,22 +380,11 @@ class ProxyHandler final : public http::Handler {
     if (is_api_path(ex.info().path)) {
       co_await answer_api(ex, out);
     } else {
-      Instance* inst = nullptr;
-      Service* svc = route(ex, out, inst);
-      if (svc != nullptr) {
-        if (inst->in_flight) inst->in_flight->fetch_add(1, std::memory_order_relaxed);
-        const auto began = gw_.clock().steady_now();
-        co_await forward(ex, out, *svc, *inst);
-        if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
-        // The outcome feeds the instance's health: 5xx, resets and timeouts are failures;
-        // a client that went away (499) is not the instance's fault.
-        const auto us =
-            std::chrono::duration_cast<std::chrono::microseconds>(gw_.clock().steady_now() - began);
-        feed_->push(registry::LiveSample{inst->uid, static_cast<std::uint32_t>(us.count()),
-                                         out.status < 500 || out.status > 599});
-      } else {
+      RouteMatch m;
+      if (route(ex, out, m))
+        co_await proxy(ex, out, m, start);
+      else
         co_await send_scratch(ex);
-      }
     }
     if (log_.enabled()) record(ex, out, start);
   }
@@ -354,9 +433,6 @@ class ProxyHandler final : public http::Handler {
     ex.batch().add(frames);
     bool ok = true;
     SB_FLUSH(ex, ok);
-    using Timer =
-        asio::basic_waitable_timer<std::chrono::steady_clock,
-                                   asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
     Timer timer(worker_.context().get_executor());
     int idle_ticks = 0;
     while (ok && !worker_.draining()) {
@@ -427,12 +503,17 @@ class ProxyHandler final : public http::Handler {
   void refresh() {
     auto snap = gw_.registry().snapshot();
     version_ = snap->version;
+    const auto now = gw_.clock().steady_now();
     std::map<std::string, std::shared_ptr<Service>, std::less<>> services;
     std::unordered_map<std::string, std::shared_ptr<Instance>> instances;
+    std::map<std::string, std::shared_ptr<Lb>, std::less<>> balancers;
+    std::vector<resilience::BalancerEndpoint> endpoints;
     for (const auto& rs : snap->services) {
-      auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, worker_.index()});
+      auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, gw_.guards().service(rs.config),
+                                                   nullptr, 0, resilience::RetryPolicy(rs.config.policy.retry)});
       // Which instances take traffic: healthy and degraded ones, or all of them when fewer
-      // than panic_threshold percent do (better a failing answer than none).
+      // than panic_threshold percent do (better a failing answer than none). Degraded ones
+      // weigh a quarter of healthy ones, unless fewer than half of the usable ones are healthy.
       std::size_t usable = 0, healthy = 0;
       for (const auto& ri : rs.instances) {
         usable += ri.takes_traffic;
@@ -441,14 +522,19 @@ class ProxyHandler final : public http::Handler {
       const bool panic = !rs.instances.empty() && rs.config.panic_threshold > 0 &&
                          usable * 100 < rs.config.panic_threshold * rs.instances.size();
       const bool degraded_full = healthy * 2 < usable;
+      auto lb_it = balancers_.find(rs.name);
+      std::shared_ptr<Lb> lb = lb_it != balancers_.end() ? lb_it->second : nullptr;
+      const bool first_view = lb == nullptr;
+      if (!lb)
+        lb = std::make_shared<Lb>(Lb{resilience::Balancer(rs.config.balancer, gw_.config().server.zone,
+                                                          resilience::mix64(worker_.index() + 1) ^
+                                                              std::hash<std::string>{}(rs.name)),
+                                     0});
+      endpoints.clear();
       for (const auto& ri : rs.instances) {
         if (!ri.takes_traffic && !panic) continue;  // failing its checks, or not yet checked
         const bool degraded = ri.state == registry::InstanceState::kDegraded;
-        const int w = static_cast<int>(ri.config.weight) * (degraded && !degraded_full ? 1 : 4);
-        svc->weights.push_back(w);
-        svc->current.push_back(0);
-        svc->total += w;
-        // Same service, id and URL: the same upstream, so keep its pool.
+        // Same service, id and URL: the same upstream, so keep its pool and state.
         std::string key = rs.name + '/' + ri.id + ' ' + ri.config.url.text;
         auto it = instances_.find(key);
         std::shared_ptr<Instance> inst;
@@ -463,36 +549,49 @@ class ProxyHandler final : public http::Handler {
               ri.config,
               std::make_unique<http::UpstreamPool>(worker_.context().get_executor(), target,
                                                    rs.config.pool, rs.config.timeouts.connect),
-              ri.config.url.authority(), ri.uid, ri.in_flight});
+              ri.config.url.authority(), ri.uid, ri.in_flight,
+              gw_.guards().instance(*svc->guard, rs.config, ri.id, ri.config.url.text), {}});
         }
+        const auto id = reinterpret_cast<std::uintptr_t>(inst.get());
+        bool known = false;
+        for (std::size_t j = 0; j < lb->balancer.size() && !known; ++j)
+          known = lb->balancer.id(j) == id;
+        // Newly available instances ramp up (balancer.slow_start); the first view does not.
+        endpoints.push_back(resilience::BalancerEndpoint{
+            id, ri.config.weight * (degraded && !degraded_full ? 1u : 4u), inst->config.zone,
+            known || first_view ? std::nullopt : std::optional<core::SteadyTime>(now)});
         svc->instances.push_back(inst);
         instances.emplace(std::move(key), std::move(inst));
       }
-      for (int w : svc->weights) svc->weighted |= w != svc->weights.front();
+      lb->balancer.set_endpoints(endpoints, now);
+      svc->generation = ++lb->generation;
+      svc->lb = lb;
+      balancers.emplace(rs.name, std::move(lb));
       services.emplace(rs.name, std::move(svc));
     }
     services_ = std::move(services);
     instances_ = std::move(instances);  // pools of removed instances close once idle
+    balancers_ = std::move(balancers);
   }
 
-  /// Decides what to do with a request: returns the service and instance to forward to, or
-  /// nullptr with the answer prepared in scratch.
-  Service* route(Exchange& ex, Outcome& out, Instance*& inst) {
+  /// Decides where a request goes: true with out.service set and the route in `m`, or false
+  /// with the answer prepared in scratch.
+  bool route(Exchange& ex, Outcome& out, RouteMatch& m) {
     const auto& info = ex.info();
     if (is_admin_path(info.path)) {
       prepare_admin(gw_, ex, out, worker_.now());
-      return nullptr;
+      return false;
     }
     if (ex.listener() == http::ListenerKind::kAdmin) {
       prepare_problem(ex, out, 404, "not-found",
                       "the admin listener serves /health, /health/live and /health/ready");
-      return nullptr;
+      return false;
     }
-    const RouteMatch m = gw_.router().match(info.host, info.path);
+    m = gw_.router().match(info.host, info.path);
     if (m.kind == RouteMatch::Kind::kNoRoute) {
       prepare_problem(ex, out, 404, "no-route",
                       "no route matches this path; use /svc/<service>/... or a routes entry");
-      return nullptr;
+      return false;
     }
     // The router knows the configured services; the registry also has those registered
     // through the API.
@@ -501,20 +600,267 @@ class ProxyHandler final : public http::Handler {
     if (it == services_.end()) {
       prepare_problem(ex, out, 404, "unknown-service",
                       "no service named \"" + std::string(m.service_name) + "\"");
-      return nullptr;
+      return false;
     }
-    Service& svc = *it->second;
     out.service = it->second;
-    if (svc.instances.empty()) {
-      prepare_problem(ex, out, 503, "no-instance",
-                      "service \"" + svc.config->name + "\" has no instance to send to",
-                      "Retry-After: 1\r\n");
-      return nullptr;
+    return true;
+  }
+
+  /// The request's deadline, its service breaker's permit and whether it may be retried.
+  /// False with the answer (400, 504, 503 or the fallback) prepared in scratch.
+  bool begin(Exchange& ex, Outcome& out, const RouteMatch& m, core::SteadyTime start,
+             Plan& plan) {
+    Service& svc = *out.service;
+    const auto& info = ex.info();
+    plan.policy = m.policy ? m.policy : &svc.config->policy;
+    plan.retry = m.policy ? &route_retry(*m.policy) : &svc.retry;
+    std::optional<core::Duration> asked;
+    if (info.has_request_timeout || info.has_grpc_timeout) {
+      const bool ms = info.has_request_timeout;
+      const auto parsed = ms ? resilience::parse_request_timeout_ms(info.request_timeout_ms)
+                             : resilience::parse_grpc_timeout(info.grpc_timeout);
+      if (!parsed) {
+        prepare_problem(ex, out, 400, "bad-timeout",
+                        std::string(ms ? "X-Request-Timeout-Ms" : "grpc-timeout") + ": " +
+                            std::string(parsed.error));
+        return false;
+      }
+      asked = parsed.value;
     }
-    out.instance = svc.instances[svc.pick()];
-    inst = out.instance.get();
-    prepare_upstream_head(ex, m, svc, *inst);
-    return &svc;
+    plan.deadline = resilience::Deadline(start, resilience::effective_budget(plan.policy->timeout, asked));
+    const auto now = gw_.clock().steady_now();
+    if (plan.deadline.expired(now)) {
+      if (plan.policy->fallback.enabled()) {
+        prepare_fallback(ex, out, plan.policy->fallback, "deadline expired");
+      } else {
+        prepare_problem(ex, out, 504, "deadline-expired",
+                        "the request's deadline expired before an upstream was called");
+      }
+      return false;
+    }
+    const auto adm = svc.guard->breaker.allow(now);
+    svc.guard->report(adm.transition);
+    if (!adm.allowed()) {
+      if (plan.policy->fallback.enabled()) {
+        prepare_fallback(ex, out, plan.policy->fallback, "circuit breaker open");
+      } else {
+        prepare_problem(ex, out, 503, "circuit-open",
+                        "the circuit breaker of \"" + svc.config->name +
+                            "\" is open after repeated failures; retry after " +
+                            std::to_string(adm.retry_after.count()) + " s",
+                        "Retry-After: " + std::to_string(adm.retry_after.count()) + "\r\n");
+      }
+      return false;
+    }
+    plan.service_permit = adm.permit;
+    svc.guard->budget.record_request(now);
+    plan.may_retry = plan.retry->attempts_left(0) &&
+                     resilience::RetryPolicy::is_idempotent(ex.head().method, info.idempotency_key) &&
+                     (ex.body_done() || (ex.body_fits() &&
+                                         plan.retry->body_replayable(info.content_length)));
+    return true;
+  }
+
+  /// The instance for the next attempt: balanced over those whose breaker admits and that
+  /// are not ejected, avoiding instances this request tried. nullptr when none can take it.
+  Instance* choose(Service& svc, Plan& plan, core::SteadyTime now) {
+    std::array<std::size_t, 8> exclude{};
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < plan.n_tried; ++k)
+      for (std::size_t j = 0; j < svc.instances.size(); ++j)
+        if (svc.instances[j].get() == plan.tried[k] && n < exclude.size()) exclude[n++] = j;
+    auto available = [&](std::size_t i) {
+      const InstanceGuard& g = *svc.instances[i]->guard;
+      return !(g.outlier && g.outlier->ejected(now)) && g.breaker.may_allow(now);
+    };
+    while (true) {
+      const std::size_t i = svc.lb->balancer.pick(now, available, {exclude.data(), n});
+      if (i == resilience::Balancer::kNone) return nullptr;
+      Instance& inst = *svc.instances[i];
+      const auto a = inst.guard->breaker.allow(now);
+      inst.guard->report(a.transition);
+      if (a.allowed()) {
+        plan.permit = a.permit;
+        plan.index = i;
+        return &inst;
+      }
+      // Another request took the last half-open probe: try the others.
+      if (n == exclude.size()) return nullptr;
+      exclude[n++] = i;
+    }
+  }
+
+  /// The RetryPolicy of a route's own request policy (built once per worker).
+  const resilience::RetryPolicy& route_retry(const core::RequestPolicy& p) {
+    auto it = route_retry_.find(&p);
+    if (it == route_retry_.end()) it = route_retry_.emplace(&p, resilience::RetryPolicy(p.retry)).first;
+    return it->second;
+  }
+
+  enum class Next : std::uint8_t { kRelay, kRetry, kAnswer };
+
+  /// Records an attempt with every policy and decides what follows: relay the response,
+  /// retry (plan.wait says after how long), or answer from scratch (prepared here).
+  Next finish_attempt(Exchange& ex, Outcome& out, Service& svc, Instance& inst, Plan& plan,
+                      const Try& t) {
+    const auto now = gw_.clock().steady_now();
+    const core::Duration latency = now - plan.began;
+    const std::size_t li = svc.lb_index(plan.index);
+    if (t.kind == Try::Kind::kClient) {
+      inst.guard->breaker.release(plan.permit);
+      if (li != resilience::Balancer::kNone) svc.lb->balancer.on_abandon(li);
+      return Next::kAnswer;  // prepared by the attempt
+    }
+    const resilience::Outcome o = outcome_of(t);
+    const bool failure = inst.guard->breaker.is_failure(o);
+    inst.guard->report(inst.guard->breaker.record(now, plan.permit, failure, latency));
+    if (inst.guard->outlier) inst.guard->report(inst.guard->outlier->record(now, o));
+    std::optional<core::Duration> retry_after;
+    if (t.kind == Try::Kind::kResponse) {
+      if (li != resilience::Balancer::kNone) svc.lb->balancer.on_finish(li, now, latency);
+      inst.latency.record(latency);
+      if (o.status == 429 || o.status == 503) {
+        const http::ResponseHead& h = t.conn->head();
+        for (std::size_t f = 0; f < h.field_count; ++f) {
+          if (!http::iequals(h.fields[f].name, "retry-after")) continue;
+          if (const auto ra = resilience::parse_retry_after(h.fields[f].value)) {
+            retry_after = *ra;
+            if (li != resilience::Balancer::kNone) svc.lb->balancer.avoid_until(li, now + *ra);
+          }
+          break;
+        }
+      }
+    } else if (li != resilience::Balancer::kNone) {
+      svc.lb->balancer.on_abandon(li);
+    }
+    // The registry's view of the instance (health from live traffic): a failure is a 5xx,
+    // a reset or a timeout.
+    feed_->push(registry::LiveSample{
+        inst.uid,
+        static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(latency).count()),
+        t.kind == Try::Kind::kResponse && (o.status < 500 || o.status > 599)});
+    plan.failed = failure;
+
+    if (plan.may_retry && plan.retry->retryable(o) && plan.retry->attempts_left(plan.retries)) {
+      const core::Duration wait = plan.retry->delay(plan.retries, rng_, retry_after);
+      const core::Duration remaining = plan.deadline.remaining(now);
+      if (remaining > wait && resilience::worth_retrying(remaining - wait, inst.latency.median()) &&
+          svc.guard->budget.try_acquire(now)) {
+        plan.wait = wait;
+        ++plan.retries;
+        if (plan.n_tried < plan.tried.size()) plan.tried[plan.n_tried++] = &inst;
+        SB_REQ_LOG(debug, ex.correlation_id(), "retry {} of {} after {} ({})", plan.retries,
+                   svc.config->name, resilience::to_string(o.error), o.status);
+        return Next::kRetry;
+      }
+    }
+    const auto& fb = plan.policy->fallback;
+    if (t.kind == Try::Kind::kResponse) {
+      if (!(fb.enabled() && failure)) return Next::kRelay;
+      prepare_fallback(ex, out, fb, "the upstream answered " + std::to_string(o.status));
+      return Next::kAnswer;
+    }
+    if (fb.enabled())
+      prepare_fallback(ex, out, fb, "every attempt failed");
+    else
+      prepare_failure(ex, out, svc, inst, t, latency);
+    return Next::kAnswer;
+  }
+
+  /// Feeds the request's final outcome to its service's breaker.
+  void finish_request(Exchange& ex, const Outcome& out, const Plan& plan, core::SteadyTime start) {
+    ServiceGuard& g = *out.service->guard;
+    if (!plan.sent || out.status == 499 || (ex.closed() && out.status == 0)) {
+      g.breaker.release(plan.service_permit);
+      return;
+    }
+    const auto now = gw_.clock().steady_now();
+    g.report(g.breaker.record(now, plan.service_permit, plan.failed, now - start));
+  }
+
+  Task<void> proxy(Exchange& ex, Outcome& out, const RouteMatch& m, core::SteadyTime start) {
+    Plan plan;
+    if (!begin(ex, out, m, start, plan)) {
+      co_await send_scratch(ex);
+      co_return;
+    }
+    // A body that a retry may resend is read whole first (it fits the exchange's buffer).
+    if (plan.may_retry && !ex.body_done()) {
+      const BodyError e = co_await ex.buffer_body();
+      if (e != BodyError::kNone) {
+        prepare_body_error(ex, out, e);
+        out.service->guard->breaker.release(plan.service_permit);
+        co_await send_scratch(ex);
+        co_return;
+      }
+    }
+    Try t;
+    for (;;) {
+      // The newest view of the service: a retry after a registry change sees the change.
+      refresh_if_changed();
+      if (const auto it = services_.find(out.service->config->name); it != services_.end())
+        out.service = it->second;
+      Service& svc = *out.service;
+      auto now = gw_.clock().steady_now();
+      Instance* inst = choose(svc, plan, now);
+      if (inst == nullptr) {
+        if (plan.n_tried > 0 && out.instance) {
+          // Retrying, but every instance is refusing now: answer with the last failure.
+          if (t.kind == Try::Kind::kResponse) {
+            t.kind = Try::Kind::kBadResponse;
+            t.why = "an answer to retry, and no instance left to retry on";
+          }
+          if (plan.policy->fallback.enabled())
+            prepare_fallback(ex, out, plan.policy->fallback, "every attempt failed");
+          else
+            prepare_failure(ex, out, svc, *out.instance, t, now - plan.began);
+        } else {
+          // Nothing was sent: the service's breaker learns nothing from this request (its
+          // instances' breakers and health already said no).
+          plan.sent = false;
+          if (plan.policy->fallback.enabled())
+            prepare_fallback(ex, out, plan.policy->fallback, "no instance available");
+          else
+            prepare_problem(ex, out, 503, "no-instance",
+                            "service \"" + svc.config->name +
+                                "\" has no instance to send to (none healthy, or every one's "
+                                "circuit breaker is open or it is ejected)",
+                            "Retry-After: 1\r\n");
+        }
+        break;
+      }
+      out.instance = svc.instances[plan.index];
+      prepare_upstream_head(ex, m, svc, *inst, plan, now);
+      plan.began = now;
+      svc.lb->balancer.on_start(plan.index);
+      if (inst->in_flight) inst->in_flight->fetch_add(1, std::memory_order_relaxed);
+      const core::Duration per_try = plan.retry->per_try_timeout() > core::Duration::zero()
+                                         ? plan.retry->per_try_timeout()
+                                         : core::Duration(svc.config->timeouts.response);
+      t = co_await send_to(ex, out, svc, *inst, std::min(now + per_try, plan.deadline.at()));
+      const Next next = finish_attempt(ex, out, svc, *inst, plan, t);
+      if (next == Next::kRelay) {
+        co_await relay(ex, out, svc, *inst, std::move(t.conn));
+        if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
+        finish_request(ex, out, plan, start);
+        co_return;
+      }
+      if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
+      if (t.conn) inst->pool->discard(std::move(t.conn));
+      if (next == Next::kAnswer) break;
+      if (plan.wait > core::Duration::zero()) co_await pause(plan.wait);
+      if (ex.closed()) break;
+      ex.rewind_body();
+    }
+    finish_request(ex, out, plan, start);
+    co_await send_scratch(ex);
+  }
+
+  /// Waits on this worker (retry backoff).
+  Task<void> pause(core::Duration d) {
+    Timer timer(worker_.context().get_executor());
+    timer.expires_after(d);
+    co_await timer.async_wait(kUse);
   }
 
   void record(Exchange& ex, const Outcome& out, core::SteadyTime start) {
@@ -542,43 +888,44 @@ class ProxyHandler final : public http::Handler {
     if (!ok) ex.abort();
   }
 
-  Task<void> forward(Exchange& ex, Outcome& out, Service& svc, Instance& inst) {
+  /// One attempt: a connection (kept or new), the request head (in scratch) and body, and
+  /// the response head, all before `until`. A kept connection that the instance closed
+  /// meanwhile fails before any byte of an answer; then the request goes once more on a new
+  /// connection (that is not a retry: the instance did nothing wrong).
+  Task<Try> send_to(Exchange& ex, Outcome& out, const Service& svc, Instance& inst,
+                    core::SteadyTime until) {
+    Try t;
     for (bool first = true;; first = false) {
       std::unique_ptr<http::UpstreamConnection> conn;
       if (first) conn = inst.pool->take_idle();
-      if (!conn && !co_await connect(ex, out, svc, inst, conn)) {
-        co_await send_scratch(ex);
-        co_return;
+      if (!conn) {
+        auto lease = co_await inst.pool->connect(ex);
+        if (!lease.conn) {
+          t.kind = Try::Kind::kConnectFailed;
+          t.acquire = lease.error;
+          t.detail = std::move(lease.detail);
+          co_return t;
+        }
+        conn = std::move(lease.conn);
       }
-      const Attempt a = co_await attempt(ex, out, svc, inst, *conn, first);
-      if (a == Attempt::kResponse) {
-        co_await relay(ex, out, svc, inst, std::move(conn));
-        co_return;
+      t.kind = co_await exchange(ex, out, *conn, first, until, t.why);
+      if (t.kind == Try::Kind::kResponse) {
+        t.conn = std::move(conn);
+        co_return t;
       }
+      const bool stale = t.kind == Try::Kind::kReset && conn->reused && conn->len == 0 && first &&
+                         ex.body_replayable();
       inst.pool->discard(std::move(conn));
-      if (a == Attempt::kAnswered) {
-        co_await send_scratch(ex);
-        co_return;
-      }
-      ex.rewind_body();  // kRetry: once, on a fresh connection
+      if (!stale) co_return t;
+      ex.rewind_body();
     }
-  }
-
-  /// A new connection into `conn`; false with the answer prepared when that failed.
-  static Task<bool> connect(Exchange& ex, Outcome& out, const Service& svc, Instance& inst,
-                            std::unique_ptr<http::UpstreamConnection>& conn) {
-    auto lease = co_await inst.pool->connect(ex);
-    if (!lease.conn) {
-      prepare_acquire_failure(ex, out, svc, inst, lease);
-      co_return false;
-    }
-    conn = std::move(lease.conn);
-    co_return true;
+    (void)svc;
   }
 
   /// Sends the request on `conn` and reads the response head.
-  Task<Attempt> attempt(Exchange& ex, Outcome& out, const Service& svc, const Instance& inst,
-                        http::UpstreamConnection& conn, bool first) {
+  Task<Try::Kind> exchange(Exchange& ex, Outcome& out, http::UpstreamConnection& conn, bool first,
+                           core::SteadyTime until, const char*& why) {
+    (void)first;
     const bool chunked = ex.info().framing == Framing::kChunked;
     http::WriteBatch& batch = ex.batch();
     batch.clear();
@@ -590,7 +937,7 @@ class ProxyHandler final : public http::Handler {
         const http::BodyPiece piece = co_await ex.read_body();
         if (piece.error != BodyError::kNone) {
           prepare_body_error(ex, out, piece.error);
-          co_return Attempt::kAnswered;
+          co_return Try::Kind::kClient;
         }
         if (chunked) {
           batch.add_chunk(piece.data);
@@ -606,8 +953,7 @@ class ProxyHandler final : public http::Handler {
         break;
       }
       while (!batch.empty()) {
-        ex.arm(conn.socket(), worker_.now() + svc.config->timeouts.response,
-               http::TimeoutKind::kUpstreamResponse);
+        ex.arm(conn.socket(), until, http::TimeoutKind::kUpstreamResponse);
         auto [ec, n] = co_await conn.write_some(batch.buffers());
         if (ec) {
           sent = false;
@@ -627,12 +973,20 @@ class ProxyHandler final : public http::Handler {
         const auto pr = http::parse_response_head(
             conn.buf(), conn.len, ex.limits().max_response_header_bytes, scan, conn.head());
         if (pr.status == http::ParseStatus::kError) {
-          prepare_bad_response(ex, out, svc, inst, http::describe(pr.error));
-          co_return Attempt::kAnswered;
+          why = http::describe(pr.error);
+          co_return Try::Kind::kBadResponse;
         }
         if (pr.status == http::ParseStatus::kComplete) {
           const int status = conn.head().status;
-          if (status >= 200 || status == 101) co_return Attempt::kResponse;
+          if (status >= 200 || status == 101) {
+            http::ResponseInfo ri;
+            const http::ResponseError re = http::analyze_response(conn.head(), ex.info().method, ri);
+            if (re != http::ResponseError::kNone) {
+              why = http::describe(re);
+              co_return Try::Kind::kBadResponse;
+            }
+            co_return Try::Kind::kResponse;
+          }
           // An interim response (100, 103) is not relayed; the final one follows.
           const std::size_t rest = conn.len - conn.head().head_size;
           std::memmove(conn.buf(), conn.buf() + conn.head().head_size, rest);
@@ -641,24 +995,15 @@ class ProxyHandler final : public http::Handler {
           continue;
         }
       }
-      ex.arm(conn.socket(), worker_.now() + svc.config->timeouts.response,
-             http::TimeoutKind::kUpstreamResponse);
+      ex.arm(conn.socket(), until, http::TimeoutKind::kUpstreamResponse);
       auto [ec, n] = co_await conn.read_some(conn.buf() + conn.len,
                                              http::UpstreamConnection::kBufferSize - conn.len);
       ex.disarm();
       if (ec || n == 0) break;
       conn.len += n;
     }
-    // No complete answer.
-    if (ex.fired() == http::TimeoutKind::kUpstreamResponse) {
-      prepare_upstream_timeout(ex, out, svc, inst);
-      co_return Attempt::kAnswered;
-    }
-    // A kept-alive connection the upstream closed meanwhile fails before any byte of an
-    // answer: resend once on a new connection when the body can be replayed.
-    if (conn.reused && conn.len == 0 && first && ex.body_replayable()) co_return Attempt::kRetry;
-    prepare_upstream_reset(ex, out, svc, inst);
-    co_return Attempt::kAnswered;
+    if (ex.fired() == http::TimeoutKind::kUpstreamResponse) co_return Try::Kind::kTimeout;
+    co_return Try::Kind::kReset;
   }
 
   /// Reads more from the upstream after moving [keep_from, len) to the front; returns
@@ -680,13 +1025,7 @@ class ProxyHandler final : public http::Handler {
   Task<void> relay(Exchange& ex, Outcome& out, Service& svc, Instance& inst,
                    std::unique_ptr<http::UpstreamConnection> conn) {
     http::ResponseInfo ri;
-    const http::ResponseError re = http::analyze_response(conn->head(), ex.info().method, ri);
-    if (re != http::ResponseError::kNone) {
-      inst.pool->discard(std::move(conn));
-      prepare_bad_response(ex, out, svc, inst, http::describe(re));
-      co_await send_scratch(ex);
-      co_return;
-    }
+    (void)http::analyze_response(conn->head(), ex.info().method, ri);  // validated by exchange()
     out.status = conn->head().status;
     const bool rechunk = prepare_client_head(ex, conn->head(), ri);
     ex.set_response_started();
@@ -815,6 +1154,9 @@ class ProxyHandler final : public http::Handler {
   std::uint64_t version_ = 0;                 // of the registry snapshot services_ was built from
   std::map<std::string, std::shared_ptr<Service>, std::less<>> services_;
   std::unordered_map<std::string, std::shared_ptr<Instance>> instances_;
+  std::map<std::string, std::shared_ptr<Lb>, std::less<>> balancers_;  // by service
+  std::unordered_map<const core::RequestPolicy*, resilience::RetryPolicy> route_retry_;
+  resilience::Rng rng_{resilience::mix64(reinterpret_cast<std::uintptr_t>(this))};  // backoff jitter
 };
 
 }  // namespace

@@ -44,7 +44,8 @@ Router::Router(const std::vector<core::ServiceConfig>& services,
     const auto it = std::find(service_names_.begin(), service_names_.end(), r.service);
     if (it == service_names_.end()) continue;  // the loader refuses these
     routes_.push_back(Route{r.prefix, lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
-                            static_cast<std::size_t>(it - service_names_.begin())});
+                            static_cast<std::size_t>(it - service_names_.begin()),
+                            r.policy ? &*r.policy : nullptr});
   }
   // Like virtual hosts: routes for the request's Host are tried first, then the others;
   // within each group the longest prefix wins.
@@ -80,6 +81,7 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
     m.kind = RouteMatch::Kind::kMatched;
     m.service = r.service;
     m.service_name = service_names_[r.service];
+    m.policy = r.policy;
     if (r.rewrite) {
       m.replacement = r.replacement;
       m.rest = path.substr(r.prefix.size());

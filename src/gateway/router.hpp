@@ -19,6 +19,9 @@ struct RouteMatch {
   /// seam), "/" when both are empty.
   std::string_view replacement;
   std::string_view rest;
+  /// The matched route's request policy (timeout, retry, hedge, fallback) when it overrides
+  /// its service's; nullptr otherwise. Points into the Router's configuration.
+  const core::RequestPolicy* policy = nullptr;
 };
 
 class Router {
@@ -26,6 +29,7 @@ class Router {
   Router(const std::vector<core::ServiceConfig>& services,
          const std::vector<core::RouteConfig>& routes);
 
+  /// `routes` must outlive the Router (matches point at their policies).
   /// `/svc/<service>/<rest>` addresses a service directly (the upstream gets `/<rest>`);
   /// otherwise routes whose host matches are tried before host-less ones, and within
   /// each group the longest matching prefix wins.
@@ -57,6 +61,7 @@ class Router {
     bool rewrite = false;
     std::string replacement;
     std::size_t service = 0;
+    const core::RequestPolicy* policy = nullptr;
   };
   std::vector<std::string> service_names_;
   std::vector<Route> routes_;  // sorted: host-specific first, then longest prefix first

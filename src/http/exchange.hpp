@@ -91,6 +91,14 @@ class Exchange {
   /// Reads and discards the rest of the body (so the connection can be reused); false if
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
+  /// Whether the whole body fits the buffer (it already holds it, or it has Content-Length
+  /// and read_head() made room: see ServerSettings::replay_body_max), so buffer_body() can
+  /// make it replayable.
+  bool body_fits() const;
+  /// Reads the rest of a body that fits into the buffer, without handing it out: afterwards
+  /// read_body() serves it from memory and rewind_body() can replay it (for retries).
+  /// Sends "100 Continue" first when the client asked. kNone on success.
+  Task<BodyPiece::Error> buffer_body();
 
   /// Writes what the socket takes right now, without waiting (one sendmsg): most responses
   /// leave whole this way, skipping the reactor. Returns the bytes written; sets `failed`

@@ -23,6 +23,9 @@ enum class Known : std::uint8_t {
   kXForwardedFor,
   kXForwardedProto,
   kXForwardedHost,
+  kXRequestTimeoutMs,
+  kGrpcTimeout,
+  kIdempotencyKey,
 };
 
 // Compares a field name with a lower-case literal of the same length, eight bytes at a
@@ -64,12 +67,14 @@ Known classify(std::string_view n) {
       break;
     case 12:
       if (name_is(n, "x-request-id")) return Known::kXRequestId;
+      if (name_is(n, "grpc-timeout")) return Known::kGrpcTimeout;
       break;
     case 14:
       if (name_is(n, "content-length")) return Known::kContentLength;
       break;
     case 15:
       if (name_is(n, "x-forwarded-for")) return Known::kXForwardedFor;
+      if (name_is(n, "idempotency-key")) return Known::kIdempotencyKey;
       break;
     case 16:
       if (name_is(n, "x-correlation-id")) return Known::kXCorrelationId;
@@ -79,6 +84,9 @@ Known classify(std::string_view n) {
     case 17:
       if (name_is(n, "transfer-encoding")) return Known::kTransferEncoding;
       if (name_is(n, "x-forwarded-proto")) return Known::kXForwardedProto;
+      break;
+    case 20:
+      if (name_is(n, "x-request-timeout-ms")) return Known::kXRequestTimeoutMs;
       break;
   }
   return Known::kOther;
@@ -242,6 +250,23 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
       case Known::kXForwardedProto:
       case Known::kXForwardedHost:
         out.drop.set(i);
+        break;
+      // Deadlines are forwarded reduced by the time spent here, so the fields are rewritten;
+      // two of them would be two deadlines to choose from.
+      case Known::kXRequestTimeoutMs:
+        if (out.has_request_timeout) return RequestError::kDuplicateTimeout;
+        out.has_request_timeout = true;
+        out.request_timeout_ms = f.value;
+        out.drop.set(i);
+        break;
+      case Known::kGrpcTimeout:
+        if (out.has_grpc_timeout) return RequestError::kDuplicateTimeout;
+        out.has_grpc_timeout = true;
+        out.grpc_timeout = f.value;
+        out.drop.set(i);
+        break;
+      case Known::kIdempotencyKey:
+        out.idempotency_key = true;
         break;
       case Known::kOther:
         break;
@@ -407,6 +432,8 @@ const char* describe(RequestError e) {
       return "request target must be an absolute path";
     case RequestError::kUpgrade:
       return "protocol upgrade is not supported";
+    case RequestError::kDuplicateTimeout:
+      return "more than one X-Request-Timeout-Ms or grpc-timeout field";
   }
   return "bad request";
 }

@@ -35,6 +35,7 @@ enum class RequestError : std::uint8_t {
   kUnsupportedExpect,    // Expect other than 100-continue (417)
   kBadTarget,            // not origin-form ("/..."), nor "*" for OPTIONS
   kUpgrade,              // protocol upgrades are not proxied (501)
+  kDuplicateTimeout,     // X-Request-Timeout-Ms or grpc-timeout more than once
 };
 
 struct RequestInfo {
@@ -48,6 +49,11 @@ struct RequestInfo {
   bool expect_continue = false;
   std::string_view correlation_id;  // a valid incoming X-Correlation-ID / X-Request-ID
   std::string_view forwarded_for;   // incoming X-Forwarded-For
+  std::string_view request_timeout_ms;  // incoming X-Request-Timeout-Ms (raw; not forwarded)
+  std::string_view grpc_timeout;        // incoming grpc-timeout (raw; not forwarded)
+  bool has_request_timeout = false;     // (an empty value is present, and malformed)
+  bool has_grpc_timeout = false;
+  bool idempotency_key = false;  // an Idempotency-Key field is present
   std::bitset<kMaxFields> drop;     // fields not forwarded (hop-by-hop and rewritten ones)
 };
 

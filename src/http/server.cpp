@@ -425,6 +425,22 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
   closed_ = true;
 }
 
+namespace {
+// Requests a retry may resend: their bodies are worth keeping whole.
+bool may_be_retried(const RequestInfo& info) {
+  switch (info.method) {
+    case Method::kGet:
+    case Method::kHead:
+    case Method::kOptions:
+    case Method::kPut:
+    case Method::kDelete:
+      return true;
+    default:
+      return info.idempotency_key;
+  }
+}
+}  // namespace
+
 Task<bool> Exchange::read_head() {
   const auto& lim = limits();
   const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
@@ -440,18 +456,23 @@ Task<bool> Exchange::read_head() {
     if (len_ > 0) {
       const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, head_);
       if (r.status == ParseStatus::kComplete) {
-        if (cap_ - head_.head_size < kMinBodySpace) {
-          // Keep the head where it is for the whole exchange: grow now, then parse again
-          // so that every view points into the final buffer.
-          ensure_capacity(head_.head_size + kMinBodySpace);
-          scan_from_ = 0;
-          continue;
-        }
         disarm();
         const RequestError re = analyze_request(head_, info_);
         if (re != RequestError::kNone) {
           co_await reject(status_for(re), describe(re));
           co_return false;
+        }
+        std::size_t want = head_.head_size + kMinBodySpace;
+        if (info_.framing == Framing::kLength &&
+            info_.content_length <= worker_.server().settings().replay_body_max &&
+            info_.content_length <= lim.max_body_bytes && may_be_retried(info_))
+          want = std::max<std::size_t>(want, head_.head_size + info_.content_length);
+        if (cap_ < want) {
+          // Keep the head where it is for the whole exchange: grow now, then parse (and
+          // analyze) again so that every view points into the final buffer.
+          ensure_capacity(want);
+          scan_from_ = 0;
+          continue;
         }
         if (!info_.correlation_id.empty())
           correlation_id_ = info_.correlation_id;
@@ -501,6 +522,39 @@ Task<bool> Exchange::read_head() {
       arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
     }
   }
+}
+
+bool Exchange::body_fits() const {
+  if (body_done_ && !body_read_from_socket_) return true;
+  return info_.framing == Framing::kLength && !body_read_from_socket_ &&
+         head_.head_size + info_.content_length <= cap_;
+}
+
+Task<BodyPiece::Error> Exchange::buffer_body() {
+  if (!body_fits()) co_return BodyPiece::Error::kTooLarge;
+  if (info_.framing != Framing::kLength) co_return BodyPiece::Error::kNone;
+  const std::size_t end = head_.head_size + static_cast<std::size_t>(info_.content_length);
+  const auto& lim = limits();
+  if (len_ < end && info_.expect_continue && !continue_sent_) {
+    continue_sent_ = true;
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientWrite);
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(k100), kUse);
+    disarm();
+    if (wec) co_return BodyPiece::Error::kClosed;
+  }
+  while (len_ < end) {
+    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
+    auto [ec, n] =
+        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+    const TimeoutKind f = fired_;
+    disarm();
+    if (!ec) len_ += n;
+    if (ec || n == 0)
+      co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
+                                              : BodyPiece::Error::kClosed;
+  }
+  co_return BodyPiece::Error::kNone;
 }
 
 void Exchange::rewind_body() {

@@ -29,6 +29,10 @@ struct ServerSettings {
   std::optional<core::HostPort> admin_listen;
   unsigned threads = 1;
   core::LimitsConfig limits;
+  /// Request bodies with Content-Length up to this many bytes, on requests that may be
+  /// retried (idempotent methods, Idempotency-Key), get room in the exchange's buffer so
+  /// that Exchange::buffer_body() can keep them whole for a replay. 0: none.
+  std::size_t replay_body_max = 0;
 };
 
 class Server;

@@ -21,6 +21,9 @@ inline constexpr std::string_view kEventReplaced = "replaced";
 inline constexpr std::string_view kEventDeregistered = "deregistered";
 inline constexpr std::string_view kEventExpired = "expired";
 inline constexpr std::string_view kEventHealthChanged = "health_changed";
+inline constexpr std::string_view kEventBreakerChanged = "breaker_changed";
+inline constexpr std::string_view kEventEjected = "ejected";
+inline constexpr std::string_view kEventReturned = "returned";
 
 /// One change to the registry.
 struct Event {

@@ -418,6 +418,15 @@ void Registry::publish() const {
   version_.store(snapshot_->version, std::memory_order_release);
 }
 
+void Registry::record_event(std::string_view type, std::string_view service,
+                            std::string_view instance, std::string reason, std::string data_json) {
+  std::lock_guard lock(mu_);
+  last_event_id_.store(events_.append(clock_.wall_now(), std::string(type), std::string(service),
+                                      std::string(instance), std::move(reason),
+                                      std::move(data_json)),
+                       std::memory_order_release);
+}
+
 void Registry::event(std::string_view type, std::string_view service, std::string_view id,
                      std::string reason, const Instance* instance) {
   std::string data = "{}";

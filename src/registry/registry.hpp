@@ -170,6 +170,12 @@ class Registry {
   /// `last_id` it dropped before they were read. Thread-safe.
   std::vector<Event> events_after(std::uint64_t last_id, std::uint64_t* missed) const;
 
+  /// Records an event raised by another component (breaker changes, ejections): a numbered
+  /// registry event like the registry's own, seen by SSE subscribers and webhooks.
+  /// `data_json` is one JSON object. Thread-safe.
+  void record_event(std::string_view type, std::string_view service, std::string_view instance,
+                    std::string reason, std::string data_json = "{}");
+
   /// The registry as JSON (`GET /api/services`), or one service (nullopt when unknown).
   std::string to_json() const;
   std::optional<std::string> service_json(std::string_view name) const;

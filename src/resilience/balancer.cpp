@@ -132,7 +132,12 @@ double Balancer::cost(std::size_t index, core::SteadyTime now) const {
   // Multiply by the stored 1/weight: divisions were most of pick()'s time.
   double inv_w = n.inv_weight;
   if (n.since) inv_w /= ramp_factor(n, now);
-  if (config_.kind == core::BalancerKind::kPeakEwma) return decayed_ewma(n, now) * load * inv_w;
+  if (config_.kind == core::BalancerKind::kPeakEwma) {
+    // An instance never measured is probed first, one request at a time: at default_rtt it
+    // would starve next to measured instances faster than that until its EWMA decayed.
+    if (!n.has_sample && n.in_flight == 0) return 0.0;
+    return decayed_ewma(n, now) * load * inv_w;
+  }
   return load * inv_w;
 }
 

@@ -74,7 +74,9 @@ class AvailableRef {
 ///   - kPeakEwma: ewma x (in_flight + 1) / effective weight. The EWMA jumps to any sample
 ///     above it (peak) and otherwise moves toward samples with weight 1 - exp(-dt / decay);
 ///     without new samples it decays toward 0 (so an idle instance is tried again, as in
-///     Finagle and Linkerd). Before the first sample it is `default_rtt`. The decay uses
+///     Finagle and Linkerd). Before the first sample it is `default_rtt`, except that an
+///     unmeasured instance with nothing in flight costs 0: new instances are probed at once,
+///     one request at a time, instead of starving next to faster measured ones. The decay uses
 ///     a fast exp approximation (relative error < 2e-5).
 ///   - kWeightedRoundRobin: nginx's smooth WRR over the acceptable instances (O(n) per pick).
 ///   - kRoundRobin and kRandom ignore weights and slow start.

@@ -113,6 +113,7 @@ RetryPolicy::RetryPolicy(const core::RetryConfig& config)
       on_connect_failure_(config.retry_on_connect_failure),
       on_reset_(config.retry_on_reset),
       on_timeout_(config.per_try_timeout.count() > 0),
+      per_try_timeout_(config.per_try_timeout),
       backoff_base_(config.backoff_base),
       backoff_max_(config.backoff_max),
       max_replay_body_(config.max_replay_body) {}

@@ -105,6 +105,8 @@ class RetryPolicy {
                        std::optional<core::Duration> retry_after) const;
 
   const core::StatusSet& retry_on_status() const { return retry_on_status_; }
+  /// Each attempt's own timeout; zero when unset (the service's timeouts.response applies).
+  core::Duration per_try_timeout() const { return per_try_timeout_; }
 
  private:
   std::uint32_t max_retries_;
@@ -112,6 +114,7 @@ class RetryPolicy {
   bool on_connect_failure_;
   bool on_reset_;
   bool on_timeout_;
+  core::Duration per_try_timeout_;
   core::Duration backoff_base_;
   core::Duration backoff_max_;
   std::uint64_t max_replay_body_;

@@ -112,6 +112,30 @@ TEST(AnalyzeRequestTest, ExpectAndUpgrade) {
             RequestError::kUpgrade);
 }
 
+// Deadline fields are taken out (the gateway forwards reduced ones); two of one kind are
+// ambiguous; Idempotency-Key is noticed and forwarded.
+TEST(AnalyzeRequestTest, DeadlineAndIdempotencyFields) {
+  auto p = request(
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Timeout-Ms: 250\r\ngrpc-timeout: 1S\r\n"
+      "Idempotency-Key: k1\r\nX-Other: o\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_TRUE(p->info.has_request_timeout);
+  EXPECT_EQ(p->info.request_timeout_ms, "250");
+  EXPECT_TRUE(p->info.has_grpc_timeout);
+  EXPECT_EQ(p->info.grpc_timeout, "1S");
+  EXPECT_TRUE(p->info.idempotency_key);
+  EXPECT_EQ(forwarded(*p), (std::vector<std::string>{"Idempotency-Key", "X-Other"}));
+  auto empty = request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-Timeout-Ms:\r\n\r\n");
+  EXPECT_TRUE(empty->info.has_request_timeout);  // present and empty: the gateway refuses it
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: h\r\nX-Request-Timeout-Ms: 1\r\n"
+                     "x-request-timeout-ms: 2\r\n\r\n"),
+            RequestError::kDuplicateTimeout);
+  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: h\r\ngrpc-timeout: 1S\r\nGRPC-Timeout: 1S\r\n\r\n"),
+            RequestError::kDuplicateTimeout);
+  EXPECT_EQ(status_for(RequestError::kDuplicateTimeout), 400);
+  EXPECT_FALSE(request("GET / HTTP/1.1\r\nHost: h\r\n\r\n")->info.has_request_timeout);
+}
+
 // A valid X-Correlation-ID wins; X-Request-ID is the fallback; invalid ones are ignored.
 TEST(AnalyzeRequestTest, CorrelationIdRules) {
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\nX-Correlation-ID: c1\r\n\r\n")

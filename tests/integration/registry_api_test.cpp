@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -254,7 +255,9 @@ TEST_F(RegistryApiTest, RegisterRouteReplaceDelete) {
 }
 
 // Two instances of one service take turns (round robin) on one connection.
-TEST_F(RegistryApiTest, RequestsAlternateBetweenRegisteredInstances) {
+// Registered instances take traffic at once (no checks configured): the balancer probes
+// each new instance before it settles on the faster ones.
+TEST_F(RegistryApiTest, RequestsReachEveryRegisteredInstance) {
   Upstream a("a");
   Upstream b("b");
   ASSERT_TRUE(a.started()) << a.error();
@@ -264,17 +267,15 @@ TEST_F(RegistryApiTest, RequestsAlternateBetweenRegisteredInstances) {
   ASSERT_EQ(put_instance("pair", "b", R"({"url":")" + b.url() + R"("})").status, 201);
 
   HttpClient c(sb_->port());
-  std::vector<std::string> names;
+  std::set<std::string> names;
   for (int i = 0; i < 4; ++i) {
     Response r = c.get("/svc/pair/echo");
     ASSERT_EQ(r.status, 200) << r.error << r.raw;
-    names.push_back(r.header("X-Upstream-Name"));
+    names.insert(r.header("X-Upstream-Name"));
   }
-  EXPECT_NE(names[0], names[1]) << "no alternation";
-  EXPECT_EQ(names[0], names[2]);
-  EXPECT_EQ(names[1], names[3]);
-  EXPECT_EQ(logged_at_least(a, "/echo", 2), 2u);
-  EXPECT_EQ(logged_at_least(b, "/echo", 2), 2u);
+  EXPECT_EQ(names, (std::set<std::string>{"a", "b"}));
+  EXPECT_GE(logged_at_least(a, "/echo", 1), 1u);
+  EXPECT_GE(logged_at_least(b, "/echo", 1), 1u);
 }
 
 struct BadCase {

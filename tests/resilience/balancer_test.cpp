@@ -136,6 +136,21 @@ TEST(BalancerTest, EwmaPeakAndDecay) {
               static_cast<double>(before.count()), 0.001 * static_cast<double>(before.count()));
 }
 
+// An unmeasured instance is probed first, one request at a time; once measured it competes
+// on its latency.
+TEST(BalancerTest, UnmeasuredInstanceIsProbedOneAtATime) {
+  Balancer b(BalancerConfig{}, "", 1);
+  b.set_endpoints(std::vector<BalancerEndpoint>{{.id = 1}, {.id = 2}}, t0);
+  b.on_finish(0, t0, 1ms);  // measured and fast; instance 1 never measured
+  EXPECT_EQ(b.cost(1, t0), 0.0);
+  EXPECT_EQ(b.pick(t0, all), 1u);
+  b.on_start(1);  // its probe is in flight: now it costs default_rtt x 2
+  EXPECT_GT(b.cost(1, t0), b.cost(0, t0));
+  EXPECT_EQ(b.pick(t0, all), 0u);
+  b.on_finish(1, t0, 5ms);
+  EXPECT_GT(b.cost(1, t0), b.cost(0, t0));  // measured slower
+}
+
 // Weight divides the cost: weight 4 at 4x the latency costs the same as weight 1.
 TEST(BalancerTest, WeightDividesCost) {
   Balancer b(BalancerConfig{}, "", 1);
