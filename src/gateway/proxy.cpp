@@ -129,6 +129,7 @@ struct Plan {
   bool may_retry = false;
   bool failed = false;  // the last attempt failed (breaker classification)
   bool sent = true;     // an attempt reached an instance
+  int last_status = 0;  // the last attempt's response status
 };
 
 /// How one attempt on an upstream ended.
@@ -740,6 +741,7 @@ class ProxyHandler final : public http::Handler {
         static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(latency).count()),
         t.kind == Try::Kind::kResponse && (o.status < 500 || o.status > 599)});
     plan.failed = failure;
+    plan.last_status = o.status;
 
     if (plan.may_retry && plan.retry->retryable(o) && plan.retry->attempts_left(plan.retries)) {
       const core::Duration wait = plan.retry->delay(plan.retries, rng_, retry_after);
@@ -806,12 +808,14 @@ class ProxyHandler final : public http::Handler {
       if (inst == nullptr) {
         if (plan.n_tried > 0 && out.instance) {
           // Retrying, but every instance is refusing now: answer with the last failure.
-          if (t.kind == Try::Kind::kResponse) {
-            t.kind = Try::Kind::kBadResponse;
-            t.why = "an answer to retry, and no instance left to retry on";
-          }
           if (plan.policy->fallback.enabled())
             prepare_fallback(ex, out, plan.policy->fallback, "every attempt failed");
+          else if (t.kind == Try::Kind::kResponse)  // its answer was let go for the retry
+            prepare_problem(ex, out, plan.last_status, "upstream-error",
+                            "instance of \"" + svc.config->name + "\" answered " +
+                                std::to_string(plan.last_status) +
+                                " and no instance was left to retry on",
+                            plan.last_status == 503 ? "Retry-After: 1\r\n" : "");
           else
             prepare_failure(ex, out, svc, *out.instance, t, now - plan.began);
         } else {

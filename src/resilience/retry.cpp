@@ -86,6 +86,15 @@ bool RetryBudget::try_acquire(core::SteadyTime now) {
       std::max<std::int64_t>(0, floor_div(now.time_since_epoch().count(), kNsPerSecond));
   const Totals t = totals(epoch);
   const bool by_percent = t.retries * 100 < std::uint64_t{percent_} * t.requests;
+  // The floor is a minimum, not an addition: it lets a quiet service retry up to
+  // budget_min_per_second, but once the window holds that many retries only the percentage
+  // counts (so a busy service in a total outage sends at most 1.2x its requests).
+  const std::uint64_t floor_cap =
+      std::uint64_t{min_per_second_} *
+      static_cast<std::uint64_t>((bucket_width_ * kBuckets + std::chrono::seconds(1) -
+                                  core::Duration(1)) /
+                                 std::chrono::seconds(1));
+  if (!by_percent && t.retries >= floor_cap) return false;
   if (!take_floor(second, by_percent)) return false;
   Bucket& b = bucket_for(epoch);
   if (b.epoch.load(std::memory_order_relaxed) == epoch) {

@@ -64,7 +64,8 @@ TEST(RetryBudgetTest, FloorRetriesCountInWindow) {
 }
 
 // A total outage: every request fails and asks for 2 retries. Over 200 s at 1000 requests/s
-// retries stay within 20% of requests plus the floor.
+// retries stay within 20% of requests: the floor (a minimum, not an addition) only adds what
+// it granted before the window filled (at most budget_min_per_second x the window).
 TEST(RetryBudgetTest, LongRunOutageIsBounded) {
   RetryBudget b(RetryConfig{});
   std::uint64_t requests = 0, retries = 0;
@@ -75,8 +76,26 @@ TEST(RetryBudgetTest, LongRunOutageIsBounded) {
     ++requests;
     for (int r = 0; r < 2; ++r) retries += b.try_acquire(now) ? 1 : 0;
   }
-  EXPECT_LE(retries, requests / 5 + 10u * seconds);
+  EXPECT_LE(retries, requests / 5 + 10u * 10u);
   EXPECT_GE(retries, requests / 5);  // and the budget is actually used
+}
+
+// The floor is a minimum: a quiet service retries up to budget_min_per_second, but a window
+// that already holds budget_min_per_second x window retries gets only the percentage.
+TEST(RetryBudgetTest, FloorIsAMinimumNotAnAddition) {
+  RetryBudget b(RetryConfig{.budget_percent = 20, .budget_window = 10s,
+                            .budget_min_per_second = 2});
+  // Quiet: no requests recorded, the floor grants 2 per second.
+  EXPECT_TRUE(b.try_acquire(t0));
+  EXPECT_TRUE(b.try_acquire(t0));
+  EXPECT_FALSE(b.try_acquire(t0));
+  // Busy: 1000 requests and 200 retries (20%) in the window; the floor's share (2 x 10 s =
+  // 20) is long used up, so a new second grants nothing more.
+  for (int i = 0; i < 1000; ++i) b.record_request(t0 + 1s);
+  int granted = 0;
+  while (b.try_acquire(t0 + 1s)) ++granted;
+  EXPECT_EQ(granted, 198);  // 2 + 198 = 200 = 20% of 1000
+  EXPECT_FALSE(b.try_acquire(t0 + 2s));
 }
 
 // ---------------------------------------------------------------------------------------------
