@@ -84,8 +84,15 @@ bool RetryBudget::try_acquire(core::SteadyTime now) {
   const std::int64_t epoch = epoch_of(now);
   const std::int64_t second =
       std::max<std::int64_t>(0, floor_div(now.time_since_epoch().count(), kNsPerSecond));
+  // Count this retry first, then check with it included, and take it back when refused:
+  // threads racing for the last retry then see each other's claims, so the budget is never
+  // over-granted (at worst a racing claim makes another thread refuse).
+  Bucket& b = bucket_for(epoch);
+  const bool counted = b.epoch.load(std::memory_order_relaxed) == epoch;
+  if (counted) b.retries.fetch_add(1, std::memory_order_acq_rel);
   const Totals t = totals(epoch);
-  const bool by_percent = t.retries * 100 < std::uint64_t{percent_} * t.requests;
+  const std::uint64_t before = t.retries - (counted && t.retries > 0 ? 1 : 0);
+  const bool by_percent = (before + 1) * 100 <= std::uint64_t{percent_} * t.requests;
   // The floor is a minimum, not an addition: it lets a quiet service retry up to
   // budget_min_per_second, but once the window holds that many retries only the percentage
   // counts (so a busy service in a total outage sends at most 1.2x its requests).
@@ -94,13 +101,9 @@ bool RetryBudget::try_acquire(core::SteadyTime now) {
       static_cast<std::uint64_t>((bucket_width_ * kBuckets + std::chrono::seconds(1) -
                                   core::Duration(1)) /
                                  std::chrono::seconds(1));
-  if (!by_percent && t.retries >= floor_cap) return false;
-  if (!take_floor(second, by_percent)) return false;
-  Bucket& b = bucket_for(epoch);
-  if (b.epoch.load(std::memory_order_relaxed) == epoch) {
-    b.retries.fetch_add(1, std::memory_order_relaxed);
-  }
-  return true;
+  const bool granted = (by_percent || before < floor_cap) && take_floor(second, by_percent);
+  if (!granted && counted) b.retries.fetch_sub(1, std::memory_order_acq_rel);
+  return granted;
 }
 
 BudgetSnapshot RetryBudget::snapshot(core::SteadyTime now) const {

@@ -28,18 +28,20 @@ struct BudgetSnapshot {
 ///
 /// record_request() once per original request (not per attempt); try_acquire() before each
 /// retry or hedge. A retry is granted when either
-///  - percent rule: retries granted in the last `budget_window` < `budget_percent`% of the
-///    requests recorded in it (retries x 100 < percent x requests), or
-///  - floor rule: retries granted in the current wall-aligned second (steady time divided
-///    into whole seconds) < `budget_min_per_second`.
-/// Every granted retry counts against both. So over any run, retries <= percent% of requests
-/// (+1 per window of rounding) + budget_min_per_second per second: a total outage cannot
-/// multiply traffic by more than (1 + percent/100) plus the floor.
+///  - percent rule: the retries granted in the last `budget_window`, this one included, are
+///    at most `budget_percent`% of the requests recorded in it, or
+///  - floor rule: while the window holds fewer than budget_min_per_second x its seconds
+///    retries, fewer than `budget_min_per_second` were granted in the current wall-aligned
+///    second (steady time divided into whole seconds).
+/// The floor is a minimum for quiet services, not an addition: per window, retries <=
+/// max(percent% of requests, budget_min_per_second x window seconds). A total outage under
+/// load cannot multiply traffic by more than 1 + percent/100.
 ///
 /// The window is 10 buckets of budget_window / 10; the oldest bucket leaves as a whole.
-/// Thread-safety: any thread. Under concurrency the percent rule may over-grant by the number
-/// of threads checking at the same instant (check, then add), and a recycled bucket may drop
-/// a racing increment; the floor rule is exact (one CAS). No allocation.
+/// Thread-safety: any thread. A retry is counted before it is checked and taken back when
+/// refused, so racing threads never over-grant (a racing claim may make another refuse); a
+/// recycled bucket may drop a racing increment; the floor rule is exact (one CAS). No
+/// allocation.
 class RetryBudget {
  public:
   explicit RetryBudget(const core::RetryConfig& config);
