@@ -6,6 +6,9 @@
 #include <map>
 #include <unordered_map>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
 #include "core/logging.hpp"
 #include "gateway/access_log.hpp"
 #include "gateway/admin.hpp"
@@ -166,6 +169,30 @@ resilience::Outcome outcome_of(const Try& t) {
   }
 }
 
+/// A hedged request's second attempt, raced against the first (see ProxyHandler::proxy).
+/// Lives on the heap while both run; the primary waits for the hedge to end before it goes
+/// on, so the hedge may use the exchange's request and the request's plan meanwhile.
+struct HedgeRace {
+  explicit HedgeRace(http::Executor e) : wake(e), timer(e) {}
+  Timer wake;   // the primary waits on it until the hedge has ended; cancel() wakes it
+  Timer timer;  // the hedge's delay, then its deadline
+  bool primary_done = false;  // the primary attempt ended ...
+  bool primary_ok = false;    // ... with a response
+  bool started = false;       // the hedge attempt was sent
+  bool ended = false;         // the hedge is over (won, lost, failed or never started)
+  bool won = false;           // the hedge's response is the one to relay
+  bool primary_cut = false;   // the primary's connection was closed because the hedge won
+  bool hedge_cut = false;     // the hedge's connection was closed because the primary won
+  http::UpstreamConnection* primary = nullptr;  // while the primary attempt holds one
+  http::UpstreamConnection* hedge = nullptr;    // while the hedge attempt holds one
+  std::shared_ptr<Instance> inst;               // the hedge's instance
+  resilience::Permit permit{};
+  std::size_t index = 0;
+  core::SteadyTime began{};
+  http::HeadBuffer head;
+  Try result;
+};
+
 // ---------------------------------------------------------------------------------------
 // Answers prepared synchronously into ex.scratch().
 
@@ -297,10 +324,10 @@ void prepare_admin(Gateway& gw, Exchange& ex, Outcome& out, core::SteadyTime now
 /// The request head for the upstream, into ex.scratch(). A deadline the client sent goes on
 /// reduced by the time spent here.
 void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc,
-                           const Instance& inst, const Plan& plan, core::SteadyTime now) {
+                           const Instance& inst, const Plan& plan, core::SteadyTime now,
+                           http::HeadBuffer& h) {
   const auto& head = ex.head();
   const auto& info = ex.info();
-  http::HeadBuffer& h = ex.scratch();
   http::HeadWriter w(h);
   h.append(head.method);
   h.push_back(' ');
@@ -700,32 +727,33 @@ class ProxyHandler final : public http::Handler {
 
   enum class Next : std::uint8_t { kRelay, kRetry, kAnswer };
 
-  /// Records an attempt with every policy and decides what follows: relay the response,
-  /// retry (plan.wait says after how long), or answer from scratch (prepared here).
-  Next finish_attempt(Exchange& ex, Outcome& out, Service& svc, Instance& inst, Plan& plan,
-                      const Try& t) {
-    const auto now = gw_.clock().steady_now();
-    const core::Duration latency = now - plan.began;
-    const std::size_t li = svc.lb_index(plan.index);
-    if (t.kind == Try::Kind::kClient) {
-      inst.guard->breaker.release(plan.permit);
-      if (li != resilience::Balancer::kNone) svc.lb->balancer.on_abandon(li);
-      return Next::kAnswer;  // prepared by the attempt
-    }
-    const resilience::Outcome o = outcome_of(t);
-    const bool failure = inst.guard->breaker.is_failure(o);
-    inst.guard->report(inst.guard->breaker.record(now, plan.permit, failure, latency));
-    if (inst.guard->outlier) inst.guard->report(inst.guard->outlier->record(now, o));
+  struct Recorded {
+    resilience::Outcome outcome;
+    bool failure = false;
     std::optional<core::Duration> retry_after;
+  };
+
+  /// Feeds an attempt's outcome to every policy: the instance's breaker and outlier record,
+  /// the balancer, the latency estimate and the registry's live health.
+  Recorded record_attempt(Service& svc, Instance& inst, resilience::Permit permit,
+                          std::size_t index, core::SteadyTime began, const Try& t) {
+    const auto now = gw_.clock().steady_now();
+    const core::Duration latency = now - began;
+    const std::size_t li = svc.lb_index(index);
+    Recorded r;
+    r.outcome = outcome_of(t);
+    r.failure = inst.guard->breaker.is_failure(r.outcome);
+    inst.guard->report(inst.guard->breaker.record(now, permit, r.failure, latency));
+    if (inst.guard->outlier) inst.guard->report(inst.guard->outlier->record(now, r.outcome));
     if (t.kind == Try::Kind::kResponse) {
       if (li != resilience::Balancer::kNone) svc.lb->balancer.on_finish(li, now, latency);
       inst.latency.record(latency);
-      if (o.status == 429 || o.status == 503) {
+      if (r.outcome.status == 429 || r.outcome.status == 503) {
         const http::ResponseHead& h = t.conn->head();
         for (std::size_t f = 0; f < h.field_count; ++f) {
           if (!http::iequals(h.fields[f].name, "retry-after")) continue;
           if (const auto ra = resilience::parse_retry_after(h.fields[f].value)) {
-            retry_after = *ra;
+            r.retry_after = *ra;
             if (li != resilience::Balancer::kNone) svc.lb->balancer.avoid_until(li, now + *ra);
           }
           break;
@@ -738,8 +766,35 @@ class ProxyHandler final : public http::Handler {
     // a reset or a timeout.
     feed_->push(registry::LiveSample{
         inst.uid,
-        static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(latency).count()),
-        t.kind == Try::Kind::kResponse && (o.status < 500 || o.status > 599)});
+        static_cast<std::uint32_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(latency).count()),
+        t.kind == Try::Kind::kResponse && (r.outcome.status < 500 || r.outcome.status > 599)});
+    return r;
+  }
+
+  /// An attempt that ended without telling anything about its instance (the client went
+  /// away, or the other side of a hedge won): its probe permit and balancer slot go back.
+  void abandon_attempt(Service& svc, Instance& inst, resilience::Permit permit,
+                       std::size_t index) {
+    inst.guard->breaker.release(permit);
+    const std::size_t li = svc.lb_index(index);
+    if (li != resilience::Balancer::kNone) svc.lb->balancer.on_abandon(li);
+  }
+
+  /// Records an attempt with every policy and decides what follows: relay the response,
+  /// retry (plan.wait says after how long), or answer from scratch (prepared here).
+  Next finish_attempt(Exchange& ex, Outcome& out, Service& svc, Instance& inst, Plan& plan,
+                      const Try& t) {
+    if (t.kind == Try::Kind::kClient) {
+      abandon_attempt(svc, inst, plan.permit, plan.index);
+      return Next::kAnswer;  // prepared by the attempt
+    }
+    const Recorded rec = record_attempt(svc, inst, plan.permit, plan.index, plan.began, t);
+    const auto now = gw_.clock().steady_now();
+    const core::Duration latency = now - plan.began;
+    const resilience::Outcome o = rec.outcome;
+    const bool failure = rec.failure;
+    const std::optional<core::Duration> retry_after = rec.retry_after;
     plan.failed = failure;
     plan.last_status = o.status;
 
@@ -834,14 +889,40 @@ class ProxyHandler final : public http::Handler {
         break;
       }
       out.instance = svc.instances[plan.index];
-      prepare_upstream_head(ex, m, svc, *inst, plan, now);
+      prepare_upstream_head(ex, m, svc, *inst, plan, now, ex.scratch());
       plan.began = now;
       svc.lb->balancer.on_start(plan.index);
       if (inst->in_flight) inst->in_flight->fetch_add(1, std::memory_order_relaxed);
       const core::Duration per_try = plan.retry->per_try_timeout() > core::Duration::zero()
                                          ? plan.retry->per_try_timeout()
                                          : core::Duration(svc.config->timeouts.response);
-      t = co_await send_to(ex, out, svc, *inst, std::min(now + per_try, plan.deadline.at()));
+      std::unique_ptr<HedgeRace> race;
+      if (const auto delay = hedge_delay(ex, svc, plan, *inst, now)) {
+        race = std::make_unique<HedgeRace>(worker_.context().get_executor());
+        asio::co_spawn(worker_.context(), run_hedge(ex, m, out.service, plan, *race, *delay, inst),
+                       asio::detached);
+      }
+      t = co_await send_to(ex, out, svc, *inst, std::min(now + per_try, plan.deadline.at()),
+                           race.get());
+      if (race) {
+        co_await settle(*race, t);
+        if (race->won) {
+          // The hedge's answer is the one: the primary was cut (nothing learned) or failed.
+          if (race->primary_cut)
+            abandon_attempt(svc, *inst, plan.permit, plan.index);
+          else
+            (void)record_attempt(svc, *inst, plan.permit, plan.index, plan.began, t);
+          if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
+          if (t.conn) inst->pool->discard(std::move(t.conn));
+          out.instance = race->inst;
+          inst = race->inst.get();  // its in_flight was counted when the hedge started
+          plan.permit = race->permit;
+          plan.index = race->index;
+          plan.began = race->began;
+          t = std::move(race->result);
+          SB_REQ_LOG(debug, ex.correlation_id(), "hedge to {} won", inst->config.url.text);
+        }
+      }
       const Next next = finish_attempt(ex, out, svc, *inst, plan, t);
       if (next == Next::kRelay) {
         co_await relay(ex, out, svc, *inst, std::move(t.conn));
@@ -858,6 +939,160 @@ class ProxyHandler final : public http::Handler {
     }
     finish_request(ex, out, plan, start);
     co_await send_scratch(ex);
+  }
+
+  /// How long to wait before hedging this attempt, or nullopt for no hedge: only the first
+  /// attempt of an idempotent GET without a body, on a route with hedging, with another
+  /// instance to go to and time left for it.
+  std::optional<core::Duration> hedge_delay(Exchange& ex, const Service& svc, const Plan& plan,
+                                            Instance& inst, core::SteadyTime now) {
+    const auto& h = plan.policy->hedge;
+    if (!h.enabled || plan.retries > 0 || plan.n_tried > 0 || svc.instances.size() < 2 ||
+        ex.info().method != http::Method::kGet || ex.info().framing != Framing::kNone)
+      return std::nullopt;
+    const core::Duration delay = h.delay > core::Millis(0) ? core::Duration(h.delay) : inst.latency.p95();
+    if (delay <= core::Duration::zero()) return std::nullopt;  // no latency known yet
+    if (plan.deadline.remaining(now) <= delay) return std::nullopt;
+    return delay;
+  }
+
+  /// After the primary attempt: stops the hedge when it has not started or lost, lets it
+  /// finish when the primary failed (the first success wins), and waits until it has ended.
+  Task<void> settle(HedgeRace& race, const Try& primary) {
+    race.primary_done = true;
+    race.primary_ok = primary.kind == Try::Kind::kResponse && !race.won;
+    if (!race.started) {
+      race.timer.cancel();
+    } else if (race.primary_ok && race.hedge != nullptr) {
+      race.hedge_cut = true;
+      http::error_code ignored;
+      race.hedge->socket().close(ignored);
+    }
+    while (!race.ended) {
+      race.wake.expires_at(core::SteadyTime::max());
+      co_await race.wake.async_wait(kUse);
+    }
+  }
+
+  /// The hedge: after `delay`, unless the primary has ended, a second attempt on another
+  /// instance (spending the retry budget). Its response wins when it comes first; then the
+  /// primary's connection is closed. Bounded by the request's deadline.
+  Task<void> run_hedge(Exchange& ex, const RouteMatch& m, std::shared_ptr<Service> svcp,
+                       Plan& plan, HedgeRace& race, core::Duration delay, const Instance* primary) {
+    Service& svc = *svcp;
+    race.timer.expires_after(delay);
+    co_await race.timer.async_wait(kUse);
+    auto now = gw_.clock().steady_now();
+    Plan p = plan;  // the primary's exclusions, plus the primary itself
+    if (p.n_tried < p.tried.size()) p.tried[p.n_tried++] = primary;
+    Instance* inst = nullptr;
+    if (!race.primary_done && svc.guard->budget.try_acquire(now)) inst = choose(svc, p, now);
+    if (inst != nullptr && inst == primary) {  // nowhere else to go
+      inst->guard->breaker.release(p.permit);
+      inst = nullptr;
+    }
+    if (inst == nullptr || race.primary_done) {
+      if (inst != nullptr) inst->guard->breaker.release(p.permit);
+      race.ended = true;
+      race.wake.cancel();
+      co_return;
+    }
+    race.started = true;
+    race.inst = svc.instances[p.index];
+    race.permit = p.permit;
+    race.index = p.index;
+    race.began = now;
+    prepare_upstream_head(ex, m, svc, *inst, plan, now, race.head);
+    svc.lb->balancer.on_start(p.index);
+    if (inst->in_flight) inst->in_flight->fetch_add(1, std::memory_order_relaxed);
+    // The deadline: the request's. Closing the socket ends whatever the hedge awaits.
+    race.timer.expires_at(plan.deadline.at());
+    race.timer.async_wait([&race](http::error_code ec) {
+      if (ec || race.hedge == nullptr) return;
+      http::error_code ignored;
+      race.hedge->socket().close(ignored);
+    });
+    race.result = co_await hedge_exchange(ex, *inst, race);
+    race.timer.cancel();
+    if (race.result.kind == Try::Kind::kResponse && !race.primary_ok) {
+      race.won = true;
+      if (race.primary != nullptr) {
+        race.primary_cut = true;
+        http::error_code ignored;
+        race.primary->socket().close(ignored);
+      }
+    } else {
+      if (race.hedge_cut || race.result.kind == Try::Kind::kResponse)
+        abandon_attempt(svc, *inst, race.permit, race.index);
+      else
+        (void)record_attempt(svc, *inst, race.permit, race.index, race.began, race.result);
+      if (race.result.conn) inst->pool->discard(std::move(race.result.conn));
+      if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
+    }
+    race.ended = true;
+    race.wake.cancel();
+  }
+
+  /// The hedge's request (no body: GET only) and response head, on its own connection.
+  Task<Try> hedge_exchange(Exchange& ex, Instance& inst, HedgeRace& race) {
+    Try t;
+    std::unique_ptr<http::UpstreamConnection> conn = inst.pool->take_idle();
+    if (!conn) {
+      auto lease = co_await inst.pool->connect(nullptr, &race.hedge);
+      if (!lease.conn) {
+        t.kind = Try::Kind::kConnectFailed;
+        t.acquire = lease.error;
+        t.detail = std::move(lease.detail);
+        co_return t;
+      }
+      conn = std::move(lease.conn);
+    }
+    race.hedge = conn.get();
+    const asio::const_buffer head(race.head.data(), race.head.size());
+    std::size_t sent = 0;
+    while (sent < race.head.size()) {
+      const asio::const_buffer rest = asio::buffer(head + sent);
+      auto [ec, n] = co_await conn->write_some(http::Buffers(&rest, 1));
+      if (ec) break;
+      sent += n;
+    }
+    std::size_t scan = 0;
+    t.kind = Try::Kind::kReset;
+    while (sent == race.head.size()) {
+      auto [ec, n] = co_await conn->read_some(conn->buf() + conn->len,
+                                              http::UpstreamConnection::kBufferSize - conn->len);
+      if (ec || n == 0) break;
+      conn->len += n;
+      const auto pr = http::parse_response_head(
+          conn->buf(), conn->len, ex.limits().max_response_header_bytes, scan, conn->head());
+      if (pr.status == http::ParseStatus::kError) {
+        t.kind = Try::Kind::kBadResponse;
+        t.why = http::describe(pr.error);
+        break;
+      }
+      if (pr.status != http::ParseStatus::kComplete) continue;
+      if (conn->head().status < 200) {  // interim: the final response follows
+        const std::size_t rest = conn->len - conn->head().head_size;
+        std::memmove(conn->buf(), conn->buf() + conn->head().head_size, rest);
+        conn->len = rest;
+        scan = 0;
+        continue;
+      }
+      http::ResponseInfo ri;
+      if (http::analyze_response(conn->head(), ex.info().method, ri) != http::ResponseError::kNone) {
+        t.kind = Try::Kind::kBadResponse;
+        t.why = "malformed response head";
+        break;
+      }
+      t.kind = Try::Kind::kResponse;
+      break;
+    }
+    race.hedge = nullptr;
+    t.conn = std::move(conn);
+    if (t.kind != Try::Kind::kResponse) {
+      inst.pool->discard(std::move(t.conn));
+    }
+    co_return t;
   }
 
   /// Waits on this worker (retry backoff).
@@ -897,7 +1132,7 @@ class ProxyHandler final : public http::Handler {
   /// meanwhile fails before any byte of an answer; then the request goes once more on a new
   /// connection (that is not a retry: the instance did nothing wrong).
   Task<Try> send_to(Exchange& ex, Outcome& out, const Service& svc, Instance& inst,
-                    core::SteadyTime until) {
+                    core::SteadyTime until, HedgeRace* race = nullptr) {
     Try t;
     for (bool first = true;; first = false) {
       std::unique_ptr<http::UpstreamConnection> conn;
@@ -912,13 +1147,15 @@ class ProxyHandler final : public http::Handler {
         }
         conn = std::move(lease.conn);
       }
+      if (race != nullptr) race->primary = conn.get();  // so that a winning hedge can cut it
       t.kind = co_await exchange(ex, out, *conn, first, until, t.why);
+      if (race != nullptr) race->primary = nullptr;
       if (t.kind == Try::Kind::kResponse) {
         t.conn = std::move(conn);
         co_return t;
       }
       const bool stale = t.kind == Try::Kind::kReset && conn->reused && conn->len == 0 && first &&
-                         ex.body_replayable();
+                         ex.body_replayable() && !(race != nullptr && race->won);
       inst.pool->discard(std::move(conn));
       if (!stale) co_return t;
       ex.rewind_body();

@@ -144,7 +144,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
   return conn;
 }
 
-Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
+Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection** watch) {
   if (busy_ + idle_.size() >= pool_.max_connections) {
     if (!idle_.empty()) {
       idle_.erase(idle_.begin());  // make room by closing the oldest idle one
@@ -155,7 +155,15 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
     }
   }
 
-  const auto deadline = ex.worker().now() + connect_timeout_;
+  const auto deadline = (ex != nullptr ? ex->worker().now() : core::SteadyTime{}) + connect_timeout_;
+  auto arm = [&](Socket& socket) {
+    if (ex != nullptr) ex->arm(socket, deadline, TimeoutKind::kUpstreamConnect);
+  };
+  auto fired = [&] {
+    const TimeoutKind f = ex != nullptr ? ex->fired() : TimeoutKind::kNone;
+    if (ex != nullptr) ex->disarm();
+    return f;
+  };
   if (endpoints_.empty()) {
     Resolver resolver(ex_);
     auto [ec, results] =
@@ -166,16 +174,21 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
   }
 
   auto conn = std::make_unique<UpstreamConnection>(ex_);
+  if (watch != nullptr) *watch = conn.get();
+  struct Unwatch {
+    UpstreamConnection** w;
+    ~Unwatch() {
+      if (w != nullptr) *w = nullptr;
+    }
+  } unwatch{watch};
   error_code ec = asio::error::host_not_found;
   for (const auto& ep : endpoints_) {
     error_code close_ec;
     conn->socket_.close(close_ec);
-    ex.arm(conn->socket_, deadline, TimeoutKind::kUpstreamConnect);
+    arm(conn->socket_);
     auto [cec] = co_await conn->socket_.async_connect(ep, kUse);
-    const TimeoutKind fired = ex.fired();
-    ex.disarm();
     ec = cec;
-    if (fired == TimeoutKind::kUpstreamConnect)
+    if (fired() == TimeoutKind::kUpstreamConnect)
       co_return Lease{nullptr, AcquireError::kTimeout,
                       "no connection within upstream timeouts.connect (" +
                           std::to_string(connect_timeout_.count()) + " ms)"};
@@ -192,11 +205,9 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange& ex) {
   conn->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
 
   if (target_.tls) {
-    ex.arm(conn->socket_, deadline, TimeoutKind::kUpstreamConnect);
+    arm(conn->socket_);
     std::string why = co_await conn->handshake(target_);
-    const TimeoutKind fired = ex.fired();
-    ex.disarm();
-    if (fired == TimeoutKind::kUpstreamConnect)
+    if (fired() == TimeoutKind::kUpstreamConnect)
       co_return Lease{nullptr, AcquireError::kTimeout,
                       "TLS handshake not done within timeouts.connect"};
     if (!why.empty()) co_return Lease{nullptr, AcquireError::kTls, std::move(why)};

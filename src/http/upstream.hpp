@@ -136,7 +136,10 @@ class UpstreamPool {
   std::unique_ptr<UpstreamConnection> take_idle();
   /// A new connection (TCP connect, then the TLS handshake for https). Deadlines are armed
   /// on `ex`. The slow path: keep it out of the request's common case.
-  Task<Lease> connect(Exchange& ex);
+  Task<Lease> connect(Exchange& ex) { return connect(&ex, nullptr); }
+  /// The same without an exchange's deadlines (`ex` null): the caller bounds it by closing
+  /// the socket of `*watch`, which points at the connection while it is being made.
+  Task<Lease> connect(Exchange* ex, UpstreamConnection** watch);
   /// Returns a connection after a complete exchange; kept when there is idle room.
   void release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now);
   /// Drops a connection that cannot be reused.

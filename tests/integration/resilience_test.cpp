@@ -290,5 +290,32 @@ TEST_F(ResilienceTest, FallbackAndOperatorBreakerActions) {
   expect_problem(c.get("/api/services/fb/breaker"), 405);
 }
 
+// Hedged GETs: when the first instance has not answered after the hedge delay, a second
+// attempt goes to another instance and the first answer wins; POSTs are never hedged.
+TEST_F(ResilienceTest, HedgedRequestsTakeTheFirstAnswer) {
+  ASSERT_NO_FATAL_FAILURE(start_upstreams(2, {0, 400}));  // u1 answers after 400 ms
+  ASSERT_NO_FATAL_FAILURE(start("services:\n  h:\n    instances: " + instance_list() +
+                                "\n    balancer: {kind: round_robin}\n"
+                                "    hedge: {enabled: true, delay: 50ms}\n"));
+  HttpClient c = client();
+  for (int i = 0; i < 6; ++i) {
+    const auto began = Clock::now();
+    Response r = c.get("/svc/h/echo/hedged");
+    ASSERT_EQ(r.status, 200) << r.raw;
+    EXPECT_EQ(r.header("X-Upstream-Name"), "u0");  // the fast one answers, first or hedged
+    EXPECT_LT(Clock::now() - began, milliseconds(350)) << i;
+  }
+  EXPECT_GE(ups_[1]->requests_logged("/echo/hedged"), 2u) << "the slow one was tried first";
+  EXPECT_GE(ups_[0]->requests_logged("/echo/hedged"), 6u);
+  // Not for POST: it waits for the slow instance when that one is picked.
+  int slow_posts = 0;
+  for (int i = 0; i < 4; ++i) {
+    Response r = c.request("POST", "/svc/h/echo/post", {}, "x");
+    ASSERT_EQ(r.status, 200);
+    slow_posts += r.header("X-Upstream-Name") == "u1";
+  }
+  EXPECT_GE(slow_posts, 1);
+}
+
 }  // namespace
 }  // namespace sb::testing
