@@ -354,10 +354,17 @@ TEST_F(ConfigLoadTest, ExampleLoads) {
   EXPECT_EQ(llm->timeouts.connect, 2s);
   EXPECT_EQ(llm->pool.max_idle, 16u);
   EXPECT_EQ(llm->pool.max_connections, 1024u);
-  ASSERT_EQ(c.routes.size(), 4u);
-  EXPECT_EQ(c.routes[1].prefix, "/llm");
-  EXPECT_EQ(c.routes[1].service, "llm-service");
-  EXPECT_EQ(c.routes[1].rewrite, "/");
+  EXPECT_EQ(llm->policy.timeout, 3min);
+  EXPECT_EQ(llm->breaker.consecutive_failures, 5u);
+  ASSERT_EQ(c.routes.size(), 5u);
+  EXPECT_EQ(c.routes[1].prefix, "/llm/models");
+  ASSERT_TRUE(c.routes[1].policy.has_value());
+  EXPECT_EQ(c.routes[1].policy->timeout, 5s);
+  EXPECT_EQ(c.routes[1].policy->fallback.status, 200);
+  EXPECT_EQ(c.routes[1].policy->retry.max_retries, 2u);  // the service's
+  EXPECT_EQ(c.routes[2].prefix, "/llm");
+  EXPECT_EQ(c.routes[2].service, "llm-service");
+  EXPECT_EQ(c.routes[2].rewrite, "/");
   const int listen_line = line_starting_with(kExample, "  listen:");
   ASSERT_GT(listen_line, 0);
   EXPECT_EQ(c.origins.at("server.listen"), "file " + kExample + ":" + std::to_string(listen_line));
@@ -1544,7 +1551,7 @@ TEST_F(ConfigLoadTest, EveryRenderedLeafHasAnOrigin) {
   EXPECT_EQ(r.config->origins.at("services.extra.critical"), "default");
   const int frontend_route_line = line_starting_with(kExample, "    service: frontend");
   ASSERT_GT(frontend_route_line, 0);
-  EXPECT_EQ(r.config->origins.at("routes[3].service"),
+  EXPECT_EQ(r.config->origins.at("routes[4].service"),
             "file " + kExample + ":" + std::to_string(frontend_route_line));
 }
 
