@@ -855,8 +855,14 @@ class ProxyHandler final : public http::Handler {
     for (;;) {
       // The newest view of the service: a retry after a registry change sees the change.
       refresh_if_changed();
-      if (const auto it = services_.find(out.service->config->name); it != services_.end())
-        out.service = it->second;
+      if (const auto it = services_.find(out.service->config->name);
+          it != services_.end() && it->second != out.service) {
+        out.service = it->second;  // the old view (and what plan points into) may go now
+        if (m.policy == nullptr) {
+          plan.policy = &out.service->config->policy;
+          plan.retry = &out.service->retry;
+        }
+      }
       Service& svc = *out.service;
       auto now = gw_.clock().steady_now();
       Instance* inst = choose(svc, plan, now);
@@ -952,7 +958,10 @@ class ProxyHandler final : public http::Handler {
       return std::nullopt;
     const core::Duration delay = h.delay > core::Millis(0) ? core::Duration(h.delay) : inst.latency.p95();
     if (delay <= core::Duration::zero()) return std::nullopt;  // no latency known yet
-    if (plan.deadline.remaining(now) <= delay) return std::nullopt;
+    // Time left after the delay must cover a typical answer (the instance's median).
+    const core::Duration remaining = plan.deadline.remaining(now);
+    if (remaining <= delay || !resilience::worth_retrying(remaining - delay, inst.latency.median()))
+      return std::nullopt;
     return delay;
   }
 
