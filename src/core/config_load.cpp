@@ -991,8 +991,8 @@ class Loader {
                 return;
               }
               if (d < min || d > max) {
-                fail(x, fmt::format("out of range: must be between {} and {}, got {}", min, max,
-                                    *s));
+                fail(x,
+                     fmt::format("out of range: must be between {} and {}, got {}", min, max, *s));
                 return;
               }
               set(target, std::optional(d), x);
@@ -1258,19 +1258,18 @@ class Loader {
   }
 
   void read_outlier(const Field& f, OutlierConfig& o) {
-    read_map(f, {
-                    bool_key("enabled", o.enabled),
-                    uint_key("consecutive_gateway_errors", o.consecutive_gateway_errors, 0,
-                             1'000'000),
-                    duration_key("interval", o.interval, Millis(10)),
-                    uint_key("success_rate_minimum_hosts", o.success_rate_minimum_hosts, 1, 10'000),
-                    uint_key("success_rate_request_volume", o.success_rate_request_volume, 1,
-                             1'000'000),
-                    double_key("success_rate_stdev_factor", o.success_rate_stdev_factor, 0.1, 10.0),
-                    duration_key("base_ejection_time", o.base_ejection_time, Millis(1)),
-                    duration_key("max_ejection_time", o.max_ejection_time, Millis(1)),
-                    uint_key("max_ejection_percent", o.max_ejection_percent, 0, 100),
-                });
+    read_map(
+        f, {
+               bool_key("enabled", o.enabled),
+               uint_key("consecutive_gateway_errors", o.consecutive_gateway_errors, 0, 1'000'000),
+               duration_key("interval", o.interval, Millis(10)),
+               uint_key("success_rate_minimum_hosts", o.success_rate_minimum_hosts, 1, 10'000),
+               uint_key("success_rate_request_volume", o.success_rate_request_volume, 1, 1'000'000),
+               double_key("success_rate_stdev_factor", o.success_rate_stdev_factor, 0.1, 10.0),
+               duration_key("base_ejection_time", o.base_ejection_time, Millis(1)),
+               duration_key("max_ejection_time", o.max_ejection_time, Millis(1)),
+               uint_key("max_ejection_percent", o.max_ejection_percent, 0, 100),
+           });
   }
 
   void read_balancer(const Field& f, BalancerConfig& b) {
@@ -1322,15 +1321,16 @@ class Loader {
   }
 
   void read_fallback(const Field& f, FallbackConfig& fb) {
-    read_map(f, {
-                    uint_key("status", fb.status, 0, 599),
-                    {"headers",
-                     [&](const Field& x) {
-                       read_headers(x, fb.headers,
-                                    {"content-length", "transfer-encoding", "connection"});
-                     }},
-                    {"body", [&](const Field& x) { set(fb.body, read_string(x), x); }},
-                });
+    read_map(
+        f,
+        {
+            uint_key("status", fb.status, 0, 599),
+            {"headers",
+             [&](const Field& x) {
+               read_headers(x, fb.headers, {"content-length", "transfer-encoding", "connection"});
+             }},
+            {"body", [&](const Field& x) { set(fb.body, read_string(x), x); }},
+        });
     if (fb.status != 0 && fb.status < 200)
       fail(f, fmt::format("status: a fallback answers with a final status (200-599), got {}",
                           fb.status));
@@ -1472,55 +1472,53 @@ class Loader {
       }
       WebhookConfig w;
       bool has_url = false;
-      read_map(
-          wf,
-          {
-              {"url",
-               [&](const Field& x) {
-                 has_url = true;
-                 set(w.url, read_url(x), x);
-               }},
-              {"events",
-               [&](const Field& x) {
-                 set(w.events,
-                     read_string_list(x, "event types",
-                                      [&](const Field& item, const std::string& t) {
-                                        if (std::find(types.begin(), types.end(), t) !=
-                                            types.end())
-                                          return true;
-                                        std::string hint = did_you_mean(t, types);
-                                        if (hint.empty()) hint = " (known: " + join(types) + ")";
-                                        fail(item, fmt::format("unknown event type {}{}",
-                                                               quote(t), hint));
-                                        return false;
-                                      }),
-                     x);
-               }},
-              {"services",
-               [&](const Field& x) {
-                 set(w.services,
-                     read_string_list(x, "service names",
-                                      [&](const Field& item, const std::string& name) {
-                                        std::string why;
-                                        if (valid_service_name(name, &why)) return true;
-                                        fail(item, why);
-                                        return false;
-                                      }),
-                     x);
-               }},
-              {"headers",
-               [&](const Field& x) {
-                 read_headers(x, w.headers,
-                              {"host", "content-length", "transfer-encoding", "connection",
-                               "content-type", "user-agent", "x-switchboard-event-id",
-                               "x-switchboard-event"});
-               }},
-              duration_key("timeout", w.timeout, Millis(1)),
-              uint_key("max_retries", w.max_retries, 0, 100),
-              duration_key("backoff", w.backoff, Millis(1)),
-              duration_key("max_backoff", w.max_backoff, Millis(1)),
-              uint_key("queue_size", w.queue_size, 1, 1'000'000),
-          });
+      read_map(wf, {
+                       {"url",
+                        [&](const Field& x) {
+                          has_url = true;
+                          set(w.url, read_url(x), x);
+                        }},
+                       {"events",
+                        [&](const Field& x) {
+                          set(w.events,
+                              read_string_list(
+                                  x, "event types",
+                                  [&](const Field& item, const std::string& t) {
+                                    if (std::find(types.begin(), types.end(), t) != types.end())
+                                      return true;
+                                    std::string hint = did_you_mean(t, types);
+                                    if (hint.empty()) hint = " (known: " + join(types) + ")";
+                                    fail(item,
+                                         fmt::format("unknown event type {}{}", quote(t), hint));
+                                    return false;
+                                  }),
+                              x);
+                        }},
+                       {"services",
+                        [&](const Field& x) {
+                          set(w.services,
+                              read_string_list(x, "service names",
+                                               [&](const Field& item, const std::string& name) {
+                                                 std::string why;
+                                                 if (valid_service_name(name, &why)) return true;
+                                                 fail(item, why);
+                                                 return false;
+                                               }),
+                              x);
+                        }},
+                       {"headers",
+                        [&](const Field& x) {
+                          read_headers(x, w.headers,
+                                       {"host", "content-length", "transfer-encoding", "connection",
+                                        "content-type", "user-agent", "x-switchboard-event-id",
+                                        "x-switchboard-event"});
+                        }},
+                       duration_key("timeout", w.timeout, Millis(1)),
+                       uint_key("max_retries", w.max_retries, 0, 100),
+                       duration_key("backoff", w.backoff, Millis(1)),
+                       duration_key("max_backoff", w.max_backoff, Millis(1)),
+                       uint_key("queue_size", w.queue_size, 1, 1'000'000),
+                   });
       if (!has_url) fail(wf, "missing key \"url\"");
       cfg_.webhooks.push_back(std::move(w));
     }
@@ -1940,20 +1938,20 @@ class Loader {
   void check_resilience(const std::string& p, const ServiceConfig& svc) {
     const auto& b = svc.breaker;
     if (b.max_open_duration < b.open_duration)
-      error_about(p + ".breaker.max_open_duration",
-                  fmt::format("must not be below {}.breaker.open_duration ({}), got {}", p,
-                              format_duration(b.open_duration),
-                              format_duration(b.max_open_duration)));
+      error_about(
+          p + ".breaker.max_open_duration",
+          fmt::format("must not be below {}.breaker.open_duration ({}), got {}", p,
+                      format_duration(b.open_duration), format_duration(b.max_open_duration)));
     if (b.window < Millis(b.window_buckets))
       error_about(p + ".breaker.window_buckets",
                   fmt::format("buckets must be at least 1ms wide: {} buckets over {}",
                               b.window_buckets, format_duration(b.window)));
     const auto& o = svc.outlier;
     if (o.max_ejection_time < o.base_ejection_time)
-      error_about(p + ".outlier.max_ejection_time",
-                  fmt::format("must not be below {}.outlier.base_ejection_time ({}), got {}", p,
-                              format_duration(o.base_ejection_time),
-                              format_duration(o.max_ejection_time)));
+      error_about(
+          p + ".outlier.max_ejection_time",
+          fmt::format("must not be below {}.outlier.base_ejection_time ({}), got {}", p,
+                      format_duration(o.base_ejection_time), format_duration(o.max_ejection_time)));
     check_retry(p, svc.policy.retry);
   }
 
@@ -1999,13 +1997,13 @@ class Loader {
       // Blame the key that was written (a default backoff above a small max_backoff).
       const std::string p = fmt::format("webhooks[{}]", i);
       if (where_.count(p + ".backoff"))
-        error_about(p + ".backoff", fmt::format("must not exceed {}.max_backoff ({}), got {}", p,
-                                                format_duration(w.max_backoff),
-                                                format_duration(w.backoff)));
+        error_about(p + ".backoff",
+                    fmt::format("must not exceed {}.max_backoff ({}), got {}", p,
+                                format_duration(w.max_backoff), format_duration(w.backoff)));
       else
-        error_about(p + ".max_backoff", fmt::format("must be at least {}.backoff ({}), got {}", p,
-                                                    format_duration(w.backoff),
-                                                    format_duration(w.max_backoff)));
+        error_about(p + ".max_backoff",
+                    fmt::format("must be at least {}.backoff ({}), got {}", p,
+                                format_duration(w.backoff), format_duration(w.max_backoff)));
     }
 
     std::vector<std::string_view> names;
@@ -2033,8 +2031,8 @@ class Loader {
   }
 
   struct RouteMeta {
-    int line = 0;          // the route's first line
-    int service_line = 0;  // 0: no `service` key
+    int line = 0;                 // the route's first line
+    int service_line = 0;         // 0: no `service` key
     std::vector<Field> policy{};  // request_timeout, retry, hedge, fallback overrides
   };
 

@@ -69,7 +69,7 @@ void InstanceGuard::report(const std::optional<resilience::OutlierTransition>& t
   if (!t) return;
   spdlog::warn("outlier {}/{}: {} ({})", service, id, resilience::to_string(t->to), t->reason);
   guards.event(t->to == resilience::OutlierState::kEjected ? registry::kEventEjected
-                                                            : registry::kEventReturned,
+                                                           : registry::kEventReturned,
                service, id, t->reason,
                transition_data(resilience::to_string(t->from), resilience::to_string(t->to)));
 }

@@ -75,8 +75,8 @@ struct HealthChecker::Impl {
     auto [cec] = co_await conn.socket().async_connect(ep, kUse);
     if (cec) co_return "connect: " + cec.message();
     if (c.url.tls) {
-      http::UpstreamTarget target{c.url.host, c.url.port, true, c.tls.server_name, c.tls.verify,
-                                  tls_context_for(c.service)};
+      http::UpstreamTarget target{c.url.host,        c.url.port,   true,
+                                  c.tls.server_name, c.tls.verify, tls_context_for(c.service)};
       if (!target.tls_context) co_return "no TLS context for the service";
       std::string why = co_await conn.handshake(target);
       if (!why.empty()) co_return "TLS handshake: " + why;
@@ -182,7 +182,8 @@ struct HealthChecker::Impl {
     const bool want_text = !c.check.expect_body.empty();
     bool clean = first == have;  // nothing follows the body
     while ((keep && body_left > 0) ||
-           (want_text && body.find(c.check.expect_body) == std::string::npos && body.size() < kBuf &&
+           (want_text && body.find(c.check.expect_body) == std::string::npos &&
+            body.size() < kBuf &&
             (body_left > 0 || info.framing == http::Framing::kUntilClose ||
              info.framing == http::Framing::kChunked))) {
       auto [rec, n] = co_await conn->read_some(buf, kBuf);
@@ -207,7 +208,8 @@ struct HealthChecker::Impl {
 
   // Closes kept connections unused for a minute (their instance is gone, or checks stopped).
   void sweep_idle(core::SteadyTime now) {
-    std::erase_if(idle, [&](const auto& kv) { return now - kv.second.since > std::chrono::minutes(1); });
+    std::erase_if(idle,
+                  [&](const auto& kv) { return now - kv.second.since > std::chrono::minutes(1); });
   }
 
   Task<void> run_one(registry::DueCheck c) {

@@ -47,8 +47,8 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
   CallResult result;
   auto finish = [&](std::string error) {
     deadline.cancel();
-    result.error = timed_out ? fmt::format("timeout after {} ms", options.timeout.count())
-                             : std::move(error);
+    result.error =
+        timed_out ? fmt::format("timeout after {} ms", options.timeout.count()) : std::move(error);
     return std::move(result);
   };
 
@@ -71,12 +71,13 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
 
   if (url.tls) {
     // A non-owning pointer: the caller keeps the context alive for the call.
-    http::UpstreamTarget target{url.host,
-                                url.port,
-                                true,
-                                std::string(options.server_name),
-                                options.tls_verify,
-                                std::shared_ptr<ssl::context>(std::shared_ptr<void>(), options.tls)};
+    http::UpstreamTarget target{
+        url.host,
+        url.port,
+        true,
+        std::string(options.server_name),
+        options.tls_verify,
+        std::shared_ptr<ssl::context>(std::shared_ptr<void>(), options.tls)};
     std::string why = co_await conn.handshake(target);
     if (!why.empty()) co_return finish("TLS: " + why);
   }

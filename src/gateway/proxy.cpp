@@ -41,8 +41,9 @@ using http::Task;
 namespace asio = http::asio;
 using http::kUse;
 using BodyError = http::BodyPiece::Error;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                         asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
 
 /// Writes the whole batch to the client (one writev unless the socket takes less);
 /// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
@@ -130,9 +131,10 @@ struct Plan {
   std::uint8_t n_tried = 0;
   std::uint32_t retries = 0;
   bool may_retry = false;
-  bool failed = false;  // the last attempt failed (breaker classification)
-  bool sent = true;     // an attempt reached an instance
-  int last_status = 0;  // the last attempt's response status
+  bool failed = false;       // the last attempt failed (breaker classification)
+  bool sent = true;          // an attempt reached an instance
+  int last_status = 0;       // the last attempt's response status
+  core::SteadyTime ended{};  // when the last attempt ended
 };
 
 /// How one attempt on an upstream ended.
@@ -150,6 +152,7 @@ struct Try {
   const char* why = nullptr;
   std::string detail;
   std::unique_ptr<http::UpstreamConnection> conn;
+  http::ResponseInfo info;  // kResponse: the head's framing and fields to drop
 };
 
 resilience::Outcome outcome_of(const Try& t) {
@@ -241,8 +244,9 @@ void prepare_failure(Exchange& ex, Outcome& out, const Service& svc, const Insta
       const int status = timeout ? 504 : t.acquire == http::AcquireError::kLimit ? 503 : 502;
       SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}): {}: {}", name, url,
                  http::describe(t.acquire), t.detail);
-      prepare_problem(ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
-                      "instance of \"" + name + "\": " + http::describe(t.acquire) + ": " + t.detail);
+      prepare_problem(
+          ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
+          "instance of \"" + name + "\": " + http::describe(t.acquire) + ": " + t.detail);
       break;
     }
     case Try::Kind::kTimeout: {
@@ -256,14 +260,14 @@ void prepare_failure(Exchange& ex, Outcome& out, const Service& svc, const Insta
       break;
     }
     case Try::Kind::kBadResponse:
-      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) sent a malformed response: {}",
-                 name, url, t.why);
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) sent a malformed response: {}", name,
+                 url, t.why);
       prepare_problem(ex, out, 502, "bad-upstream-response",
                       "instance of \"" + name + "\" sent a malformed response: " + t.why);
       break;
     case Try::Kind::kReset:
-      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection",
-                 name, url);
+      SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}) closed or reset the connection", name,
+                 url);
       prepare_problem(
           ex, out, 502, "upstream-reset",
           "instance of \"" + name + "\" closed the connection without a complete response");
@@ -524,8 +528,10 @@ class ProxyHandler final : public http::Handler {
   }
 
   /// Takes the registry's new snapshot when there is one: one atomic load per request.
-  void refresh_if_changed() {
-    if (gw_.registry().version() != version_) refresh();
+  bool refresh_if_changed() {
+    if (gw_.registry().version() == version_) return false;
+    refresh();
+    return true;
   }
 
   void refresh() {
@@ -537,8 +543,14 @@ class ProxyHandler final : public http::Handler {
     std::map<std::string, std::shared_ptr<Lb>, std::less<>> balancers;
     std::vector<resilience::BalancerEndpoint> endpoints;
     for (const auto& rs : snap->services) {
-      auto svc = std::make_shared<Service>(Service{snap, &rs.config, {}, gw_.guards().service(rs.config),
-                                                   nullptr, 0, resilience::RetryPolicy(rs.config.policy.retry)});
+      auto svc =
+          std::make_shared<Service>(Service{snap,
+                                            &rs.config,
+                                            {},
+                                            gw_.guards().service(rs.config),
+                                            nullptr,
+                                            0,
+                                            resilience::RetryPolicy(rs.config.policy.retry)});
       // Which instances take traffic: healthy and degraded ones, or all of them when fewer
       // than panic_threshold percent do (better a failing answer than none). Degraded ones
       // weigh a quarter of healthy ones, unless fewer than half of the usable ones are healthy.
@@ -554,10 +566,11 @@ class ProxyHandler final : public http::Handler {
       std::shared_ptr<Lb> lb = lb_it != balancers_.end() ? lb_it->second : nullptr;
       const bool first_view = lb == nullptr;
       if (!lb)
-        lb = std::make_shared<Lb>(Lb{resilience::Balancer(rs.config.balancer, gw_.config().server.zone,
-                                                          resilience::mix64(worker_.index() + 1) ^
-                                                              std::hash<std::string>{}(rs.name)),
-                                     0});
+        lb = std::make_shared<Lb>(
+            Lb{resilience::Balancer(
+                   rs.config.balancer, gw_.config().server.zone,
+                   resilience::mix64(worker_.index() + 1) ^ std::hash<std::string>{}(rs.name)),
+               0});
       endpoints.clear();
       for (const auto& ri : rs.instances) {
         if (!ri.takes_traffic && !panic) continue;  // failing its checks, or not yet checked
@@ -577,8 +590,11 @@ class ProxyHandler final : public http::Handler {
               ri.config,
               std::make_unique<http::UpstreamPool>(worker_.context().get_executor(), target,
                                                    rs.config.pool, rs.config.timeouts.connect),
-              ri.config.url.authority(), ri.uid, ri.in_flight,
-              gw_.guards().instance(*svc->guard, rs.config, ri.id, ri.config.url.text), {}});
+              ri.config.url.authority(),
+              ri.uid,
+              ri.in_flight,
+              gw_.guards().instance(*svc->guard, rs.config, ri.id, ri.config.url.text),
+              {}});
         }
         const auto id = reinterpret_cast<std::uintptr_t>(inst.get());
         bool known = false;
@@ -636,8 +652,7 @@ class ProxyHandler final : public http::Handler {
 
   /// The request's deadline, its service breaker's permit and whether it may be retried.
   /// False with the answer (400, 504, 503 or the fallback) prepared in scratch.
-  bool begin(Exchange& ex, Outcome& out, const RouteMatch& m, core::SteadyTime start,
-             Plan& plan) {
+  bool begin(Exchange& ex, Outcome& out, const RouteMatch& m, core::SteadyTime start, Plan& plan) {
     Service& svc = *out.service;
     const auto& info = ex.info();
     plan.policy = m.policy ? m.policy : &svc.config->policy;
@@ -655,7 +670,8 @@ class ProxyHandler final : public http::Handler {
       }
       asked = parsed.value;
     }
-    plan.deadline = resilience::Deadline(start, resilience::effective_budget(plan.policy->timeout, asked));
+    plan.deadline =
+        resilience::Deadline(start, resilience::effective_budget(plan.policy->timeout, asked));
     const auto now = gw_.clock().steady_now();
     if (plan.deadline.expired(now)) {
       if (plan.policy->fallback.enabled()) {
@@ -681,11 +697,12 @@ class ProxyHandler final : public http::Handler {
       return false;
     }
     plan.service_permit = adm.permit;
+    plan.began = now;  // the first attempt starts now
     svc.guard->budget.record_request(now);
-    plan.may_retry = plan.retry->attempts_left(0) &&
-                     resilience::RetryPolicy::is_idempotent(ex.head().method, info.idempotency_key) &&
-                     (ex.body_done() || (ex.body_fits() &&
-                                         plan.retry->body_replayable(info.content_length)));
+    plan.may_retry =
+        plan.retry->attempts_left(0) &&
+        resilience::RetryPolicy::is_idempotent(ex.head().method, info.idempotency_key) &&
+        (ex.body_done() || (ex.body_fits() && plan.retry->body_replayable(info.content_length)));
     return true;
   }
 
@@ -721,13 +738,15 @@ class ProxyHandler final : public http::Handler {
   /// The RetryPolicy of a route's own request policy (built once per worker).
   const resilience::RetryPolicy& route_retry(const core::RequestPolicy& p) {
     auto it = route_retry_.find(&p);
-    if (it == route_retry_.end()) it = route_retry_.emplace(&p, resilience::RetryPolicy(p.retry)).first;
+    if (it == route_retry_.end())
+      it = route_retry_.emplace(&p, resilience::RetryPolicy(p.retry)).first;
     return it->second;
   }
 
   enum class Next : std::uint8_t { kRelay, kRetry, kAnswer };
 
   struct Recorded {
+    core::SteadyTime now;  // when the attempt ended
     resilience::Outcome outcome;
     bool failure = false;
     std::optional<core::Duration> retry_after;
@@ -741,6 +760,7 @@ class ProxyHandler final : public http::Handler {
     const core::Duration latency = now - began;
     const std::size_t li = svc.lb_index(index);
     Recorded r;
+    r.now = now;
     r.outcome = outcome_of(t);
     r.failure = inst.guard->breaker.is_failure(r.outcome);
     inst.guard->report(inst.guard->breaker.record(now, permit, r.failure, latency));
@@ -774,8 +794,7 @@ class ProxyHandler final : public http::Handler {
 
   /// An attempt that ended without telling anything about its instance (the client went
   /// away, or the other side of a hedge won): its probe permit and balancer slot go back.
-  void abandon_attempt(Service& svc, Instance& inst, resilience::Permit permit,
-                       std::size_t index) {
+  void abandon_attempt(Service& svc, Instance& inst, resilience::Permit permit, std::size_t index) {
     inst.guard->breaker.release(permit);
     const std::size_t li = svc.lb_index(index);
     if (li != resilience::Balancer::kNone) svc.lb->balancer.on_abandon(li);
@@ -790,7 +809,8 @@ class ProxyHandler final : public http::Handler {
       return Next::kAnswer;  // prepared by the attempt
     }
     const Recorded rec = record_attempt(svc, inst, plan.permit, plan.index, plan.began, t);
-    const auto now = gw_.clock().steady_now();
+    const auto now = rec.now;
+    plan.ended = now;
     const core::Duration latency = now - plan.began;
     const resilience::Outcome o = rec.outcome;
     const bool failure = rec.failure;
@@ -831,7 +851,8 @@ class ProxyHandler final : public http::Handler {
       g.breaker.release(plan.service_permit);
       return;
     }
-    const auto now = gw_.clock().steady_now();
+    // The outcome's time: when the last attempt's answer (head) came, or the answer was made.
+    const auto now = plan.ended == core::SteadyTime{} ? gw_.clock().steady_now() : plan.ended;
     g.report(g.breaker.record(now, plan.service_permit, plan.failed, now - start));
   }
 
@@ -850,21 +871,23 @@ class ProxyHandler final : public http::Handler {
         co_await send_scratch(ex);
         co_return;
       }
+      plan.began = gw_.clock().steady_now();
     }
     Try t;
-    for (;;) {
+    for (bool first = true;;) {
       // The newest view of the service: a retry after a registry change sees the change.
-      refresh_if_changed();
-      if (const auto it = services_.find(out.service->config->name);
-          it != services_.end() && it->second != out.service) {
-        out.service = it->second;  // the old view (and what plan points into) may go now
-        if (m.policy == nullptr) {
-          plan.policy = &out.service->config->policy;
-          plan.retry = &out.service->retry;
+      if (!first && refresh_if_changed())
+        if (const auto it = services_.find(out.service->config->name);
+            it != services_.end() && it->second != out.service) {
+          out.service = it->second;  // the old view (and what plan points into) may go now
+          if (m.policy == nullptr) {
+            plan.policy = &out.service->config->policy;
+            plan.retry = &out.service->retry;
+          }
         }
-      }
       Service& svc = *out.service;
-      auto now = gw_.clock().steady_now();
+      const auto now = first ? plan.began : gw_.clock().steady_now();
+      first = false;
       Instance* inst = choose(svc, plan, now);
       if (inst == nullptr) {
         if (plan.n_tried > 0 && out.instance) {
@@ -931,7 +954,7 @@ class ProxyHandler final : public http::Handler {
       }
       const Next next = finish_attempt(ex, out, svc, *inst, plan, t);
       if (next == Next::kRelay) {
-        co_await relay(ex, out, svc, *inst, std::move(t.conn));
+        co_await relay(ex, out, svc, *inst, std::move(t.conn), t.info);
         if (inst->in_flight) inst->in_flight->fetch_sub(1, std::memory_order_relaxed);
         finish_request(ex, out, plan, start);
         co_return;
@@ -956,7 +979,8 @@ class ProxyHandler final : public http::Handler {
     if (!h.enabled || plan.retries > 0 || plan.n_tried > 0 || svc.instances.size() < 2 ||
         ex.info().method != http::Method::kGet || ex.info().framing != Framing::kNone)
       return std::nullopt;
-    const core::Duration delay = h.delay > core::Millis(0) ? core::Duration(h.delay) : inst.latency.p95();
+    const core::Duration delay =
+        h.delay > core::Millis(0) ? core::Duration(h.delay) : inst.latency.p95();
     if (delay <= core::Duration::zero()) return std::nullopt;  // no latency known yet
     // Time left after the delay must cover a typical answer (the instance's median).
     const core::Duration remaining = plan.deadline.remaining(now);
@@ -986,8 +1010,8 @@ class ProxyHandler final : public http::Handler {
   /// The hedge: after `delay`, unless the primary has ended, a second attempt on another
   /// instance (spending the retry budget). Its response wins when it comes first; then the
   /// primary's connection is closed. Bounded by the request's deadline.
-  Task<void> run_hedge(Exchange& ex, const RouteMatch& m, std::shared_ptr<Service> svcp,
-                       Plan& plan, HedgeRace& race, core::Duration delay, const Instance* primary) {
+  Task<void> run_hedge(Exchange& ex, const RouteMatch& m, std::shared_ptr<Service> svcp, Plan& plan,
+                       HedgeRace& race, core::Duration delay, const Instance* primary) {
     Service& svc = *svcp;
     race.timer.expires_after(delay);
     co_await race.timer.async_wait(kUse);
@@ -1087,8 +1111,8 @@ class ProxyHandler final : public http::Handler {
         scan = 0;
         continue;
       }
-      http::ResponseInfo ri;
-      if (http::analyze_response(conn->head(), ex.info().method, ri) != http::ResponseError::kNone) {
+      if (http::analyze_response(conn->head(), ex.info().method, t.info) !=
+          http::ResponseError::kNone) {
         t.kind = Try::Kind::kBadResponse;
         t.why = "malformed response head";
         break;
@@ -1157,7 +1181,7 @@ class ProxyHandler final : public http::Handler {
         conn = std::move(lease.conn);
       }
       if (race != nullptr) race->primary = conn.get();  // so that a winning hedge can cut it
-      t.kind = co_await exchange(ex, out, *conn, first, until, t.why);
+      t.kind = co_await exchange(ex, out, *conn, first, until, t.why, t.info);
       if (race != nullptr) race->primary = nullptr;
       if (t.kind == Try::Kind::kResponse) {
         t.conn = std::move(conn);
@@ -1174,7 +1198,7 @@ class ProxyHandler final : public http::Handler {
 
   /// Sends the request on `conn` and reads the response head.
   Task<Try::Kind> exchange(Exchange& ex, Outcome& out, http::UpstreamConnection& conn, bool first,
-                           core::SteadyTime until, const char*& why) {
+                           core::SteadyTime until, const char*& why, http::ResponseInfo& ri) {
     (void)first;
     const bool chunked = ex.info().framing == Framing::kChunked;
     http::WriteBatch& batch = ex.batch();
@@ -1229,8 +1253,8 @@ class ProxyHandler final : public http::Handler {
         if (pr.status == http::ParseStatus::kComplete) {
           const int status = conn.head().status;
           if (status >= 200 || status == 101) {
-            http::ResponseInfo ri;
-            const http::ResponseError re = http::analyze_response(conn.head(), ex.info().method, ri);
+            const http::ResponseError re =
+                http::analyze_response(conn.head(), ex.info().method, ri);
             if (re != http::ResponseError::kNone) {
               why = http::describe(re);
               co_return Try::Kind::kBadResponse;
@@ -1273,9 +1297,7 @@ class ProxyHandler final : public http::Handler {
   }
 
   Task<void> relay(Exchange& ex, Outcome& out, Service& svc, Instance& inst,
-                   std::unique_ptr<http::UpstreamConnection> conn) {
-    http::ResponseInfo ri;
-    (void)http::analyze_response(conn->head(), ex.info().method, ri);  // validated by exchange()
+                   std::unique_ptr<http::UpstreamConnection> conn, const http::ResponseInfo& ri) {
     out.status = conn->head().status;
     const bool rechunk = prepare_client_head(ex, conn->head(), ri);
     ex.set_response_started();
@@ -1406,7 +1428,8 @@ class ProxyHandler final : public http::Handler {
   std::unordered_map<std::string, std::shared_ptr<Instance>> instances_;
   std::map<std::string, std::shared_ptr<Lb>, std::less<>> balancers_;  // by service
   std::unordered_map<const core::RequestPolicy*, resilience::RetryPolicy> route_retry_;
-  resilience::Rng rng_{resilience::mix64(reinterpret_cast<std::uintptr_t>(this))};  // backoff jitter
+  resilience::Rng rng_{
+      resilience::mix64(reinterpret_cast<std::uintptr_t>(this))};  // backoff jitter
 };
 
 }  // namespace

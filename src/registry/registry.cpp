@@ -167,7 +167,8 @@ std::variant<core::HealthCheckConfig, ApiError> parse_check(std::string_view che
     const std::string field = "check." + std::string(key);
     auto text = [&]() -> const json::string* { return value.if_string(); };
     if (key == "type") {
-      if (!text() || (*text() != "http" && *text() != "tcp")) return bad(field, "must be http or tcp");
+      if (!text() || (*text() != "http" && *text() != "tcp"))
+        return bad(field, "must be http or tcp");
       c.type = *text() == "tcp" ? core::HealthCheckConfig::Type::kTcp
                                 : core::HealthCheckConfig::Type::kHttp;
     } else if (key == "path") {
@@ -187,7 +188,8 @@ std::variant<core::HealthCheckConfig, ApiError> parse_check(std::string_view che
         return bad(field, "must be a list of statuses and ranges such as \"200-399,404\"");
       c.expect_status = std::string(*text());
     } else if (key == "expect_body") {
-      if (!text() || text()->size() > 1024) return bad(field, "must be a string of up to 1024 bytes");
+      if (!text() || text()->size() > 1024)
+        return bad(field, "must be a string of up to 1024 bytes");
       c.expect_body = std::string(*text());
     } else if (key == "headers") {
       if (!value.is_object()) return bad(field, "must be an object of header names to strings");
@@ -195,14 +197,14 @@ std::variant<core::HealthCheckConfig, ApiError> parse_check(std::string_view che
         const std::string_view n = name;
         if (n.empty() || n.find_first_of(" :\r\n\t") != std::string_view::npos)
           return bad(field, fmt::format("bad header name \"{}\"", n));
-        if (!hv.is_string() || std::string_view(hv.as_string()).find_first_of("\r\n") !=
-                                   std::string_view::npos)
+        if (!hv.is_string() ||
+            std::string_view(hv.as_string()).find_first_of("\r\n") != std::string_view::npos)
           return bad(field, fmt::format("header \"{}\" must be a string without CR or LF", n));
         c.headers[std::string(n)] = std::string(hv.as_string());
       }
     } else if (key == "timeout_ms") {
       const auto ms = value.is_int64() || value.is_uint64() ? value.to_number<std::int64_t>(ec)
-                                                           : std::int64_t{-1};
+                                                            : std::int64_t{-1};
       if (ec || ms < 1 || ms > 60'000) return bad(field, "must be an integer 1..60000");
       c.timeout = core::Millis(ms);
     } else {
@@ -298,8 +300,7 @@ void Registry::track(const Service& s, Instance& inst) {
   const std::uint64_t seed = std::hash<std::string>{}(key);
   auto [it, inserted] = health_.insert_or_assign(
       key, Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now,
-                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls,
-                  inst.uid});
+                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls, inst.uid});
   by_uid_[inst.uid] = &it->second;
   if (checked) schedule_.emplace(now, &it->second);
 }
@@ -314,9 +315,8 @@ void Registry::untrack(std::string_view service, std::string_view id) {
 }
 
 void Registry::CheckTiming::add(core::SteadyTime now, core::Duration late) {
-  const std::int64_t p = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch())
-                             .count() /
-                         10;
+  const std::int64_t p =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() / 10;
   if (p != period) {
     const bool adjacent = p == period + 1;
     lateness[1] = adjacent ? lateness[0] : LatencyHistogram{};
@@ -421,10 +421,10 @@ void Registry::publish() const {
 void Registry::record_event(std::string_view type, std::string_view service,
                             std::string_view instance, std::string reason, std::string data_json) {
   std::lock_guard lock(mu_);
-  last_event_id_.store(events_.append(clock_.wall_now(), std::string(type), std::string(service),
-                                      std::string(instance), std::move(reason),
-                                      std::move(data_json)),
-                       std::memory_order_release);
+  last_event_id_.store(
+      events_.append(clock_.wall_now(), std::string(type), std::string(service),
+                     std::string(instance), std::move(reason), std::move(data_json)),
+      std::memory_order_release);
 }
 
 void Registry::event(std::string_view type, std::string_view service, std::string_view id,

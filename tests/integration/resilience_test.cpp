@@ -171,7 +171,12 @@ TEST_F(ResilienceTest, BreakerOpensHalfOpensAndCloses) {
   EXPECT_EQ(status.find("\"state\":\"half_open\""), std::string::npos) << status;
   // The events, from the start of the log.
   ProcessOptions o;
-  o.args = {"/usr/bin/curl", "-sN", "--max-time", "1", "-H", "Last-Event-ID: 0",
+  o.args = {"/usr/bin/curl",
+            "-sN",
+            "--max-time",
+            "1",
+            "-H",
+            "Last-Event-ID: 0",
             "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
   o.env = {{"PATH", "/usr/bin:/bin"}};
   Process curl(o);
@@ -205,14 +210,16 @@ TEST_F(ResilienceTest, RetryBudgetBoundsAnOutage) {
 // (e) A POST without Idempotency-Key is never retried; with one it is.
 TEST_F(ResilienceTest, OnlyIdempotentRequestsAreRetried) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(1));
-  ASSERT_NO_FATAL_FAILURE(start("services:\n  one:\n    instances: " + instance_list() +
-                                "\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      start("services:\n  one:\n    instances: " + instance_list() +
+            "\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
   ASSERT_TRUE(ups_[0]->set_mode(503, 0));
   HttpClient c = client();
   EXPECT_EQ(c.request("POST", "/svc/one/echo/post", {}, "payload").status, 503);
   EXPECT_EQ(logged("/echo/post", 1), 1u);
-  EXPECT_EQ(c.request("POST", "/svc/one/echo/keyed", {{"Idempotency-Key", "k-1"}}, "payload").status,
-            503);
+  EXPECT_EQ(
+      c.request("POST", "/svc/one/echo/keyed", {{"Idempotency-Key", "k-1"}}, "payload").status,
+      503);
   EXPECT_EQ(logged("/echo/keyed", 3), 3u);  // the first try and 2 retries
   // A retried PUT carries its body every time (kept whole for the replay).
   ASSERT_TRUE(ups_[0]->set_mode(0, 0));
@@ -271,10 +278,10 @@ TEST_F(ResilienceTest, FallbackAndOperatorBreakerActions) {
   expect_problem(c.get("/svc/fb/echo"), 503);  // no fallback on the direct path
   ASSERT_TRUE(ups_[0]->set_mode(0, 0));
   // The failures opened the instance's breaker: the operator resets it rather than wait.
-  EXPECT_EQ(c.request("POST", "/api/services/fb/instances/config-1/breaker", {},
-                      R"({"action":"reset"})")
-                .status,
-            200);
+  EXPECT_EQ(
+      c.request("POST", "/api/services/fb/instances/config-1/breaker", {}, R"({"action":"reset"})")
+          .status,
+      200);
   EXPECT_EQ(c.request("POST", "/api/services/fb/breaker", {}, R"({"action":"reset"})").status, 200);
   EXPECT_EQ(c.get("/svc/fb/echo").status, 200);
 
@@ -288,24 +295,24 @@ TEST_F(ResilienceTest, FallbackAndOperatorBreakerActions) {
   EXPECT_EQ(c.request("POST", "/api/services/fb/breaker", {}, R"({"action":"reset"})").status, 200);
   EXPECT_EQ(c.get("/svc/fb/echo").status, 200);
   // An instance's breaker, by id.
-  EXPECT_EQ(c.request("POST", "/api/services/fb/instances/config-1/breaker", {},
-                      R"({"action":"open"})")
-                .status,
-            200);
+  EXPECT_EQ(
+      c.request("POST", "/api/services/fb/instances/config-1/breaker", {}, R"({"action":"open"})")
+          .status,
+      200);
   expect_problem(c.get("/svc/fb/echo"), 503);
-  EXPECT_EQ(c.request("POST", "/api/services/fb/instances/config-1/breaker", {},
-                      R"({"action":"close"})")
-                .status,
-            200);
+  EXPECT_EQ(
+      c.request("POST", "/api/services/fb/instances/config-1/breaker", {}, R"({"action":"close"})")
+          .status,
+      200);
   EXPECT_EQ(c.get("/svc/fb/echo").status, 200);
   // Bad input names the field; unknown targets are 404; other methods 405.
   Response bad = c.request("POST", "/api/services/fb/breaker", {}, R"({"action":"toggle"})");
   expect_problem(bad, 400);
   EXPECT_NE(bad.body.find("\"field\":\"action\""), std::string::npos) << bad.body;
   expect_problem(c.request("POST", "/api/services/nope/breaker", {}, R"({"action":"open"})"), 404);
-  expect_problem(c.request("POST", "/api/services/fb/instances/nope/breaker", {},
-                           R"({"action":"open"})"),
-                 404);
+  expect_problem(
+      c.request("POST", "/api/services/fb/instances/nope/breaker", {}, R"({"action":"open"})"),
+      404);
   expect_problem(c.get("/api/services/fb/breaker"), 405);
 }
 
