@@ -150,6 +150,9 @@ class Exchange {
   Exchange* next_ = nullptr;
 
  private:
+  /// One read of body bytes into the buffer at len_ (after "100 Continue" when the client
+  /// asked for it), under limits.body_timeout.
+  Task<BodyPiece::Error> read_more_body();
   Task<bool> read_head();
   Task<void> reject(int status, std::string_view detail);
   void arm_client_write();

@@ -524,6 +524,28 @@ Task<bool> Exchange::read_head() {
   }
 }
 
+Task<BodyPiece::Error> Exchange::read_more_body() {
+  const auto& lim = limits();
+  if (info_.expect_continue && !continue_sent_) {
+    continue_sent_ = true;
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientWrite);
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(k100), kUse);
+    disarm();
+    if (wec) co_return BodyPiece::Error::kClosed;
+  }
+  arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
+  auto [ec, n] =
+      co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+  const TimeoutKind f = fired_;
+  disarm();
+  if (!ec) len_ += n;
+  if (ec || n == 0)
+    co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
+                                            : BodyPiece::Error::kClosed;
+  co_return BodyPiece::Error::kNone;
+}
+
 bool Exchange::body_fits() const {
   if (body_done_ && !body_read_from_socket_) return true;
   return info_.framing == Framing::kLength && !body_read_from_socket_ &&
@@ -534,26 +556,9 @@ Task<BodyPiece::Error> Exchange::buffer_body() {
   if (!body_fits()) co_return BodyPiece::Error::kTooLarge;
   if (info_.framing != Framing::kLength) co_return BodyPiece::Error::kNone;
   const std::size_t end = head_.head_size + static_cast<std::size_t>(info_.content_length);
-  const auto& lim = limits();
-  if (len_ < end && info_.expect_continue && !continue_sent_) {
-    continue_sent_ = true;
-    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientWrite);
-    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(k100), kUse);
-    disarm();
-    if (wec) co_return BodyPiece::Error::kClosed;
-  }
-  while (len_ < end) {
-    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
-    auto [ec, n] =
-        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
-    const TimeoutKind f = fired_;
-    disarm();
-    if (!ec) len_ += n;
-    if (ec || n == 0)
-      co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
-                                              : BodyPiece::Error::kClosed;
-  }
+  while (len_ < end)
+    if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
+      co_return e;
   co_return BodyPiece::Error::kNone;
 }
 
@@ -606,25 +611,9 @@ Task<BodyPiece> Exchange::read_body() {
     len_ = base + rest;
     body_pos_ = base;
     if (len_ == cap_) co_return BodyPiece{.error = BodyPiece::Error::kMalformed};
-    if (info_.expect_continue && !continue_sent_) {
-      continue_sent_ = true;
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientWrite);
-      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(k100), kUse);
-      disarm();
-      if (wec) co_return BodyPiece{.error = BodyPiece::Error::kClosed};
-    }
     body_read_from_socket_ = true;
-    arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
-    auto [ec, n] =
-        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
-    const TimeoutKind f = fired_;
-    disarm();
-    if (!ec) len_ += n;
-    if (ec || n == 0) {
-      co_return BodyPiece{.error = f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
-                                                                 : BodyPiece::Error::kClosed};
-    }
+    if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
+      co_return BodyPiece{.error = e};
   }
 }
 
