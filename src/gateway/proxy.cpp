@@ -1259,6 +1259,23 @@ class ProxyHandler final : public http::Handler {
               why = http::describe(re);
               co_return Try::Kind::kBadResponse;
             }
+            // A body that fits the buffer is read whole before anything goes to the client:
+            // an instance dying between its head and its body then fails the attempt (which
+            // may be retried) instead of cutting the client's response. Usually the body came
+            // with the head and this reads nothing.
+            const std::uint64_t whole = conn.head().head_size + ri.content_length;
+            if (ri.framing == Framing::kLength && whole <= http::UpstreamConnection::kBufferSize) {
+              while (conn.len < whole) {
+                ex.arm(conn.socket(), until, http::TimeoutKind::kUpstreamResponse);
+                auto [ec, n] = co_await conn.read_some(
+                    conn.buf() + conn.len, http::UpstreamConnection::kBufferSize - conn.len);
+                ex.disarm();
+                if (ec || n == 0)
+                  co_return ex.fired() == http::TimeoutKind::kUpstreamResponse ? Try::Kind::kTimeout
+                                                                               : Try::Kind::kReset;
+                conn.len += n;
+              }
+            }
             co_return Try::Kind::kResponse;
           }
           // An interim response (100, 103) is not relayed; the final one follows.

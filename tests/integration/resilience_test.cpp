@@ -127,6 +127,19 @@ TEST_F(ResilienceTest, KilledInstanceLosesNoRequest) {
   EXPECT_EQ(failed, 0u) << "of " << total << "; first: " << why;
 }
 
+// A small response cut between its head and its body is an attempt that failed (retried),
+// not a response cut in front of the client: the client gets a clean 502.
+TEST_F(ResilienceTest, TruncatedSmallResponseIsRetriedNotRelayed) {
+  ASSERT_NO_FATAL_FAILURE(start_upstreams(1));
+  ASSERT_NO_FATAL_FAILURE(start("services:\n  cut:\n    instances: " + instance_list() +
+                                "\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
+  HttpClient c = client();
+  Response r = c.get("/svc/cut/bad/truncated");
+  expect_problem(r, 502);
+  EXPECT_EQ(r.body.find("MALFORMED-BODY"), std::string::npos) << r.raw;
+  EXPECT_EQ(logged("/bad/truncated", 3), 3u);  // the first try and two retries
+}
+
 // (b) One instance 200 ms slower than the others: within 5 s its share is under 10%.
 TEST_F(ResilienceTest, SlowInstanceGetsLittleTraffic) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(3, {0, 0, 200}));

@@ -22,7 +22,7 @@ is allowed in front of it:
   /status/<code>      that status with a small body
   /close              200 with Connection: close, then closes
   /bad/<kind>         a malformed response (status-line, cl-te, two-cl, header-bytes,
-                      obs-fold) or a reset without an answer (reset)
+                      obs-fold, truncated) or a reset without an answer (reset)
   /stats              JSON: connections_accepted, requests (not counting /stats)
   /__control?status=N&delay_ms=M
                       sets the mode for every later request but /stats and /__control: wait
@@ -69,6 +69,9 @@ MALFORMED = {
     "header-bytes": b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nX-Malformed: a\x01b\r\n\r\n"
     + MALFORMED_BODY,
     "obs-fold": b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nX-Malformed: a\r\n folded\r\n\r\n"
+    + MALFORMED_BODY,
+    # A head promising 100 bytes, 14 of them, then the connection closes.
+    "truncated": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nX-Malformed: 1\r\n\r\n"
     + MALFORMED_BODY,
 }
 
