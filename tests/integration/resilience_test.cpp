@@ -140,6 +140,36 @@ TEST_F(ResilienceTest, TruncatedSmallResponseIsRetriedNotRelayed) {
   EXPECT_EQ(logged("/bad/truncated", 3), 3u);  // the first try and two retries
 }
 
+// An instance that keeps answering 503 is ejected (an `ejected` event, shown in the status
+// document) while retries carry its share to the others; it returns when its time is up.
+TEST_F(ResilienceTest, FailingInstanceIsEjected) {
+  ASSERT_NO_FATAL_FAILURE(start_upstreams(3));
+  ASSERT_NO_FATAL_FAILURE(start("services:\n  ej:\n    instances: " + instance_list() +
+                                "\n    breaker: {enabled: false}\n"
+                                "    outlier: {consecutive_gateway_errors: 3, interval: 200ms,\n"
+                                "              base_ejection_time: 1s}\n"));
+  ASSERT_TRUE(ups_[2]->set_mode(503, 0));
+  HttpClient c = client();
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(c.get("/svc/ej/echo/e").status, 200) << i;
+  const std::string status = c.get("/api/services/status").body;
+  EXPECT_NE(status.find("\"ejected\":true"), std::string::npos) << status;
+  const std::size_t failing = logged("/echo/e", 0, 2);
+  EXPECT_LE(failing, 6u) << "ejected after 3 gateway errors in a row";
+  // It comes back after the ejection time (1 s) and the next analysis (200 ms).
+  ASSERT_TRUE(ups_[2]->set_mode(0, 0));
+  std::this_thread::sleep_for(milliseconds(1500));
+  ProcessOptions o;
+  o.args = {"/usr/bin/curl", "-sN", "--max-time", "1", "-H", "Last-Event-ID: 0",
+            "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
+  o.env = {{"PATH", "/usr/bin:/bin"}};
+  Process curl(o);
+  curl.wait_exit(seconds(5));
+  const std::string stream = curl.output(Stream::kStdout);
+  EXPECT_NE(stream.find("event: ejected"), std::string::npos) << stream;
+  EXPECT_NE(stream.find("event: returned"), std::string::npos) << stream;
+  EXPECT_EQ(c.get("/api/services/status").body.find("\"ejected\":true"), std::string::npos);
+}
+
 // (b) One instance 200 ms slower than the others: within 5 s its share is under 10%.
 TEST_F(ResilienceTest, SlowInstanceGetsLittleTraffic) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(3, {0, 0, 200}));
