@@ -200,7 +200,7 @@ struct FallbackConfig {
 
 /// What a request gets on its way: per service, overridable per route.
 struct RequestPolicy {
-  Millis timeout{15'000};  // the request's whole deadline, retries included
+  Millis timeout{15'000};  // the request's deadline for a response head, retries included
   RetryConfig retry{};
   HedgeConfig hedge{};
   FallbackConfig fallback{};
