@@ -173,6 +173,28 @@ TEST_F(ResilienceTest, FailingInstanceIsEjected) {
   EXPECT_EQ(c.get("/api/services/status").body.find("\"ejected\":true"), std::string::npos);
 }
 
+// Zone awareness: with server.zone set, traffic stays on the instances of that zone while
+// enough of them are available, and spills over to the others when they are not.
+TEST_F(ResilienceTest, LocalZoneIsPreferredThenSpillsOver) {
+  ASSERT_NO_FATAL_FAILURE(start_upstreams(3));
+  ASSERT_NO_FATAL_FAILURE(start("server: {zone: a}\n"
+                                "services:\n  z:\n    instances: [{url: \"" +
+                                ups_[0]->url() + "\", zone: a}, {url: \"" + ups_[1]->url() +
+                                "\", zone: a}, {url: \"" + ups_[2]->url() +
+                                "\", zone: b}]\n    breaker: {consecutive_failures: 1, "
+                                "open_duration: 30s}\n    outlier: {enabled: false}\n"));
+  HttpClient c = client();
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(c.get("/svc/z/echo/local").status, 200);
+  EXPECT_EQ(logged("/echo/local", 20, 2), 0u) << "zone b got traffic while zone a was fine";
+  EXPECT_EQ(logged("/echo/local", 20), 20u);
+  // Zone a's instances fail (their breakers open after one failure each): the requests
+  // spill over to zone b once fewer than 70% of zone a is available.
+  ASSERT_TRUE(ups_[0]->set_mode(503, 0));
+  ASSERT_TRUE(ups_[1]->set_mode(503, 0));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.get("/svc/z/echo/spill").status, 200) << i;
+  EXPECT_GE(logged("/echo/spill", 20, 2), 18u);
+}
+
 // (b) One instance 200 ms slower than the others: within 5 s its share is under 10%.
 TEST_F(ResilienceTest, SlowInstanceGetsLittleTraffic) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(3, {0, 0, 200}));
