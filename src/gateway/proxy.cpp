@@ -155,6 +155,14 @@ struct Try {
   http::ResponseInfo info;  // kResponse: the head's framing and fields to drop
 };
 
+/// Drops an interim response head (100, 103) from the connection's buffer: it is not
+/// relayed; the final response follows it.
+void drop_interim(http::UpstreamConnection& conn) {
+  const std::size_t rest = conn.len - conn.head().head_size;
+  std::memmove(conn.buf(), conn.buf() + conn.head().head_size, rest);
+  conn.len = rest;
+}
+
 resilience::Outcome outcome_of(const Try& t) {
   using resilience::Outcome;
   using resilience::TransportError;
@@ -1105,9 +1113,7 @@ class ProxyHandler final : public http::Handler {
       }
       if (pr.status != http::ParseStatus::kComplete) continue;
       if (conn->head().status < 200) {  // interim: the final response follows
-        const std::size_t rest = conn->len - conn->head().head_size;
-        std::memmove(conn->buf(), conn->buf() + conn->head().head_size, rest);
-        conn->len = rest;
+        drop_interim(*conn);
         scan = 0;
         continue;
       }
@@ -1278,10 +1284,7 @@ class ProxyHandler final : public http::Handler {
             }
             co_return Try::Kind::kResponse;
           }
-          // An interim response (100, 103) is not relayed; the final one follows.
-          const std::size_t rest = conn.len - conn.head().head_size;
-          std::memmove(conn.buf(), conn.buf() + conn.head().head_size, rest);
-          conn.len = rest;
+          drop_interim(conn);
           scan = 0;
           continue;
         }
