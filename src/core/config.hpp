@@ -3,8 +3,8 @@
 // variables, dotenv files and command-line flags.
 #pragma once
 
-#include <chrono>
 #include <bitset>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -135,9 +135,9 @@ struct BreakerConfig {
 /// falls far below their peers', leave the rotation for base x (number of ejections).
 struct OutlierConfig {
   bool enabled = true;
-  std::uint32_t consecutive_gateway_errors = 5;  // 502/503/504, connect failures, resets; 0: off
-  Millis interval{10'000};                       // success-rate analysis period
-  std::uint32_t success_rate_minimum_hosts = 3;  // instances with enough volume to compare
+  std::uint32_t consecutive_gateway_errors = 5;     // 502/503/504, connect failures, resets; 0: off
+  Millis interval{10'000};                          // success-rate analysis period
+  std::uint32_t success_rate_minimum_hosts = 3;     // instances with enough volume to compare
   std::uint32_t success_rate_request_volume = 100;  // requests per interval to be compared
   double success_rate_stdev_factor = 1.9;           // eject below mean - factor x stdev
   Millis base_ejection_time{30'000};
@@ -157,20 +157,20 @@ const char* to_string(BalancerKind k);
 
 struct BalancerConfig {
   BalancerKind kind = BalancerKind::kPeakEwma;
-  Millis decay{10'000};      // peak-EWMA decay time
-  Millis default_rtt{30};    // latency assumed for an instance with no samples yet
-  Millis slow_start{0};      // newly healthy instances ramp up over this window; 0: off
+  Millis decay{10'000};    // peak-EWMA decay time
+  Millis default_rtt{30};  // latency assumed for an instance with no samples yet
+  Millis slow_start{0};    // newly healthy instances ramp up over this window; 0: off
   std::uint32_t zone_min_available = 70;  // percent of the local zone that must be available
                                           // to keep traffic in it (needs server.zone)
   bool operator==(const BalancerConfig&) const = default;
 };
 
 struct RetryConfig {
-  std::uint32_t max_retries = 2;              // attempts after the first; 0: off
-  std::string retry_on_status = "502-504";    // statuses that are retried
-  bool retry_on_connect_failure = true;       // connect refused, connect timeout
-  bool retry_on_reset = true;                 // connection reset or closed before an answer
-  Millis backoff_base{25};                    // full jitter in [0, min(max, base x 2^n)]
+  std::uint32_t max_retries = 2;            // attempts after the first; 0: off
+  std::string retry_on_status = "502-504";  // statuses that are retried
+  bool retry_on_connect_failure = true;     // connect refused, connect timeout
+  bool retry_on_reset = true;               // connection reset or closed before an answer
+  Millis backoff_base{25};                  // full jitter in [0, min(max, base x 2^n)]
   Millis backoff_max{250};
   Millis per_try_timeout{0};                  // 0: the service's timeouts.response
   std::uint32_t budget_percent = 20;          // retries at most this share of requests ...
@@ -229,10 +229,10 @@ struct ServiceConfig {
 /// segment boundary ("/api" matches "/api", "/api/x", "/api?q", not "/apix"); host
 /// matches the Host header without its port, case-insensitively. The longest prefix wins.
 struct RouteConfig {
-  std::string prefix{};                  // "" matches every path
-  std::string host{};                    // "" matches every host
-  std::string service{};                 // must name a configured service
-  std::optional<std::string> rewrite{};  // replaces the matched prefix
+  std::string prefix{};                   // "" matches every path
+  std::string host{};                     // "" matches every host
+  std::string service{};                  // must name a configured service
+  std::optional<std::string> rewrite{};   // replaces the matched prefix
   std::optional<RequestPolicy> policy{};  // the service's policy with this route's overrides
   bool operator==(const RouteConfig&) const = default;
 };
@@ -278,7 +278,7 @@ struct HealthConfig {
   Millis degraded_latency{1'000};     // p95 at or above this: degraded; 0: off
   double degraded_error_rate = 0.25;  // error rate at or above this: degraded; 0: off
   double recover_factor = 0.8;        // healthy again below factor x both thresholds
-  std::uint32_t degraded_min_samples = 20;  // fewer samples in the window: no decision
+  std::uint32_t degraded_min_samples = 20;    // fewer samples in the window: no decision
   std::uint32_t max_concurrent_checks = 256;  // active checks in flight at once
   bool operator==(const HealthConfig&) const = default;
 };
@@ -296,8 +296,8 @@ struct TelemetryConfig {
 /// Registry event types a webhook may ask for. The registry's own (registered, replaced,
 /// deregistered, expired, health_changed) and those of the resilience components to come.
 inline constexpr std::string_view kWebhookEventTypes[] = {
-    "registered", "replaced",        "deregistered", "expired",
-    "health_changed", "breaker_changed", "ejected",  "returned",
+    "registered",     "replaced",        "deregistered", "expired",
+    "health_changed", "breaker_changed", "ejected",      "returned",
 };
 
 /// A webhook sink: registry events POSTed one per request as JSON to `url`, from a bounded
@@ -307,9 +307,9 @@ struct WebhookConfig {
   std::vector<std::string> events{};             // event types sent; empty: every type
   std::vector<std::string> services{};           // only these services' events; empty: all
   std::map<std::string, std::string> headers{};  // added to every POST (e.g. Authorization)
-  Millis timeout{5'000};            // one attempt: connect, TLS, request, response head
-  std::uint32_t max_retries = 5;    // attempts after the first for 5xx, 429, network errors
-  Millis backoff{500};              // retry n waits a random time in [0, min(max, base x 2^(n-1))]
+  Millis timeout{5'000};          // one attempt: connect, TLS, request, response head
+  std::uint32_t max_retries = 5;  // attempts after the first for 5xx, 429, network errors
+  Millis backoff{500};            // retry n waits a random time in [0, min(max, base x 2^(n-1))]
   Millis max_backoff{30'000};
   std::uint32_t queue_size = 1'000;  // events held per sink; when full the oldest waiting goes
   bool operator==(const WebhookConfig&) const = default;

@@ -109,7 +109,8 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
     if (method != "POST") return method_not_allowed("POST", cid);
     json::error_code ec;
     const json::value v = json::parse(body, ec);
-    if (ec || !v.is_object()) return problem(400, "invalid-action", "body must be a JSON object", "", cid);
+    if (ec || !v.is_object())
+      return problem(400, "invalid-action", "body must be a JSON object", "", cid);
     const auto* action = v.as_object().if_contains("action");
     if (action == nullptr || !action->is_string() ||
         (action->as_string() != "open" && action->as_string() != "close" &&
@@ -119,8 +120,9 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
     for (const auto& [key, value] : v.as_object())
       if (key != "action")
         return problem(400, "invalid-action", "unknown field (known: action)", key, cid);
-    const auto r = gw.guards().breaker_action(service, seg.size() == 4 ? seg[2] : std::string_view{},
-                                              action->as_string(), gw.clock().steady_now());
+    const auto r =
+        gw.guards().breaker_action(service, seg.size() == 4 ? seg[2] : std::string_view{},
+                                   action->as_string(), gw.clock().steady_now());
     if (r.status != 200) return problem(r.status, "not-found", r.detail, "", cid);
     return ApiResponse{200, "application/json", r.body, {}};
   }

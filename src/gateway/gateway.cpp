@@ -102,8 +102,7 @@ std::optional<std::string> Gateway::prepare() {
   // Room to keep request bodies whole for retries: the largest retry.max_replay_body of any
   // service or route (services registered through the API get the defaults).
   std::uint64_t replay = core::RetryConfig{}.max_replay_body;
-  for (const auto& s : config_.services)
-    replay = std::max(replay, s.policy.retry.max_replay_body);
+  for (const auto& s : config_.services) replay = std::max(replay, s.policy.retry.max_replay_body);
   for (const auto& r : config_.routes)
     if (r.policy) replay = std::max(replay, r.policy->retry.max_replay_body);
   settings.replay_body_max = static_cast<std::size_t>(replay);

@@ -61,7 +61,9 @@ class Gateway {
   const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
   registry::Registry& registry() { return *registry_; }
   /// Breakers, outlier records and retry budgets shared by the workers (after open_registry).
-  class Guards& guards() { return *guards_; }
+  class Guards& guards() {
+    return *guards_;
+  }
   /// The webhook sinks (after start(); nullptr before).
   const class WebhookDispatcher* webhooks() const { return webhooks_.get(); }
 

@@ -21,7 +21,7 @@ struct WebhookSettings {
   std::vector<std::string> events{};    // event types taken; empty: every type
   std::vector<std::string> services{};  // services whose events are taken; empty: every service
   std::uint32_t max_retries = 5;        // attempts after the first, for retryable outcomes
-  core::Duration backoff = std::chrono::milliseconds(500);       // base of the exponential
+  core::Duration backoff = std::chrono::milliseconds(500);         // base of the exponential
   core::Duration max_backoff = std::chrono::milliseconds(30'000);  // cap of the exponential
   std::size_t queue_size = 1'000;  // events held, the one being attempted included
   std::uint64_t seed = 0;          // of the jitter's random source (tests pin it)

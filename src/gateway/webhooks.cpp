@@ -71,7 +71,10 @@ struct WebhookDispatcher::Impl {
 
   Impl(registry::Registry& r, core::Clock& c, std::shared_ptr<asio::ssl::context> t,
        core::TlsConfig ts, std::string v)
-      : registry(r), clock(c), tls(std::move(t)), tls_settings(std::move(ts)),
+      : registry(r),
+        clock(c),
+        tls(std::move(t)),
+        tls_settings(std::move(ts)),
         user_agent("switchboard/" + std::move(v)) {}
 
   registry::Registry& registry;
@@ -153,8 +156,8 @@ struct WebhookDispatcher::Impl {
         o = s.policy.record(clock.steady_now(), clock.wall_now(), status, error);
       }
       if (o.decision == WebhookPolicy::Decision::kDelivered) continue;
-      const auto in = std::chrono::duration_cast<std::chrono::milliseconds>(
-          o.retry_at - clock.steady_now());
+      const auto in =
+          std::chrono::duration_cast<std::chrono::milliseconds>(o.retry_at - clock.steady_now());
       if (o.decision == WebhookPolicy::Decision::kRetry) {
         spdlog::warn("webhook {}: event {} attempt {} failed: {}; retrying in {} ms",
                      s.config.url.text, id, o.attempt, error, std::max<long>(0, in.count()));

@@ -5,8 +5,8 @@
 
 #include <bitset>
 #include <cstdint>
-#include <string>
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "http/head_buffer.hpp"
@@ -47,14 +47,14 @@ struct RequestInfo {
   std::uint64_t content_length = 0;
   bool keep_alive = true;
   bool expect_continue = false;
-  std::string_view correlation_id;  // a valid incoming X-Correlation-ID / X-Request-ID
-  std::string_view forwarded_for;   // incoming X-Forwarded-For
+  std::string_view correlation_id;      // a valid incoming X-Correlation-ID / X-Request-ID
+  std::string_view forwarded_for;       // incoming X-Forwarded-For
   std::string_view request_timeout_ms;  // incoming X-Request-Timeout-Ms (raw; not forwarded)
   std::string_view grpc_timeout;        // incoming grpc-timeout (raw; not forwarded)
   bool has_request_timeout = false;     // (an empty value is present, and malformed)
   bool has_grpc_timeout = false;
   bool idempotency_key = false;  // an Idempotency-Key field is present
-  std::bitset<kMaxFields> drop;     // fields not forwarded (hop-by-hop and rewritten ones)
+  std::bitset<kMaxFields> drop;  // fields not forwarded (hop-by-hop and rewritten ones)
 };
 
 /// Reads the request head's fields. Never fails on a field it does not know.

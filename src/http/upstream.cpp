@@ -155,7 +155,8 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
     }
   }
 
-  const auto deadline = (ex != nullptr ? ex->worker().now() : core::SteadyTime{}) + connect_timeout_;
+  const auto deadline =
+      (ex != nullptr ? ex->worker().now() : core::SteadyTime{}) + connect_timeout_;
   auto arm = [&](Socket& socket) {
     if (ex != nullptr) ex->arm(socket, deadline, TimeoutKind::kUpstreamConnect);
   };

@@ -98,9 +98,9 @@ bool RetryBudget::try_acquire(core::SteadyTime now) {
   // counts (so a busy service in a total outage sends at most 1.2x its requests).
   const std::uint64_t floor_cap =
       std::uint64_t{min_per_second_} *
-      static_cast<std::uint64_t>((bucket_width_ * kBuckets + std::chrono::seconds(1) -
-                                  core::Duration(1)) /
-                                 std::chrono::seconds(1));
+      static_cast<std::uint64_t>(
+          (bucket_width_ * kBuckets + std::chrono::seconds(1) - core::Duration(1)) /
+          std::chrono::seconds(1));
   const bool granted = (by_percent || before < floor_cap) && take_floor(second, by_percent);
   if (!granted && counted) b.retries.fetch_sub(1, std::memory_order_acq_rel);
   return granted;

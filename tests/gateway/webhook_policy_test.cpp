@@ -224,8 +224,9 @@ TEST(WebhookEventTypesTest, RegistryTypesAreKnownToTheConfig) {
   for (std::string_view t :
        {registry::kEventRegistered, registry::kEventReplaced, registry::kEventDeregistered,
         registry::kEventExpired, registry::kEventHealthChanged}) {
-    EXPECT_NE(std::find(std::begin(core::kWebhookEventTypes), std::end(core::kWebhookEventTypes), t),
-              std::end(core::kWebhookEventTypes))
+    EXPECT_NE(
+        std::find(std::begin(core::kWebhookEventTypes), std::end(core::kWebhookEventTypes), t),
+        std::end(core::kWebhookEventTypes))
         << t;
   }
 }

@@ -72,15 +72,19 @@ TEST(AnalyzeRequestTest, Framing) {
 
 // Everything ambiguous about the body's length is refused.
 TEST(AnalyzeRequestTest, RefusesAmbiguousFraming) {
-  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
-            RequestError::kContentLengthAndTe);
-  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
-            RequestError::kBadContentLength);
+  EXPECT_EQ(
+      error_of(
+          "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      RequestError::kContentLengthAndTe);
+  EXPECT_EQ(
+      error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+      RequestError::kBadContentLength);
   EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n"),
             RequestError::kBadContentLength);
   EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
             RequestError::kBadTransferEncoding);
-  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+  EXPECT_EQ(error_of("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+                     "chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
             RequestError::kBadTransferEncoding);
   EXPECT_EQ(error_of("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             RequestError::kBadTransferEncoding);
@@ -104,12 +108,15 @@ TEST(AnalyzeRequestTest, TargetForms) {
 }
 
 TEST(AnalyzeRequestTest, ExpectAndUpgrade) {
-  EXPECT_TRUE(request("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
-                  ->info.expect_continue);
-  EXPECT_EQ(error_of("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n"), RequestError::kUnsupportedExpect);
+  EXPECT_TRUE(
+      request("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+          ->info.expect_continue);
+  EXPECT_EQ(error_of("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n"),
+            RequestError::kUnsupportedExpect);
   EXPECT_EQ(status_for(RequestError::kUnsupportedExpect), 417);
-  EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
-            RequestError::kUpgrade);
+  EXPECT_EQ(
+      error_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+      RequestError::kUpgrade);
 }
 
 // Deadline fields are taken out (the gateway forwards reduced ones); two of one kind are
@@ -141,11 +148,14 @@ TEST(AnalyzeRequestTest, CorrelationIdRules) {
   EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\nX-Correlation-ID: c1\r\n\r\n")
                 ->info.correlation_id,
             "c1");
-  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\n\r\n")->info.correlation_id, "r1");
-  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: bad id\r\nX-Request-ID: r1\r\n\r\n")
-                ->info.correlation_id,
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: r1\r\n\r\n")->info.correlation_id,
             "r1");
-  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: " + std::string(129, 'a') + "\r\n\r\n")
+  EXPECT_EQ(
+      request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: bad id\r\nX-Request-ID: r1\r\n\r\n")
+          ->info.correlation_id,
+      "r1");
+  EXPECT_EQ(request("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-ID: " + std::string(129, 'a') +
+                    "\r\n\r\n")
                 ->info.correlation_id,
             "");
   // The incoming X-Correlation-ID is not forwarded as-is: the gateway writes its own.
@@ -171,7 +181,8 @@ std::unique_ptr<ParsedResponse> response(std::string text, Method m = Method::kG
 }
 
 TEST(AnalyzeResponseTest, FramingRules) {
-  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")->info.framing, Framing::kLength);
+  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")->info.framing,
+            Framing::kLength);
   EXPECT_EQ(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")->info.framing,
             Framing::kChunked);
   auto until_close = response("HTTP/1.1 200 OK\r\n\r\n");
@@ -183,24 +194,29 @@ TEST(AnalyzeResponseTest, FramingRules) {
   EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::kHead)->info.framing,
             Framing::kNone);
   EXPECT_FALSE(response("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n")->info.keep_alive);
-  EXPECT_FALSE(response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n")->info.keep_alive);
+  EXPECT_FALSE(response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n")
+                   ->info.keep_alive);
 }
 
 TEST(AnalyzeResponseTest, RefusesAmbiguousFraming) {
-  EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")->error,
-            ResponseError::kContentLengthAndTe);
+  EXPECT_EQ(
+      response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")->error,
+      ResponseError::kContentLengthAndTe);
   EXPECT_EQ(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")->error,
             ResponseError::kBadContentLength);
   EXPECT_EQ(response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")->error,
             ResponseError::kBadTransferEncoding);
-  EXPECT_EQ(response("HTTP/1.1 101 Switching Protocols\r\n\r\n")->error, ResponseError::kUnexpectedUpgrade);
+  EXPECT_EQ(response("HTTP/1.1 101 Switching Protocols\r\n\r\n")->error,
+            ResponseError::kUnexpectedUpgrade);
 }
 
 TEST(HeadWriterTest, WritesStatusLineAndFields) {
   HeadBuffer out(8);  // small, so that writing grows it
   out.append("garbage");
   HeadWriter w(out);
-  w.status_line(503, "Service Unavailable").field("A", "b").field("Content-Length", std::uint64_t{1234});
+  w.status_line(503, "Service Unavailable")
+      .field("A", "b")
+      .field("Content-Length", std::uint64_t{1234});
   w.end();
   EXPECT_EQ(out.view(), "HTTP/1.1 503 Service Unavailable\r\nA: b\r\nContent-Length: 1234\r\n\r\n");
 }

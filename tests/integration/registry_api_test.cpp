@@ -563,11 +563,12 @@ TEST_F(RegistryApiTest, RegistrationsSurviveRestart) {
   ASSERT_TRUE(one.started()) << one.error();
   ASSERT_TRUE(two.started()) << two.error();
   ASSERT_NO_FATAL_FAILURE(start());
-  ASSERT_EQ(put_instance("keep-ttl", "t1",
-                         R"({"url":")" + one.url() +
-                             R"(","ttl_seconds":600,"zone":"z-a","weight":7,"metadata":{"v":[1,2]}})")
-                .status,
-            201);
+  ASSERT_EQ(
+      put_instance("keep-ttl", "t1",
+                   R"({"url":")" + one.url() +
+                       R"(","ttl_seconds":600,"zone":"z-a","weight":7,"metadata":{"v":[1,2]}})")
+          .status,
+      201);
   ASSERT_EQ(put_instance("keep-plain", "p1",
                          R"({"url":")" + two.url() + R"(","zone":"z-b","metadata":{"k":"v"}})")
                 .status,
@@ -699,9 +700,9 @@ TEST_F(RegistryApiTest, DamagedDatabaseExitsTwo) {
   ASSERT_TRUE(up.started()) << up.error();
   ASSERT_NO_FATAL_FAILURE(start());
   for (int i = 0; i < 20; ++i) {
-    ASSERT_EQ(put_instance("dmg", "i" + std::to_string(i), R"({"url":")" + up.url() + R"("})")
-                  .status,
-              201);
+    ASSERT_EQ(
+        put_instance("dmg", "i" + std::to_string(i), R"({"url":")" + up.url() + R"("})").status,
+        201);
   }
   ASSERT_NO_FATAL_FAILURE(stop());
   const std::string file = data_dir() + "/registry.sqlite3";

@@ -131,8 +131,9 @@ TEST_F(ResilienceTest, KilledInstanceLosesNoRequest) {
 // not a response cut in front of the client: the client gets a clean 502.
 TEST_F(ResilienceTest, TruncatedSmallResponseIsRetriedNotRelayed) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(1));
-  ASSERT_NO_FATAL_FAILURE(start("services:\n  cut:\n    instances: " + instance_list() +
-                                "\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      start("services:\n  cut:\n    instances: " + instance_list() +
+            "\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
   HttpClient c = client();
   Response r = c.get("/svc/cut/bad/truncated");
   expect_problem(r, 502);
@@ -162,7 +163,12 @@ TEST_F(ResilienceTest, FailingInstanceIsEjected) {
   ASSERT_TRUE(ups_[2]->set_mode(0, 0));
   std::this_thread::sleep_for(milliseconds(1500));
   ProcessOptions o;
-  o.args = {"/usr/bin/curl", "-sN", "--max-time", "1", "-H", "Last-Event-ID: 0",
+  o.args = {"/usr/bin/curl",
+            "-sN",
+            "--max-time",
+            "1",
+            "-H",
+            "Last-Event-ID: 0",
             "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
   o.env = {{"PATH", "/usr/bin:/bin"}};
   Process curl(o);
@@ -177,12 +183,13 @@ TEST_F(ResilienceTest, FailingInstanceIsEjected) {
 // enough of them are available, and spills over to the others when they are not.
 TEST_F(ResilienceTest, LocalZoneIsPreferredThenSpillsOver) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(3));
-  ASSERT_NO_FATAL_FAILURE(start("server: {zone: a}\n"
-                                "services:\n  z:\n    instances: [{url: \"" +
-                                ups_[0]->url() + "\", zone: a}, {url: \"" + ups_[1]->url() +
-                                "\", zone: a}, {url: \"" + ups_[2]->url() +
-                                "\", zone: b}]\n    breaker: {consecutive_failures: 1, "
-                                "open_duration: 30s}\n    outlier: {enabled: false}\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      start("server: {zone: a}\n"
+            "services:\n  z:\n    instances: [{url: \"" +
+            ups_[0]->url() + "\", zone: a}, {url: \"" + ups_[1]->url() + "\", zone: a}, {url: \"" +
+            ups_[2]->url() +
+            "\", zone: b}]\n    breaker: {consecutive_failures: 1, "
+            "open_duration: 30s}\n    outlier: {enabled: false}\n"));
   HttpClient c = client();
   for (int i = 0; i < 20; ++i) ASSERT_EQ(c.get("/svc/z/echo/local").status, 200);
   EXPECT_EQ(logged("/echo/local", 20, 2), 0u) << "zone b got traffic while zone a was fine";

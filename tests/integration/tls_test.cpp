@@ -3,8 +3,8 @@
 
 #include <chrono>
 #include <memory>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "testing/gateway_fixture.hpp"
 

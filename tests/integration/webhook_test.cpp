@@ -119,9 +119,13 @@ TEST_F(WebhookTest, EventsArePostedInOrderAndFiltered) {
   ASSERT_TRUE(up_->started()) << up_->error();
   const std::string yaml =
       "webhooks:\n"
-      "  - url: " + up_->url() + "/hook/all\n"
+      "  - url: " +
+      up_->url() +
+      "/hook/all\n"
       "    headers: {Authorization: \"Bearer s3cret\"}\n"
-      "  - url: " + up_->url() + "/hook/gone\n"
+      "  - url: " +
+      up_->url() +
+      "/hook/gone\n"
       "    events: [deregistered, expired]\n"
       "    services: [web]\n";
   SwitchboardOptions options;
@@ -138,7 +142,7 @@ TEST_F(WebhookTest, EventsArePostedInOrderAndFiltered) {
 
   const json::array all = wait_recorded("all", 6, milliseconds(5000));
   ASSERT_EQ(all.size(), 6u) << json::serialize(all);
-  const std::vector<std::string> types = {"registered", "registered", "replaced",
+  const std::vector<std::string> types = {"registered", "registered",   "replaced",
                                           "registered", "deregistered", "deregistered"};
   const std::vector<std::string> instances = {"a", "b", "a", "c", "c", "b"};
   for (std::size_t i = 0; i < all.size(); ++i) {
@@ -162,8 +166,9 @@ TEST_F(WebhookTest, EventsArePostedInOrderAndFiltered) {
   EXPECT_EQ(body_field(gone[0], "instance"), "b");
   EXPECT_EQ(header(gone[0], "authorization"), "");
 
-  const auto st = wait_sink_status(up_->url() + "/hook/all", milliseconds(5000),
-                                   [](const json::object& o) { return counter(o, "delivered") == 6; });
+  const auto st =
+      wait_sink_status(up_->url() + "/hook/all", milliseconds(5000),
+                       [](const json::object& o) { return counter(o, "delivered") == 6; });
   EXPECT_EQ(counter(st, "queued"), 6u);
   EXPECT_EQ(counter(st, "failed"), 0u);
   EXPECT_EQ(counter(st, "dropped"), 0u);
@@ -178,9 +183,8 @@ TEST_F(WebhookTest, RetriesUntilTheSinkRecovers) {
   ASSERT_TRUE(up_->started()) << up_->error();
   const std::string url = up_->url() + "/hook/flaky/500,503,200";
   SwitchboardOptions options;
-  options.args = {"--config",
-                  write_config("webhooks:\n  - url: " + url +
-                               "\n    backoff: 20ms\n    max_backoff: 100ms\n")};
+  options.args = {"--config", write_config("webhooks:\n  - url: " + url +
+                                           "\n    backoff: 20ms\n    max_backoff: 100ms\n")};
   sb_ = std::make_unique<Switchboard>(std::move(options));
   ASSERT_TRUE(sb_->started()) << sb_->error();
 
@@ -189,9 +193,8 @@ TEST_F(WebhookTest, RetriesUntilTheSinkRecovers) {
   ASSERT_EQ(got.size(), 3u) << json::serialize(got);
   for (const auto& rec : got) EXPECT_EQ(header(rec, "x-switchboard-event-id"), "1");
   EXPECT_EQ(got[2].as_object().at("status"), 200);
-  const auto st = wait_sink_status(url, milliseconds(5000), [](const json::object& o) {
-    return counter(o, "delivered") == 1;
-  });
+  const auto st = wait_sink_status(
+      url, milliseconds(5000), [](const json::object& o) { return counter(o, "delivered") == 1; });
   EXPECT_EQ(counter(st, "delivered"), 1u) << json::serialize(st);
   EXPECT_EQ(counter(st, "retries"), 2u);
   EXPECT_EQ(counter(st, "failed"), 0u);
@@ -211,13 +214,18 @@ TEST_F(WebhookTest, DeadSinksDelayNeitherOthersNorShutdown) {
   DeadPort refused(false), silent(true);
   const std::string yaml =
       "webhooks:\n"
-      "  - url: " + refused.url() + "\n"
+      "  - url: " +
+      refused.url() +
+      "\n"
       "    max_retries: 2\n"
       "    backoff: 10ms\n"
       "    max_backoff: 20ms\n"
-      "  - url: " + silent.url() + "\n"
+      "  - url: " +
+      silent.url() +
+      "\n"
       "    timeout: 20s\n"
-      "  - url: " + up_->url() + "/hook/ok\n";
+      "  - url: " +
+      up_->url() + "/hook/ok\n";
   SwitchboardOptions options;
   options.args = {"--config", write_config(yaml)};
   sb_ = std::make_unique<Switchboard>(std::move(options));
@@ -239,8 +247,9 @@ TEST_F(WebhookTest, DeadSinksDelayNeitherOthersNorShutdown) {
       << json::serialize(dead);
   EXPECT_TRUE(dead.at("last_success").is_null());
 
-  const auto hung = wait_sink_status(silent.url(), milliseconds(1000),
-                                     [](const json::object& o) { return counter(o, "queued") == 3; });
+  const auto hung = wait_sink_status(silent.url(), milliseconds(1000), [](const json::object& o) {
+    return counter(o, "queued") == 3;
+  });
   EXPECT_EQ(counter(hung, "queued"), 3u) << json::serialize(hung);
   EXPECT_EQ(counter(hung, "pending"), 3u) << "the first is in flight, two wait behind it";
   EXPECT_EQ(counter(hung, "delivered"), 0u);

@@ -90,8 +90,7 @@ TEST(ParseRegistrationTest, RefusesBadInputNamingTheField) {
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{}})").field, "check.path");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":[]})").field, "check");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"x"}})").field, "check.path");
-  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"type":"udp"}})").field,
-            "check.type");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"type":"udp"}})").field, "check.type");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","method":"get"}})").field,
             "check.method");
   EXPECT_EQ(
@@ -99,10 +98,9 @@ TEST(ParseRegistrationTest, RefusesBadInputNamingTheField) {
       "check.expect_status");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","timeout_ms":0}})").field,
             "check.timeout_ms");
-  EXPECT_EQ(
-      error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","headers":{"A":"x\ny"}}})")
-          .field,
-      "check.headers");
+  EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","headers":{"A":"x\ny"}}})")
+                .field,
+            "check.headers");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","check":{"path":"/h","interval":1}})").field,
             "check.interval");
   EXPECT_EQ(error_of("s", "i", R"({"url":"http://h","color":"red"})").field, "color");

@@ -83,8 +83,8 @@ TEST(RetryBudgetTest, LongRunOutageIsBounded) {
 // The floor is a minimum: a quiet service retries up to budget_min_per_second, but a window
 // that already holds budget_min_per_second x window retries gets only the percentage.
 TEST(RetryBudgetTest, FloorIsAMinimumNotAnAddition) {
-  RetryBudget b(RetryConfig{.budget_percent = 20, .budget_window = 10s,
-                            .budget_min_per_second = 2});
+  RetryBudget b(
+      RetryConfig{.budget_percent = 20, .budget_window = 10s, .budget_min_per_second = 2});
   // Quiet: no requests recorded, the floor grants 2 per second.
   EXPECT_TRUE(b.try_acquire(t0));
   EXPECT_TRUE(b.try_acquire(t0));
