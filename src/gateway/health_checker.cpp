@@ -3,12 +3,11 @@
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <unordered_map>
 
 #include "core/logging.hpp"
+#include "gateway/http_call.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
 #include "http/parser.hpp"
@@ -26,10 +25,7 @@ namespace asio = http::asio;
 using http::error_code;
 using http::kUse;
 using http::Task;
-using Timer =
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
-using Resolver = asio::ip::basic_resolver<asio::ip::tcp, http::Executor>;
+using http::Timer;
 
 struct HealthChecker::Impl {
   Impl(registry::Registry& r, core::Clock& c, TlsContextFor t, std::size_t max)
@@ -60,28 +56,9 @@ struct HealthChecker::Impl {
   // Connects (and, for https instances, completes the TLS handshake with the service's
   // verification settings). Returns "" or why it failed.
   Task<std::string> open(const registry::DueCheck& c, http::UpstreamConnection& conn) {
-    error_code ec;
-    asio::ip::tcp::endpoint ep;
-    const auto addr = asio::ip::make_address(c.url.host, ec);
-    if (!ec) {
-      ep = asio::ip::tcp::endpoint(addr, c.url.port);
-    } else {
-      Resolver resolver(ctx.get_executor());
-      auto [rec, results] =
-          co_await resolver.async_resolve(c.url.host, std::to_string(c.url.port), kUse);
-      if (rec || results.empty()) co_return "resolve: " + rec.message();
-      ep = results.begin()->endpoint();
-    }
-    auto [cec] = co_await conn.socket().async_connect(ep, kUse);
-    if (cec) co_return "connect: " + cec.message();
-    if (c.url.tls) {
-      http::UpstreamTarget target{c.url.host,        c.url.port,   true,
-                                  c.tls.server_name, c.tls.verify, tls_context_for(c.service)};
-      if (!target.tls_context) co_return "no TLS context for the service";
-      std::string why = co_await conn.handshake(target);
-      if (!why.empty()) co_return "TLS handshake: " + why;
-    }
-    co_return std::string();
+    const http::UpstreamTarget tls{c.url.host,        c.url.port,   c.url.tls,
+                                   c.tls.server_name, c.tls.verify, tls_context_for(c.service)};
+    co_return co_await open_connection(c.url, conn, tls);
   }
 
   // One check, bounded by its timeout: a TCP check connects; an HTTP check sends its request

@@ -24,10 +24,32 @@ namespace asio = http::asio;
 namespace ssl = asio::ssl;
 using http::error_code;
 using http::kUse;
-using Timer =
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
-using Resolver = asio::ip::basic_resolver<asio::ip::tcp, http::Executor>;
+using http::Timer;
+
+http::Task<std::string> open_connection(const core::UpstreamUrl& url,
+                                        http::UpstreamConnection& conn,
+                                        const http::UpstreamTarget& tls) {
+  const auto ex = co_await asio::this_coro::executor;
+  error_code ec;
+  asio::ip::tcp::endpoint ep;
+  const auto addr = asio::ip::make_address(url.host, ec);
+  if (!ec) {
+    ep = asio::ip::tcp::endpoint(addr, url.port);
+  } else {
+    http::Resolver resolver(ex);
+    auto [rec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port), kUse);
+    if (rec || results.empty()) co_return "resolve: " + rec.message();
+    ep = results.begin()->endpoint();
+  }
+  auto [cec] = co_await conn.socket().async_connect(ep, kUse);
+  if (cec) co_return "connect: " + cec.message();
+  if (url.tls) {
+    if (!tls.tls_context) co_return std::string("TLS handshake: no TLS context");
+    std::string why = co_await conn.handshake(tls);
+    if (!why.empty()) co_return "TLS handshake: " + why;
+  }
+  co_return std::string();
+}
 
 http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view request,
                                  const CallOptions& options) {
@@ -52,35 +74,17 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
     return std::move(result);
   };
 
-  error_code ec;
-  asio::ip::tcp::endpoint ep;
-  const auto addr = asio::ip::make_address(url.host, ec);
-  if (!ec) {
-    ep = asio::ip::tcp::endpoint(addr, url.port);
-  } else {
-    Resolver resolver(ex);
-    auto [rec, results] = co_await resolver.async_resolve(url.host, std::to_string(url.port), kUse);
-    if (rec || results.empty()) co_return finish("resolve: " + rec.message());
-    ep = results.begin()->endpoint();
-  }
-  auto [cec] = co_await socket.async_connect(ep, kUse);
-  if (cec) co_return finish("connect: " + cec.message());
-  result.connected = true;
-  if (options.connect_only) co_return finish("");
   if (url.tls && options.tls == nullptr) co_return finish("TLS: no client context");
-
-  if (url.tls) {
-    // A non-owning pointer: the caller keeps the context alive for the call.
-    http::UpstreamTarget target{
-        url.host,
-        url.port,
-        true,
-        std::string(options.server_name),
-        options.tls_verify,
-        std::shared_ptr<ssl::context>(std::shared_ptr<void>(), options.tls)};
-    std::string why = co_await conn.handshake(target);
-    if (!why.empty()) co_return finish("TLS: " + why);
-  }
+  // A non-owning pointer to the TLS context: the caller keeps it alive for the call.
+  const http::UpstreamTarget tls{
+      url.host,
+      url.port,
+      url.tls,
+      std::string(options.server_name),
+      options.tls_verify,
+      std::shared_ptr<ssl::context>(std::shared_ptr<void>(), options.tls)};
+  if (std::string why = co_await open_connection(url, conn, tls); !why.empty())
+    co_return finish(std::move(why));
   for (std::size_t sent = 0; sent < request.size();) {
     const asio::const_buffer piece(request.data() + sent, request.size() - sent);
     auto [wec, wn] = co_await conn.write_some(http::Buffers(&piece, 1));
@@ -101,17 +105,6 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
     if (r.status == http::ParseStatus::kComplete) break;
   }
   result.status = head.status;
-  if (!options.read_body_until.empty()) {
-    // The body up to the buffer's end must hold the text; Connection: close ends it.
-    std::string_view body(buf + head.head_size, len - head.head_size);
-    while (body.find(options.read_body_until) == std::string_view::npos && len < kBuf) {
-      auto [rec, n] = co_await conn.read_some(buf + len, kBuf - len);
-      if (rec || n == 0) break;
-      len += n;
-      body = std::string_view(buf + head.head_size, len - head.head_size);
-    }
-    result.body = std::string(body);
-  }
   deadline.cancel();
   if (timed_out) result.error = fmt::format("timeout after {} ms", options.timeout.count());
   co_return std::move(result);

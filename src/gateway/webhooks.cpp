@@ -27,9 +27,7 @@ namespace asio = http::asio;
 namespace json = boost::json;
 using http::kUse;
 using http::Task;
-using Timer =
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+using http::Timer;
 
 namespace {
 

@@ -9,11 +9,14 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <span>
 
 namespace sb::http {
@@ -27,6 +30,9 @@ inline constexpr auto kUse = asio::as_tuple(asio::deferred);
 using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Acceptor = asio::basic_socket_acceptor<asio::ip::tcp, Executor>;
 using Buffers = std::span<const asio::const_buffer>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
 
 /// One non-blocking sendmsg of `buffers` on `fd` (at most 64 of them). Returns the bytes
 /// written; 0 with `failed` false when the socket would block.

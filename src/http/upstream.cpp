@@ -15,7 +15,6 @@
 namespace sb::http {
 
 namespace ssl = asio::ssl;
-using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
 
 std::shared_ptr<ssl::context> make_client_tls_context(const core::TlsConfig& tls,
                                                       std::string* error) {
