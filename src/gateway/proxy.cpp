@@ -41,9 +41,7 @@ using http::Task;
 namespace asio = http::asio;
 using http::kUse;
 using BodyError = http::BodyPiece::Error;
-using Timer =
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>, http::Executor>;
+using http::Timer;
 
 /// Writes the whole batch to the client (one writev unless the socket takes less);
 /// `ok` becomes false when the client is gone. A macro rather than a coroutine: one
@@ -435,6 +433,23 @@ class ProxyHandler final : public http::Handler {
   }
 
  private:
+  /// Appends the SSE frames of the events after `sent` to `frames` and advances `sent`. A new
+  /// stream (`fresh`), or one whose events the bounded log no longer holds, gets a `snapshot`
+  /// event holding the whole registry first, then what follows it.
+  static void append_events(registry::Registry& reg, bool fresh, std::uint64_t& sent,
+                            std::string& frames) {
+    auto since = reg.events_since(sent);
+    if (fresh || since.too_old) {
+      sent = reg.last_event_id();
+      since = reg.events_since(sent);
+      frames += registry::sse_snapshot(sent, reg.to_json());
+    }
+    for (const auto& e : since.events) {
+      frames += registry::to_sse(e);
+      sent = e.id;
+    }
+  }
+
   /// GET /api/services/events: Server-Sent Events of registry changes. `Last-Event-ID`
   /// resumes; a new stream, or one whose id the bounded log no longer holds, starts with a
   /// `snapshot` event holding the whole registry. Polls the log every 100 ms; ends when the
@@ -457,16 +472,7 @@ class ProxyHandler final : public http::Handler {
     w.end();
     std::uint64_t sent = last.value_or(0);
     std::string frames;
-    auto since = reg.events_since(sent);
-    if (!last || since.too_old) {
-      sent = reg.last_event_id();
-      since = reg.events_since(sent);
-      frames = registry::sse_snapshot(sent, reg.to_json());
-    }
-    for (const auto& e : since.events) {
-      frames += registry::to_sse(e);
-      sent = e.id;
-    }
+    append_events(reg, !last, sent, frames);
     ex.set_response_started();
     ex.batch().clear();
     ex.batch().add(h);
@@ -480,16 +486,7 @@ class ProxyHandler final : public http::Handler {
       co_await timer.async_wait(kUse);
       frames.clear();
       if (reg.last_event_id() != sent) {
-        since = reg.events_since(sent);
-        if (since.too_old) {  // fell behind the bounded log: start over from a snapshot
-          sent = reg.last_event_id();
-          since = reg.events_since(sent);
-          frames = registry::sse_snapshot(sent, reg.to_json());
-        }
-        for (const auto& e : since.events) {
-          frames += registry::to_sse(e);
-          sent = e.id;
-        }
+        append_events(reg, false, sent, frames);
         idle_ticks = 0;
       } else if (++idle_ticks == 150) {  // a comment every 15 s keeps proxies from timing out
         frames = ": keep-alive\n\n";
@@ -586,8 +583,11 @@ class ProxyHandler final : public http::Handler {
         // Same service, id and URL: the same upstream, so keep its pool and state.
         std::string key = rs.name + '/' + ri.id + ' ' + ri.config.url.text;
         auto it = instances_.find(key);
+        // instances_ holds exactly the previous view's endpoints: a new entry is a newly
+        // available instance, which ramps up (balancer.slow_start); the first view does not.
+        const bool known = it != instances_.end();
         std::shared_ptr<Instance> inst;
-        if (it != instances_.end()) {
+        if (known) {
           inst = it->second;
         } else {
           const auto& tls = rs.config.tls;
@@ -604,13 +604,9 @@ class ProxyHandler final : public http::Handler {
               gw_.guards().instance(*svc->guard, rs.config, ri.id, ri.config.url.text),
               {}});
         }
-        const auto id = reinterpret_cast<std::uintptr_t>(inst.get());
-        bool known = false;
-        for (std::size_t j = 0; j < lb->balancer.size() && !known; ++j)
-          known = lb->balancer.id(j) == id;
-        // Newly available instances ramp up (balancer.slow_start); the first view does not.
         endpoints.push_back(resilience::BalancerEndpoint{
-            id, ri.config.weight * (degraded && !degraded_full ? 1u : 4u), inst->config.zone,
+            reinterpret_cast<std::uintptr_t>(inst.get()),
+            ri.config.weight * (degraded && !degraded_full ? 1u : 4u), inst->config.zone,
             known || first_view ? std::nullopt : std::optional<core::SteadyTime>(now)});
         svc->instances.push_back(inst);
         instances.emplace(std::move(key), std::move(inst));
@@ -939,8 +935,7 @@ class ProxyHandler final : public http::Handler {
         asio::co_spawn(worker_.context(), run_hedge(ex, m, out.service, plan, *race, *delay, inst),
                        asio::detached);
       }
-      t = co_await send_to(ex, out, svc, *inst, std::min(now + per_try, plan.deadline.at()),
-                           race.get());
+      t = co_await send_to(ex, out, *inst, std::min(now + per_try, plan.deadline.at()), race.get());
       if (race) {
         co_await settle(*race, t);
         if (race->won) {
@@ -1170,8 +1165,8 @@ class ProxyHandler final : public http::Handler {
   /// the response head, all before `until`. A kept connection that the instance closed
   /// meanwhile fails before any byte of an answer; then the request goes once more on a new
   /// connection (that is not a retry: the instance did nothing wrong).
-  Task<Try> send_to(Exchange& ex, Outcome& out, const Service& svc, Instance& inst,
-                    core::SteadyTime until, HedgeRace* race = nullptr) {
+  Task<Try> send_to(Exchange& ex, Outcome& out, Instance& inst, core::SteadyTime until,
+                    HedgeRace* race = nullptr) {
     Try t;
     for (bool first = true;; first = false) {
       std::unique_ptr<http::UpstreamConnection> conn;
@@ -1187,7 +1182,7 @@ class ProxyHandler final : public http::Handler {
         conn = std::move(lease.conn);
       }
       if (race != nullptr) race->primary = conn.get();  // so that a winning hedge can cut it
-      t.kind = co_await exchange(ex, out, *conn, first, until, t.why, t.info);
+      t.kind = co_await exchange(ex, out, *conn, until, t.why, t.info);
       if (race != nullptr) race->primary = nullptr;
       if (t.kind == Try::Kind::kResponse) {
         t.conn = std::move(conn);
@@ -1199,13 +1194,11 @@ class ProxyHandler final : public http::Handler {
       if (!stale) co_return t;
       ex.rewind_body();
     }
-    (void)svc;
   }
 
   /// Sends the request on `conn` and reads the response head.
-  Task<Try::Kind> exchange(Exchange& ex, Outcome& out, http::UpstreamConnection& conn, bool first,
+  Task<Try::Kind> exchange(Exchange& ex, Outcome& out, http::UpstreamConnection& conn,
                            core::SteadyTime until, const char*& why, http::ResponseInfo& ri) {
-    (void)first;
     const bool chunked = ex.info().framing == Framing::kChunked;
     http::WriteBatch& batch = ex.batch();
     batch.clear();

@@ -50,6 +50,22 @@ class ResilienceTest : public ::testing::Test {
 
   HttpClient client() const { return HttpClient(sb_->port()); }
 
+  // The event stream from the start of the log, read for one second with curl.
+  std::string events_from_start() const {
+    ProcessOptions o;
+    o.args = {"/usr/bin/curl",
+              "-sN",
+              "--max-time",
+              "1",
+              "-H",
+              "Last-Event-ID: 0",
+              "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
+    o.env = {{"PATH", "/usr/bin:/bin"}};
+    Process curl(o);
+    curl.wait_exit(seconds(5));
+    return curl.output(Stream::kStdout);
+  }
+
   // Requests the upstreams logged for targets containing `part`, once the count has reached
   // `at_least` and stopped moving for 200 ms (their logs are read as they come).
   std::size_t logged(std::string_view part, std::size_t at_least = 0, int only = -1) const {
@@ -162,18 +178,7 @@ TEST_F(ResilienceTest, FailingInstanceIsEjected) {
   // It comes back after the ejection time (1 s) and the next analysis (200 ms).
   ASSERT_TRUE(ups_[2]->set_mode(0, 0));
   std::this_thread::sleep_for(milliseconds(1500));
-  ProcessOptions o;
-  o.args = {"/usr/bin/curl",
-            "-sN",
-            "--max-time",
-            "1",
-            "-H",
-            "Last-Event-ID: 0",
-            "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
-  o.env = {{"PATH", "/usr/bin:/bin"}};
-  Process curl(o);
-  curl.wait_exit(seconds(5));
-  const std::string stream = curl.output(Stream::kStdout);
+  const std::string stream = events_from_start();
   EXPECT_NE(stream.find("event: ejected"), std::string::npos) << stream;
   EXPECT_NE(stream.find("event: returned"), std::string::npos) << stream;
   EXPECT_EQ(c.get("/api/services/status").body.find("\"ejected\":true"), std::string::npos);
@@ -245,18 +250,7 @@ TEST_F(ResilienceTest, BreakerOpensHalfOpensAndCloses) {
   EXPECT_EQ(status.find("\"state\":\"open\""), std::string::npos) << status;
   EXPECT_EQ(status.find("\"state\":\"half_open\""), std::string::npos) << status;
   // The events, from the start of the log.
-  ProcessOptions o;
-  o.args = {"/usr/bin/curl",
-            "-sN",
-            "--max-time",
-            "1",
-            "-H",
-            "Last-Event-ID: 0",
-            "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
-  o.env = {{"PATH", "/usr/bin:/bin"}};
-  Process curl(o);
-  curl.wait_exit(seconds(5));
-  const std::string stream = curl.output(Stream::kStdout);
+  const std::string stream = events_from_start();
   EXPECT_NE(stream.find("event: breaker_changed"), std::string::npos) << stream;
   EXPECT_NE(stream.find("closed -> open"), std::string::npos) << stream;
   EXPECT_NE(stream.find("open -> half_open"), std::string::npos) << stream;
