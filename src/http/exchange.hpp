@@ -161,6 +161,7 @@ class Exchange {
 
   Worker& worker_;
   Socket socket_;
+  Reactor* reactor_;  // socket_'s, for recv_some
   ListenerKind kind_;
 
   std::unique_ptr<char[]> buf_;

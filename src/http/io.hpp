@@ -19,6 +19,10 @@
 #include <chrono>
 #include <span>
 
+namespace boost::asio::detail {
+class epoll_reactor;
+}
+
 namespace sb::http {
 
 namespace asio = boost::asio;
@@ -33,6 +37,8 @@ using Buffers = std::span<const asio::const_buffer>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
+/// The io_context's epoll reactor, for recv_some (http/recv.hpp).
+using Reactor = asio::detail::epoll_reactor;
 
 /// One non-blocking sendmsg of `buffers` on `fd` (at most 64 of them). Returns the bytes
 /// written; 0 with `failed` false when the socket would block.

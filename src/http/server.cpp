@@ -17,6 +17,7 @@
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
 #include "http/problem.hpp"
+#include "http/recv.hpp"
 
 namespace sb::http {
 namespace {
@@ -155,6 +156,7 @@ void Worker::accept_loop(int which) {
       }
       error_code ignored;
       socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+      enable_inq(socket);
       const auto total = self.server().total_connections.fetch_add(1, std::memory_order_relaxed);
       if (total >= max_conn) {
         self.server().total_connections.fetch_sub(1, std::memory_order_relaxed);
@@ -292,7 +294,7 @@ void Server::stop() {
 // Exchange
 
 Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
-    : worker_(worker), socket_(std::move(socket)), kind_(kind) {
+    : worker_(worker), socket_(std::move(socket)), reactor_(&reactor_of(socket_)), kind_(kind) {
   cap_ = kInitialBuffer;
   buf_ = std::make_unique<char[]>(cap_);
   error_code ec;
@@ -504,8 +506,7 @@ Task<bool> Exchange::read_head() {
       }
     }
     const bool was_idle = idle_;
-    auto [ec, n] =
-        co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+    auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
     if (!ec) len_ += n;
     if (ec || n == 0) {
       const TimeoutKind f = fired_;
@@ -533,8 +534,7 @@ Task<BodyPiece::Error> Exchange::read_more_body() {
     if (wec) co_return BodyPiece::Error::kClosed;
   }
   arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
-  auto [ec, n] =
-      co_await socket_.async_read_some(asio::buffer(buf_.get() + len_, cap_ - len_), kUse);
+  auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
   const TimeoutKind f = fired_;
   disarm();
   if (!ec) len_ += n;

@@ -51,7 +51,9 @@ constexpr std::size_t kMaxFreeBuffers = 1024;  // at most ~24 MiB kept per worke
 thread_local std::vector<std::unique_ptr<ResponseBuffer>> t_free_buffers;
 }  // namespace
 
-UpstreamConnection::UpstreamConnection(Executor ex) : socket_(ex) { lend(); }
+UpstreamConnection::UpstreamConnection(Executor ex) : socket_(ex), reactor_(&reactor_of(socket_)) {
+  lend();
+}
 
 UpstreamConnection::~UpstreamConnection() { give_back(); }
 
@@ -203,6 +205,7 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
   }
   error_code opt_ec;
   conn->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
+  enable_inq(conn->socket_);
 
   if (target_.tls) {
     arm(conn->socket_);

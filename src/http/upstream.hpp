@@ -15,6 +15,7 @@
 
 #include "http/io.hpp"
 #include "http/parser.hpp"
+#include "http/recv.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -83,7 +84,7 @@ class UpstreamConnection {
           if (tls_)
             start_tls_read(asio::buffer(data, size), std::move(handler));
           else
-            socket_.async_read_some(asio::buffer(data, size), std::move(handler));
+            recv_detail::start_recv(*reactor_, socket_, data, size, std::move(handler));
         },
         kUse);
   }
@@ -112,6 +113,7 @@ class UpstreamConnection {
   void start_tls_write(Buffers buffers, Completion handler);
   void start_tls_read(asio::mutable_buffer buffer, Completion handler);
   Socket socket_;
+  Reactor* reactor_;
   std::unique_ptr<Tls> tls_;
   std::unique_ptr<ResponseBuffer> lent_;
 };

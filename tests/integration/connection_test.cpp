@@ -95,6 +95,46 @@ TEST_F(ConnectionTest, ClientConnectionCloseIsHonoured) {
   EXPECT_TRUE(c.wait_closed(default_timeout()));
 }
 
+// A client that sends its request and then half-closes (as `nc -N` does) gets the answer,
+// and the connection closes right after it, not when keepalive_timeout (75 s) runs out:
+// the FIN that came with the request is noticed although no new event follows it.
+TEST_F(ConnectionTest, HalfClosedClientIsAnsweredThenClosed) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  for (int round = 0; round < 3; ++round) {
+    HttpClient c = client();
+    // Request and FIN together, then (round 1) one answered request first, so that the
+    // half-close comes on a kept-alive connection.
+    if (round == 1) {
+      ASSERT_EQ(c.get("/svc/x/echo?first").status, 200);
+    }
+    ASSERT_TRUE(c.send_raw(format_request("GET", "/svc/x/echo?n=1") +
+                           (round == 2 ? format_request("GET", "/svc/x/echo?n=2") : "")));
+    c.shutdown_write();
+    for (int i = 0; i < (round == 2 ? 2 : 1); ++i) {
+      Response r = c.read_response();
+      ASSERT_EQ(r.status, 200) << "round " << round << ": " << r.error;
+    }
+    EXPECT_TRUE(c.wait_closed(std::chrono::seconds(2))) << "round " << round;
+  }
+}
+
+// A body delimited by the upstream closing the connection is relayed whole and at once.
+// The upstream writes head and body at once and closes, so its FIN often lands together
+// with the last bytes: the read that takes them must not be taken for the socket's last.
+TEST_F(ConnectionTest, CloseDelimitedUpstreamBodyEndsAtOnce) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  for (std::size_t n : {0u, 100u, 5000u}) {
+    HttpClient c = client();
+    const auto t0 = std::chrono::steady_clock::now();
+    Response r = c.get("/svc/x/bytes/" + std::to_string(n) + "?until_close=1");
+    ASSERT_TRUE(r.ok()) << n << ": " << r.error;
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body_len, n);
+    EXPECT_EQ(r.body_sha256, pattern_sha256(n));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2)) << n;
+  }
+}
+
 // HEAD gets the head of the response without a body; the connection stays usable.
 TEST_F(ConnectionTest, HeadHasNoBody) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());

@@ -17,7 +17,9 @@ is allowed in front of it:
                       file past 8 MiB) before answering, as most applications do, so a
                       proxy that sends the whole request before reading the response
                       cannot deadlock against it.
-  /bytes/<n>          n bytes of the pattern byte[i] = i % 251 (?chunked=1: chunked)
+  /bytes/<n>          n bytes of the pattern byte[i] = i % 251 (?chunked=1: chunked;
+                      ?until_close=1: no length, head and body in one write, then the
+                      connection closes, so the body's end and the FIN arrive together)
   /slow/<ms>          waits, then 200 "slow"
   /status/<code>      that status with a small body
   /close              200 with Connection: close, then closes
@@ -364,6 +366,13 @@ class Server:
         elif kind == "bytes":
             if not arg.isdigit():
                 raise BadRequest("bad byte count")
+            if req.params.get("until_close", ["0"])[0] == "1":
+                head = self.head(req, 200, [("Content-Type", "application/octet-stream")], False)
+                n = int(arg)
+                writer.write(head + b"".join(pattern_slice(o, min(PATTERN_BLOCK, n - o))
+                                             for o in range(0, n, PATTERN_BLOCK)))
+                await writer.drain()
+                return False
             await self.send_stream(writer, req, int(arg), req.wants_chunked(),
                                    pattern_slice, keep_alive)
         elif kind == "slow":
