@@ -35,37 +35,28 @@ void write_all(int fd, const std::string& s, bool pipe) {
   }
 }
 
-// Text values must hold no space or quote, so that a line splits on spaces. Every value
-// here was validated before it got here (method: token; target: bytes 0x21-0x7e by the
-// parser; correlation id: its charset; service, instance, client: configuration and
-// addresses), so only a '"' in the target can need replacing.
-void append_text_value(std::string& out, std::string_view v) {
-  if (v.empty()) {
-    out += '-';
-    return;
-  }
-  const std::size_t at = out.size();
-  out.append(v);
-  if (std::memchr(v.data(), '"', v.size()) == nullptr) return;
-  for (std::size_t i = at; i < out.size(); ++i)
-    if (out[i] == '"') out[i] = '_';
-}
-
 void append_uint(std::string& out, std::uint64_t v) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, r.ptr);
 }
 
-// Milliseconds with three decimals, from whole microseconds (no floating point).
-void append_millis(std::string& out, double ms) {
+// Milliseconds with three decimals, from whole microseconds (no floating point). Writes at
+// most 24 bytes at `o`; returns the end.
+char* write_millis(char* o, double ms) {
   const auto us = static_cast<std::uint64_t>(ms * 1000.0 + 0.5);
-  append_uint(out, us / 1000);
+  o = std::to_chars(o, o + 20, us / 1000).ptr;
   const unsigned frac = static_cast<unsigned>(us % 1000);
-  const char digits[4] = {'.', static_cast<char>('0' + frac / 100),
-                          static_cast<char>('0' + frac / 10 % 10),
-                          static_cast<char>('0' + frac % 10)};
-  out.append(digits, 4);
+  *o++ = '.';
+  *o++ = static_cast<char>('0' + frac / 100);
+  *o++ = static_cast<char>('0' + frac / 10 % 10);
+  *o++ = static_cast<char>('0' + frac % 10);
+  return o;
+}
+
+void append_millis(std::string& out, double ms) {
+  char buf[24];
+  out.append(buf, write_millis(buf, ms));
 }
 }  // namespace
 
@@ -91,6 +82,60 @@ void AccessLog::set_time(core::WallTime wall_now) {
   timestamp_len_ += static_cast<std::size_t>(std::snprintf(timestamp_ + timestamp_len_,
                                                            sizeof timestamp_ - timestamp_len_,
                                                            ".%03dZ", static_cast<int>(ms % 1000)));
+}
+
+// The text line, written in place: one size check and bounded copies, no per-piece
+// appends (this runs for every request).
+void AccessLog::append_text_line(std::string_view ts, const AccessRecord& r) {
+  // Labels and separators (93 bytes), three numbers (at most 64) and "-" for empty values.
+  constexpr std::size_t kFixed = 192;
+  const std::size_t need = kFixed + ts.size() + r.method.size() + r.target.size() +
+                           r.service.size() + r.instance.size() + r.correlation_id.size() +
+                           r.peer.size();
+  const std::size_t at = buffer_.size();
+  buffer_.resize(at + need);
+  char* o = buffer_.data() + at;
+  const auto put = [&o](std::string_view v) {
+    std::memcpy(o, v.data(), v.size());
+    o += v.size();
+  };
+  // Text values must hold no space or quote, so that a line splits on spaces. Every value
+  // here was validated before it got here (method: token; target: bytes 0x21-0x7e by the
+  // parser; correlation id: its charset; service, instance, client: configuration and
+  // addresses), so only a '"' in the target can need replacing.
+  const auto value = [&](std::string_view v) {
+    if (v.empty()) {
+      *o++ = '-';
+      return;
+    }
+    char* from = o;
+    put(v);
+    if (std::memchr(v.data(), '"', v.size()) != nullptr)
+      for (; from < o; ++from)
+        if (*from == '"') *from = '_';
+  };
+  const auto number = [&o](std::uint64_t v) { o = std::to_chars(o, o + 20, v).ptr; };
+  put(ts);
+  put(" access method=");
+  value(r.method);
+  put(" path=");
+  value(r.target);
+  put(" status=");
+  number(static_cast<std::uint64_t>(r.status));
+  put(" duration_ms=");
+  o = write_millis(o, r.duration_ms);
+  put(" service=");
+  value(r.service);
+  put(" instance=");
+  value(r.instance);
+  put(" bytes=");
+  number(r.bytes_sent);
+  put(" correlation_id=");
+  value(r.correlation_id);
+  put(" client=");
+  value(r.peer);
+  *o++ = '\n';
+  buffer_.resize(static_cast<std::size_t>(o - buffer_.data()));
 }
 
 void AccessLog::record(const AccessRecord& r) {
@@ -119,26 +164,7 @@ void AccessLog::record(const AccessRecord& r) {
     core::append_json_escaped(buffer_, r.peer);
     buffer_ += "\"}\n";
   } else {
-    buffer_ += ts;
-    buffer_ += " access method=";
-    append_text_value(buffer_, r.method);
-    buffer_ += " path=";
-    append_text_value(buffer_, r.target);
-    buffer_ += " status=";
-    append_uint(buffer_, static_cast<std::uint64_t>(r.status));
-    buffer_ += " duration_ms=";
-    append_millis(buffer_, r.duration_ms);
-    buffer_ += " service=";
-    append_text_value(buffer_, r.service);
-    buffer_ += " instance=";
-    append_text_value(buffer_, r.instance);
-    buffer_ += " bytes=";
-    append_uint(buffer_, r.bytes_sent);
-    buffer_ += " correlation_id=";
-    append_text_value(buffer_, r.correlation_id);
-    buffer_ += " client=";
-    append_text_value(buffer_, r.peer);
-    buffer_ += '\n';
+    append_text_line(ts, r);
   }
   if (buffer_.size() >= kFlushAt) {
     write_all(fd_, buffer_, pipe_);

@@ -36,6 +36,7 @@ class AccessLog {
 
  private:
   void set_time(core::WallTime wall_now);
+  void append_text_line(std::string_view ts, const AccessRecord& r);
   core::LogFormat format_;
   bool enabled_;
   int fd_;
