@@ -1,5 +1,7 @@
 #include "core/correlation_id.hpp"
 
+#include <cstring>
+
 namespace sb::core {
 
 bool is_valid_correlation_id(std::string_view id) {
@@ -41,29 +43,19 @@ std::uint64_t CorrelationIdGenerator::next_u64() {
 }
 
 namespace {
-// Two hex digits per byte, looked up at once.
-struct HexPairs {
-  char pairs[256][2];
-  constexpr HexPairs() : pairs() {
-    constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 256; ++i) {
-      pairs[i][0] = kHex[i >> 4];
-      pairs[i][1] = kHex[i & 0xf];
-    }
-  }
-};
-constexpr HexPairs kHexPairs;
-
-// Writes the 8 bytes of `v` (most significant first) as 16 hex digits, with a '-' before
-// the bytes whose index is in `dash_before` (a bit mask).
-char* put_hex(char* o, std::uint64_t v, unsigned dash_before) {
-  for (int i = 0; i < 8; ++i) {
-    if (dash_before & (1u << i)) *o++ = '-';
-    const auto* p = kHexPairs.pairs[(v >> (56 - 8 * i)) & 0xff];
-    *o++ = p[0];
-    *o++ = p[1];
-  }
-  return o;
+// The 8 hex digits of `v`, most significant first, computed in one 64-bit word: each nibble
+// is spread into its own byte, then turned into '0'-'9' or 'a'-'f' without a branch.
+void put_hex32(char* o, std::uint32_t v) {
+  std::uint64_t x = v;
+  x = ((x & 0xffff0000ull) << 16) | (x & 0x0000ffffull);
+  x = ((x & 0x0000ff000000ff00ull) << 8) | (x & 0x000000ff000000ffull);
+  x = ((x & 0x00f000f000f000f0ull) << 4) | (x & 0x000f000f000f000full);
+  // Bytes now hold nibbles, the most significant in the highest byte. A nibble above 9
+  // carries into bit 4 once 6 is added: that bit selects the 'a' - '0' - 10 extra.
+  const std::uint64_t letters = ((x + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+  x += 0x3030303030303030ull + letters * ('a' - '0' - 10);
+  x = __builtin_bswap64(x);  // the highest byte first in memory
+  std::memcpy(o, &x, 8);
 }
 }  // namespace
 
@@ -71,9 +63,22 @@ void CorrelationIdGenerator::next(Id& out) {
   std::uint64_t hi = next_u64(), lo = next_u64();
   hi = (hi & ~0xf000ull) | 0x4000ull;              // version 4
   lo = (lo & ~(0xc0ull << 56)) | (0x80ull << 56);  // RFC 4122 variant
-  // 8-4-4-4-12: dashes before bytes 4 and 6 of `hi`, and bytes 0 and 2 of `lo`.
-  char* o = put_hex(out.data(), hi, (1u << 4) | (1u << 6));
-  put_hex(o, lo, (1u << 0) | (1u << 2));
+  char hex[32];
+  put_hex32(hex, static_cast<std::uint32_t>(hi >> 32));
+  put_hex32(hex + 8, static_cast<std::uint32_t>(hi));
+  put_hex32(hex + 16, static_cast<std::uint32_t>(lo >> 32));
+  put_hex32(hex + 24, static_cast<std::uint32_t>(lo));
+  // 8-4-4-4-12.
+  char* o = out.data();
+  std::memcpy(o, hex, 8);
+  o[8] = '-';
+  std::memcpy(o + 9, hex + 8, 4);
+  o[13] = '-';
+  std::memcpy(o + 14, hex + 12, 4);
+  o[18] = '-';
+  std::memcpy(o + 19, hex + 16, 4);
+  o[23] = '-';
+  std::memcpy(o + 24, hex + 20, 12);
 }
 
 }  // namespace sb::core
