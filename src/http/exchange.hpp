@@ -92,7 +92,7 @@ class Exchange {
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
   /// Whether the whole body fits the buffer (it already holds it, or it has Content-Length
-  /// and read_head() made room: see ServerSettings::replay_body_max), so buffer_body() can
+  /// and parse_head() made room: see ServerSettings::replay_body_max), so buffer_body() can
   /// make it replayable.
   bool body_fits() const;
   /// Reads the rest of a body that fits into the buffer, without handing it out: afterwards
@@ -153,7 +153,13 @@ class Exchange {
   /// One read of body bytes into the buffer at len_ (after "100 Continue" when the client
   /// asked for it), under limits.body_timeout.
   Task<BodyPiece::Error> read_more_body();
-  Task<bool> read_head();
+  /// What the bytes buffered so far make of the next request head: a request ready to
+  /// handle, more bytes needed, one to refuse (refuse_status_, refuse_detail_), or the
+  /// client gone.
+  enum class HeadStep : std::uint8_t { kReady, kNeedMore, kRefuse, kGone };
+  void begin_head();
+  HeadStep parse_head();
+  HeadStep refuse(int status, std::string detail);
   Task<void> reject(int status, std::string_view detail);
   void arm_client_write();
   void ensure_capacity(std::size_t need);
@@ -168,6 +174,8 @@ class Exchange {
   std::size_t cap_ = 0;
   std::size_t len_ = 0;        // bytes in buf_
   std::size_t scan_from_ = 0;  // head scan resume point
+  int refuse_status_ = 0;
+  std::string refuse_detail_;
 
   RequestHead head_;
   RequestInfo info_;

@@ -441,9 +441,8 @@ bool may_be_retried(const RequestInfo& info) {
 }
 }  // namespace
 
-Task<bool> Exchange::read_head() {
+void Exchange::begin_head() {
   const auto& lim = limits();
-  const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
   idle_ = len_ == 0;
   scan_from_ = 0;
   correlation_id_ = {};
@@ -451,17 +450,24 @@ Task<bool> Exchange::read_head() {
     arm(socket_, worker_.now() + lim.keepalive_timeout, TimeoutKind::kKeepAlive);
   else
     arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
+}
 
+Exchange::HeadStep Exchange::refuse(int status, std::string detail) {
+  refuse_status_ = status;
+  refuse_detail_ = std::move(detail);
+  return HeadStep::kRefuse;
+}
+
+Exchange::HeadStep Exchange::parse_head() {
+  const auto& lim = limits();
+  const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
   for (;;) {
     if (len_ > 0) {
       const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, head_);
       if (r.status == ParseStatus::kComplete) {
         disarm();
         const RequestError re = analyze_request(head_, info_);
-        if (re != RequestError::kNone) {
-          co_await reject(status_for(re), describe(re));
-          co_return false;
-        }
+        if (re != RequestError::kNone) return refuse(status_for(re), describe(re));
         std::size_t want = head_.head_size + kMinBodySpace;
         if (info_.framing == Framing::kLength &&
             info_.content_length <= worker_.server().settings().replay_body_max &&
@@ -479,9 +485,8 @@ Task<bool> Exchange::read_head() {
         else
           new_correlation_id();
         if (info_.framing == Framing::kLength && info_.content_length > lim.max_body_bytes) {
-          co_await reject(413, "request body larger than limits.max_body_bytes (" +
-                                   std::to_string(lim.max_body_bytes) + " bytes)");
-          co_return false;
+          return refuse(413, "request body larger than limits.max_body_bytes (" +
+                                 std::to_string(lim.max_body_bytes) + " bytes)");
         }
         body_pos_ = head_.head_size;
         body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
@@ -490,36 +495,19 @@ Task<bool> Exchange::read_head() {
         body_done_ = info_.framing == Framing::kNone;
         body_read_from_socket_ = false;
         continue_sent_ = false;
-        co_return true;
+        return HeadStep::kReady;
       }
       if (r.status == ParseStatus::kError) {
         disarm();
-        co_await reject(status_for(r.error, true), describe(r.error));
-        co_return false;
+        return refuse(status_for(r.error, true), describe(r.error));
       }
     }
     if (len_ == cap_) {
       ensure_capacity(std::min<std::size_t>(cap_ * 2, lim.max_header_bytes + kMinBodySpace));
-      if (len_ == cap_) {  // cannot happen: the parser refuses heads at the limit first
-        co_await reject(431, describe(HeadError::kHeadTooLarge));
-        co_return false;
-      }
+      if (len_ == cap_)  // cannot happen: the parser refuses heads at the limit first
+        return refuse(431, describe(HeadError::kHeadTooLarge));
     }
-    const bool was_idle = idle_;
-    auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
-    if (!ec) len_ += n;
-    if (ec || n == 0) {
-      const TimeoutKind f = fired_;
-      disarm();
-      if (f == TimeoutKind::kClientHead && len_ > 0) {
-        co_await reject(408, "request head not received within limits.header_timeout");
-      }
-      co_return false;
-    }
-    if (was_idle) {
-      idle_ = false;
-      arm(socket_, worker_.now() + lim.header_timeout, TimeoutKind::kClientHead);
-    }
+    return HeadStep::kNeedMore;
   }
 }
 
@@ -630,7 +618,29 @@ Task<bool> Exchange::drain_body(std::uint64_t max) {
 Task<void> Exchange::run() {
   worker_.add(this);
   while (!closed_) {
-    if (!co_await read_head()) break;
+    // The next request head: what is buffered, then reads until it is whole. The reads are
+    // here rather than in a coroutine of their own: one frame fewer per request.
+    begin_head();
+    HeadStep step;
+    while ((step = parse_head()) == HeadStep::kNeedMore) {
+      const bool was_idle = idle_;
+      auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
+      if (!ec) len_ += n;
+      if (ec || n == 0) {
+        const TimeoutKind f = fired_;
+        disarm();
+        step = f == TimeoutKind::kClientHead && len_ > 0
+                   ? refuse(408, "request head not received within limits.header_timeout")
+                   : HeadStep::kGone;
+        break;
+      }
+      if (was_idle) {
+        idle_ = false;
+        arm(socket_, worker_.now() + limits().header_timeout, TimeoutKind::kClientHead);
+      }
+    }
+    if (step == HeadStep::kRefuse) co_await reject(refuse_status_, refuse_detail_);
+    if (step != HeadStep::kReady) break;
     keep_alive_ = info_.keep_alive;
     response_started_ = false;
     bytes_sent_ = 0;
