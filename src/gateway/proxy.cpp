@@ -66,6 +66,10 @@ using http::Timer;
     flush_batch_.clear();                                                                 \
   } while (0)
 
+/// Response bodies up to this size that came with their head are copied after it, so that
+/// head and body leave in one single-buffer write.
+constexpr std::size_t kCoalesceBody = 1024;
+
 /// An instance as a worker sees it: its own keep-alive pool and latency record, and the
 /// guard (breaker, outlier record) every worker shares. Kept across registry snapshots
 /// while the instance keeps its URL, so pools survive unrelated registry changes.
@@ -990,11 +994,20 @@ class ProxyHandler final : public http::Handler {
       const Next next = finish_attempt(ex, out, svc, *inst, plan, t);
       if (next == Next::kRelay) {
         if (whole_in_buffer(*t.conn, t.info)) {
-          // The common case, in this frame: head and body leave in one write.
+          // The common case, in this frame: head and body leave in one write, and a small
+          // body is copied after the head so that the write is one buffer (send(), which
+          // the kernel takes cheaper than sendmsg() with an iovec array).
           start_relay(ex, out, *t.conn, t.info);
           const std::size_t end = t.conn->head().head_size + t.info.content_length;
-          ex.batch().add(std::string_view(t.conn->buf() + t.conn->head().head_size,
-                                          end - t.conn->head().head_size));
+          const std::string_view body(t.conn->buf() + t.conn->head().head_size,
+                                      end - t.conn->head().head_size);
+          if (body.size() <= kCoalesceBody) {
+            ex.scratch2().append(body);
+            ex.batch().add(ex.scratch2());
+          } else {
+            ex.batch().add(ex.scratch2());
+            ex.batch().add(body);
+          }
           bool ok = true;
           SB_FLUSH(ex, ok);
           end_relay(ex, svc, *inst, std::move(t.conn), ok, t.info.keep_alive, end);
@@ -1137,9 +1150,11 @@ class ProxyHandler final : public http::Handler {
     }
     std::size_t scan = 0;
     t.kind = Try::Kind::kReset;
+    auto start = http::UpstreamConnection::ReadStart::kWaitForEpoll;  // nothing to read yet
     while (sent == race.head.size()) {
-      auto [ec, n] = co_await conn->read_some(conn->buf() + conn->len,
-                                              http::UpstreamConnection::kBufferSize - conn->len);
+      auto [ec, n] = co_await conn->read_some(
+          conn->buf() + conn->len, http::UpstreamConnection::kBufferSize - conn->len, start);
+      start = http::UpstreamConnection::ReadStart::kTryNow;
       if (ec || n == 0) break;
       conn->len += n;
       const auto pr = http::parse_response_head(
@@ -1249,6 +1264,8 @@ class ProxyHandler final : public http::Handler {
     }
 
     std::size_t scan = 0;
+    // The first read after the request waits for epoll: the answer cannot be there yet.
+    auto start = http::UpstreamConnection::ReadStart::kWaitForEpoll;
     while (sent) {
       if (conn.len > 0) {
         const auto pr = http::parse_response_head(
@@ -1291,8 +1308,9 @@ class ProxyHandler final : public http::Handler {
         }
       }
       ex.arm(conn.socket(), until, http::TimeoutKind::kUpstreamResponse);
-      auto [ec, n] = co_await conn.read_some(conn.buf() + conn.len,
-                                             http::UpstreamConnection::kBufferSize - conn.len);
+      auto [ec, n] = co_await conn.read_some(
+          conn.buf() + conn.len, http::UpstreamConnection::kBufferSize - conn.len, start);
+      start = http::UpstreamConnection::ReadStart::kTryNow;
       ex.disarm();
       if (ec || n == 0) break;
       conn.len += n;
@@ -1323,14 +1341,14 @@ class ProxyHandler final : public http::Handler {
     return ri.framing == Framing::kLength && conn.len - conn.head().head_size >= ri.content_length;
   }
 
-  /// The client's response head into the batch; returns whether the body is to be rechunked.
+  /// The client's response head into scratch2 (the caller adds it to the batch); returns
+  /// whether the body is to be rechunked.
   static bool start_relay(Exchange& ex, Outcome& out, http::UpstreamConnection& conn,
                           const http::ResponseInfo& ri) {
     out.status = conn.head().status;
     const bool rechunk = prepare_client_head(ex, conn.head(), ri);
     ex.set_response_started();
     ex.batch().clear();
-    ex.batch().add(ex.scratch2());
     return rechunk;
   }
 
@@ -1356,6 +1374,7 @@ class ProxyHandler final : public http::Handler {
   Task<void> relay(Exchange& ex, Outcome& out, Service& svc, Instance& inst,
                    std::unique_ptr<http::UpstreamConnection> conn, const http::ResponseInfo& ri) {
     const bool rechunk = start_relay(ex, out, *conn, ri);
+    ex.batch().add(ex.scratch2());
     std::size_t pos = conn->head().head_size;  // next unconsumed byte in conn->buf()
     const bool reusable = ri.keep_alive;
     bool ok = true;

@@ -366,6 +366,16 @@ void Exchange::new_correlation_id() {
 }
 
 std::size_t send_now(int fd, Buffers buffers, bool& failed) {
+  if (buffers.size() == 1) {  // send(): no iovec array for the kernel to copy in and check
+    for (;;) {
+      const ssize_t r =
+          ::send(fd, buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (r >= 0) return static_cast<std::size_t>(r);
+      if (errno == EINTR) continue;
+      failed = errno != EAGAIN && errno != EWOULDBLOCK;
+      return 0;
+    }
+  }
   iovec iov[64];
   std::size_t n = 0;
   for (const auto& b : buffers) {

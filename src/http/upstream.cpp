@@ -205,7 +205,6 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
   }
   error_code opt_ec;
   conn->socket_.set_option(asio::ip::tcp::no_delay(true), opt_ec);
-  enable_inq(conn->socket_);
 
   if (target_.tls) {
     arm(conn->socket_);

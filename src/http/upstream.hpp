@@ -77,14 +77,21 @@ class UpstreamConnection {
         },
         kUse);
   }
-  /// `auto [ec, n] = co_await conn.read_some(data, size)`.
-  auto read_some(char* data, std::size_t size) {
+  /// How a read starts: with Asio's speculative recv(), or waiting for epoll first. Wait
+  /// only for the first read after a request was sent (see http/recv.hpp).
+  enum class ReadStart : bool { kTryNow, kWaitForEpoll };
+  /// `auto [ec, n] = co_await conn.read_some(data, size[, start])`.
+  auto read_some(char* data, std::size_t size, ReadStart start = ReadStart::kTryNow) {
     return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
-        [this, data, size](auto handler) {
+        [this, data, size, start](auto handler) {
           if (tls_)
             start_tls_read(asio::buffer(data, size), std::move(handler));
           else
-            recv_detail::start_recv(*reactor_, socket_, data, size, std::move(handler));
+            recv_detail::start_recv(*reactor_, socket_, data, size,
+                                    start == ReadStart::kWaitForEpoll
+                                        ? recv_detail::Flavor::kWaitForEpoll
+                                        : recv_detail::Flavor::kPlain,
+                                    std::move(handler));
         },
         kUse);
   }
