@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace sb::http {
 namespace {
 
@@ -52,79 +56,87 @@ bool valid_value_bytes(const char* p, const char* end) {
   return true;
 }
 
-enum class EndScan { kFound, kIncomplete, kBareLf };
-
-// Looks for the empty line that ends a head, starting at `scan_from`. Every LF must be
-// preceded by CR. On kFound, `head_end` is the offset just past CRLFCRLF.
-EndScan find_head_end(const char* data, std::size_t size, std::size_t& scan_from,
-                      std::size_t& head_end) {
-  std::size_t i = scan_from;
-  while (i < size) {
-    const void* hit = std::memchr(data + i, '\n', size - i);
-    if (hit == nullptr) break;
-    const std::size_t lf = static_cast<std::size_t>(static_cast<const char*>(hit) - data);
-    if (lf == 0 || data[lf - 1] != '\r') return EndScan::kBareLf;
-    // An empty line: "\r\n" right after the previous line's "\n", or at the very start.
-    if (lf == 1 || (lf >= 3 && data[lf - 2] == '\n')) {
-      head_end = lf + 1;
-      return EndScan::kFound;
-    }
-    i = lf + 1;
+// The first byte in [p, end) that may not appear in a field value (a control byte other
+// than HTAB, or DEL), or `end`. In a well-formed line it is the CR before the line's LF, so
+// one pass both finds the line's end and checks its value. Sixteen bytes at a time with
+// SSE2 (every x86-64 has it), the rest byte by byte.
+const char* find_value_end(const char* p, const char* end) {
+#if defined(__SSE2__)
+  const __m128i bias = _mm_set1_epi8(static_cast<char>(0x80));
+  const __m128i below_20 = _mm_set1_epi8(static_cast<char>(0x20 ^ 0x80));  // unsigned < 0x20
+  const __m128i tab = _mm_set1_epi8('\t');
+  const __m128i del = _mm_set1_epi8(0x7f);
+  while (end - p >= 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i ctl = _mm_cmplt_epi8(_mm_xor_si128(v, bias), below_20);
+    const __m128i bad =
+        _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, tab), ctl), _mm_cmpeq_epi8(v, del));
+    const int mask = _mm_movemask_epi8(bad);
+    if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+    p += 16;
   }
-  // Resume at the last line start so the empty-line test sees its preceding "\n".
-  scan_from = size >= 2 ? size - 2 : 0;
-  while (scan_from > 0 && data[scan_from - 1] != '\n') --scan_from;
-  return EndScan::kIncomplete;
+#endif
+  for (; p < end; ++p)
+    if (!is_vchar_or_obs(*p)) return p;
+  return end;
 }
 
-// Parses "Name: value\r\n" lines from `p` up to `end` (which points at the final "\r\n").
-// Parses one field line [p, line_end) (line_end at its CR) into out.
-template <class Head>
-HeadError parse_field_line(const char* p, const char* line_end, std::size_t max_fields,
-                           Head& out) {
-  if (is_ows(*p)) return HeadError::kObsFold;
-  const char* name_begin = p;
-  while (p < line_end && is_tchar(*p)) ++p;
-  if (p == name_begin || p == line_end || *p != ':') return HeadError::kBadField;
-  const std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
-  ++p;  // ':'
-  while (p < line_end && is_ows(*p)) ++p;
-  // A CR inside the value is a control byte: valid_value_bytes refuses it.
-  if (!valid_value_bytes(p, line_end)) return HeadError::kBadField;
-  const char* value_end = line_end;
-  while (value_end > p && is_ows(value_end[-1])) --value_end;
-  if (out.field_count >= max_fields || out.field_count >= kMaxFields)
-    return HeadError::kTooManyFields;
-  out.fields[out.field_count++] =
-      Field{name, std::string_view(p, static_cast<std::size_t>(value_end - p))};
-  return HeadError::kNone;
-}
-
-// Parses field lines from `p` to the empty line that ends the head, in one pass: each line
-// is found with one memchr. On kIncomplete, `stop` is the offset of the unfinished line.
+// Parses field lines from `p` to the empty line that ends the head, in one pass: the name
+// byte by byte, the value and the line's end together (find_value_end). Appends to
+// out.fields (a resumed parse keeps the fields before `p`). Only whole lines are judged: a
+// fault in the unfinished last line waits for its LF, so a head parses the same whether it
+// arrives at once or in pieces. On kIncomplete, `stop` is the offset of the unfinished line.
 template <class Head>
 ParseResult parse_field_lines(const char* data, std::size_t size, const char* p,
                               std::size_t max_head_bytes, std::size_t max_fields, Head& out,
                               std::size_t& stop) {
   const char* end = data + size;
-  out.field_count = 0;
-  for (;;) {
-    const char* lf = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-    if (lf == nullptr) {
-      stop = static_cast<std::size_t>(p - data);
-      return {ParseStatus::kIncomplete};
-    }
-    if (lf == p || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
-    const char* line_end = lf - 1;
-    if (static_cast<std::size_t>(lf + 1 - data) > max_head_bytes)
-      return {ParseStatus::kError, HeadError::kHeadTooLarge};
-    if (line_end == p) {
-      out.head_size = static_cast<std::size_t>(lf + 1 - data);
+  const char* line = p;
+  const auto incomplete = [&] {
+    stop = static_cast<std::size_t>(line - data);
+    return ParseResult{ParseStatus::kIncomplete};
+  };
+  // A fault at `at`: an error once the line is whole, until then more bytes are awaited.
+  const auto fault = [&](const char* at, HeadError e) {
+    if (std::memchr(at, '\n', static_cast<std::size_t>(end - at)) == nullptr) return incomplete();
+    return ParseResult{ParseStatus::kError, e};
+  };
+  for (;; line = p) {
+    if (p == end) return incomplete();
+    if (*p == '\r') {  // the empty line that ends the head
+      if (end - p < 2) return incomplete();
+      if (p[1] != '\n') return fault(p + 1, HeadError::kBadField);
+      if (static_cast<std::size_t>(p + 2 - data) > max_head_bytes)
+        return {ParseStatus::kError, HeadError::kHeadTooLarge};
+      out.head_size = static_cast<std::size_t>(p + 2 - data);
       return {ParseStatus::kComplete};
     }
-    const HeadError e = parse_field_line(p, line_end, max_fields, out);
-    if (e != HeadError::kNone) return {ParseStatus::kError, e};
-    p = lf + 1;
+    if (*p == '\n') return {ParseStatus::kError, HeadError::kBareLf};
+    if (is_ows(*p)) return fault(p, HeadError::kObsFold);
+    const char* name_begin = p;
+    while (p < end && is_tchar(*p)) ++p;
+    if (p == end) return incomplete();
+    if (*p == '\n') return {ParseStatus::kError, HeadError::kBareLf};
+    if (*p != ':' || p == name_begin) return fault(p, HeadError::kBadField);
+    const std::string_view name(name_begin, static_cast<std::size_t>(p - name_begin));
+    ++p;  // ':'
+    while (p < end && is_ows(*p)) ++p;
+    const char* value = p;
+    const char* cr = find_value_end(p, end);
+    if (cr == end) return incomplete();
+    if (*cr == '\n') return {ParseStatus::kError, HeadError::kBareLf};
+    if (*cr != '\r') return fault(cr, HeadError::kBadField);
+    if (cr + 1 == end) return incomplete();
+    if (cr[1] != '\n') return fault(cr + 1, HeadError::kBadField);  // a CR inside the value
+    if (static_cast<std::size_t>(cr + 2 - data) > max_head_bytes)
+      return {ParseStatus::kError, HeadError::kHeadTooLarge};
+    const char* value_end = cr;
+    while (value_end > value && is_ows(value_end[-1])) --value_end;
+    if (out.field_count >= max_fields || out.field_count >= kMaxFields)
+      return {ParseStatus::kError, HeadError::kTooManyFields};
+    out.fields[out.field_count++] =
+        Field{name, std::string_view(value, static_cast<std::size_t>(value_end - value))};
+    p = cr + 2;
   }
 }
 
@@ -162,8 +174,7 @@ ParseResult parse_request_line(const char* data, const char* line_end, RequestHe
   out.method = std::string_view(m, static_cast<std::size_t>(p - m));
   ++p;
   const char* t = p;
-  while (p < line_end && static_cast<unsigned char>(*p) > 0x20 &&
-         static_cast<unsigned char>(*p) < 0x7f)
+  while (p<line_end&& static_cast<unsigned char>(*p)> 0x20 && static_cast<unsigned char>(*p) < 0x7f)
     ++p;
   if (p == t || p == line_end || *p != ' ')
     return {ParseStatus::kError, HeadError::kBadRequestLine};
@@ -171,8 +182,7 @@ ParseResult parse_request_line(const char* data, const char* line_end, RequestHe
   ++p;
   const int minor = parse_version(p, line_end);
   if (line_end - p != 8 || minor < 0) {
-    return {ParseStatus::kError,
-            minor == -1 ? HeadError::kBadVersion : HeadError::kBadRequestLine};
+    return {ParseStatus::kError, minor == -1 ? HeadError::kBadVersion : HeadError::kBadRequestLine};
   }
   out.version_minor = minor;
   return {ParseStatus::kComplete};
@@ -206,30 +216,31 @@ ParseResult parse_status_line(const char* data, const char* line_end, ResponseHe
 }  // namespace
 
 // Heads usually arrive whole: the first call parses in one pass. When it finds the head
-// unfinished, `scan_from` remembers where, and later calls only look for the end of the
-// head from there (find_head_end) before parsing again, so a head trickling in byte by
-// byte costs a linear scan, not a quadratic re-parse.
+// unfinished, `scan_from` remembers the start of the unfinished line, and the next call
+// resumes there (after one memchr says a new line has ended), keeping the request line and
+// the fields before it: a head trickling in piece by piece is parsed once, and parses
+// exactly as it would have whole. The bytes before `scan_from` must stay where they were
+// between calls; a caller that moves them sets `scan_from` to 0.
 ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
                                std::size_t& scan_from, RequestHead& out) {
+  const char* fields;
   if (scan_from > 0) {
-    std::size_t head_end = 0;
-    const EndScan scan = find_head_end(data, size, scan_from, head_end);
-    if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
-    if (scan == EndScan::kIncomplete) return incomplete_request(data, size, limits);
+    if (std::memchr(data + scan_from, '\n', size - scan_from) == nullptr)
+      return incomplete_request(data, size, limits);
+    fields = data + scan_from;
+  } else {
+    const std::size_t window = std::min(size, limits.max_request_line + 2);
+    const char* lf = static_cast<const char*>(std::memchr(data, '\n', window));
+    if (lf == nullptr) return incomplete_request(data, size, limits);
+    if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+    const ParseResult line = parse_request_line(data, lf - 1, out);
+    if (line.status != ParseStatus::kComplete) return line;
+    out.field_count = 0;
+    fields = lf + 1;
   }
-  const std::size_t window = std::min(size, limits.max_request_line + 2);
-  const char* lf = static_cast<const char*>(std::memchr(data, '\n', window));
-  if (lf == nullptr) {
-    const ParseResult r = incomplete_request(data, size, limits);
-    if (r.status == ParseStatus::kIncomplete) scan_from = 0;  // the first line: rescan it
-    return r;
-  }
-  if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
-  const ParseResult line = parse_request_line(data, lf - 1, out);
-  if (line.status != ParseStatus::kComplete) return line;
   std::size_t stop = 0;
-  const ParseResult r = parse_field_lines(data, size, lf + 1, limits.max_head_bytes,
-                                          limits.max_fields, out, stop);
+  const ParseResult r =
+      parse_field_lines(data, size, fields, limits.max_head_bytes, limits.max_fields, out, stop);
   if (r.status == ParseStatus::kIncomplete) {
     scan_from = stop;
     return incomplete_request(data, size, limits);
@@ -243,20 +254,22 @@ ParseResult parse_response_head(const char* data, std::size_t size, std::size_t 
     if (size >= max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
     return {ParseStatus::kIncomplete};
   };
-  if (scan_from > 0) {
-    std::size_t head_end = 0;
-    const EndScan scan = find_head_end(data, size, scan_from, head_end);
-    if (scan == EndScan::kBareLf) return {ParseStatus::kError, HeadError::kBareLf};
-    if (scan == EndScan::kIncomplete) return incomplete();
+  const char* fields;
+  if (scan_from > 0) {  // resumed at the unfinished line: see parse_request_head
+    if (std::memchr(data + scan_from, '\n', size - scan_from) == nullptr) return incomplete();
+    fields = data + scan_from;
+  } else {
+    const char* lf = static_cast<const char*>(std::memchr(data, '\n', size));
+    if (lf == nullptr) return incomplete();
+    if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+    const ParseResult line = parse_status_line(data, lf - 1, out);
+    if (line.status != ParseStatus::kComplete) return line;
+    out.field_count = 0;
+    fields = lf + 1;
   }
-  const char* lf = static_cast<const char*>(std::memchr(data, '\n', size));
-  if (lf == nullptr) return incomplete();
-  if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
-  const ParseResult line = parse_status_line(data, lf - 1, out);
-  if (line.status != ParseStatus::kComplete) return line;
   std::size_t stop = 0;
   const ParseResult r =
-      parse_field_lines(data, size, lf + 1, max_head_bytes, kMaxFields, out, stop);
+      parse_field_lines(data, size, fields, max_head_bytes, kMaxFields, out, stop);
   if (r.status == ParseStatus::kIncomplete) {
     scan_from = stop;
     return incomplete();

@@ -65,14 +65,18 @@ struct ParseResult {
   HeadError error = HeadError::kNone;
 };
 
-/// Parses a request head from data[0, size). `scan_from` remembers how far a previous call
-/// looked for the end of the head, so a head arriving in many pieces is scanned once.
+/// Parses a request head from data[0, size). Start with `scan_from` 0; after kIncomplete it
+/// holds where the unfinished line starts, and the next call (with more bytes, the same
+/// `out`) resumes there, so a head arriving in many pieces is parsed once and exactly as it
+/// would be whole. Bytes before `scan_from` must not move between calls (set it to 0 after
+/// moving them).
 /// Leading empty lines (RFC 9112 section 2.2) are refused: clients that send them are rare
 /// and the robustness rule invites request smuggling games.
 ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
                                std::size_t& scan_from, RequestHead& out);
 
-/// Parses a response head; `max_head_bytes` bounds it (kHeadTooLarge beyond).
+/// Parses a response head; `max_head_bytes` bounds it (kHeadTooLarge beyond). `scan_from`
+/// as for parse_request_head.
 ParseResult parse_response_head(const char* data, std::size_t size, std::size_t max_head_bytes,
                                 std::size_t& scan_from, ResponseHead& out);
 

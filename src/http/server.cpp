@@ -514,6 +514,7 @@ Exchange::HeadStep Exchange::parse_head() {
     }
     if (len_ == cap_) {
       ensure_capacity(std::min<std::size_t>(cap_ * 2, lim.max_header_bytes + kMinBodySpace));
+      scan_from_ = 0;    // the head moved: parse it again from the start
       if (len_ == cap_)  // cannot happen: the parser refuses heads at the limit first
         return refuse(431, describe(HeadError::kHeadTooLarge));
     }
