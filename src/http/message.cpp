@@ -1,5 +1,6 @@
 #include "http/message.hpp"
 
+#include <array>
 #include <cstring>
 
 #include "core/correlation_id.hpp"
@@ -109,6 +110,15 @@ struct ConnectionOptions {
   bool overflow = false;
 
   void add_list(std::string_view v) {
+    // Nearly every Connection field says just one of these: no list to split.
+    if (v.size() == 10 && iequals(v, "keep-alive")) {
+      keep_alive = true;
+      return;
+    }
+    if (v.size() == 5 && iequals(v, "close")) {
+      close = true;
+      return;
+    }
     while (!v.empty()) {
       const std::size_t comma = v.find(',');
       const std::string_view tok = trim(v.substr(0, comma));
@@ -159,14 +169,20 @@ Method parse_method(std::string_view m) {
 }
 
 // Host = uri-host [ ":" port ]: a reg-name, IPv4 or [IPv6], no userinfo, no spaces.
+constexpr std::array<bool, 256> make_host_table() {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (char c : std::string_view("-.:[]_~%")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+constexpr auto kHostByte = make_host_table();
+
 bool valid_host(std::string_view h) {
   if (h.empty()) return false;
-  for (char c : h) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '.' || c == ':' || c == '[' || c == ']' || c == '_' ||
-                    c == '~' || c == '%';
-    if (!ok) return false;
-  }
+  for (char c : h)
+    if (!kHostByte[static_cast<unsigned char>(c)]) return false;
   return true;
 }
 
