@@ -1150,11 +1150,11 @@ class ProxyHandler final : public http::Handler {
     }
     std::size_t scan = 0;
     t.kind = Try::Kind::kReset;
-    auto start = http::UpstreamConnection::ReadStart::kWaitForEpoll;  // nothing to read yet
+    // The head went out through co_await (the answer may have been reported meanwhile), so
+    // the reads start with Asio's usual attempt.
     while (sent == race.head.size()) {
-      auto [ec, n] = co_await conn->read_some(
-          conn->buf() + conn->len, http::UpstreamConnection::kBufferSize - conn->len, start);
-      start = http::UpstreamConnection::ReadStart::kTryNow;
+      auto [ec, n] = co_await conn->read_some(conn->buf() + conn->len,
+                                              http::UpstreamConnection::kBufferSize - conn->len);
       if (ec || n == 0) break;
       conn->len += n;
       const auto pr = http::parse_response_head(
@@ -1227,9 +1227,11 @@ class ProxyHandler final : public http::Handler {
     batch.clear();
     batch.add(ex.scratch());
     bool sent = true;
+    bool waited = false;  // whether this coroutine gave way while sending (see below)
     for (;;) {
       if (!ex.body_done()) {
         // Buffered body bytes come back without I/O, so a small body leaves with the head.
+        waited = true;
         const http::BodyPiece piece = co_await ex.read_body();
         if (piece.error != BodyError::kNone) {
           prepare_body_error(ex, out, piece.error);
@@ -1249,6 +1251,7 @@ class ProxyHandler final : public http::Handler {
         break;
       }
       while (!batch.empty()) {
+        waited = true;
         ex.arm(conn.socket(), until, http::TimeoutKind::kUpstreamResponse);
         auto [ec, n] = co_await conn.write_some(batch.buffers());
         if (ec) {
@@ -1264,8 +1267,12 @@ class ProxyHandler final : public http::Handler {
     }
 
     std::size_t scan = 0;
-    // The first read after the request waits for epoll: the answer cannot be there yet.
-    auto start = http::UpstreamConnection::ReadStart::kWaitForEpoll;
+    // When the whole request went out at once, from here, the first read waits for epoll:
+    // the answer cannot be there yet, and its arrival will be reported. Not after giving
+    // way while sending: an early answer (say a 401 before the body) may have come and been
+    // reported meanwhile, and waiting for another report would wait for nothing.
+    auto start = waited ? http::UpstreamConnection::ReadStart::kTryNow
+                        : http::UpstreamConnection::ReadStart::kWaitForEpoll;
     while (sent) {
       if (conn.len > 0) {
         const auto pr = http::parse_response_head(

@@ -124,5 +124,22 @@ TEST_F(StreamingMemoryTest, PeakRssStaysBelowBodySize) {
   EXPECT_LT(*hwm, 64 * 1024) << "VmHWM " << *hwm << " kB";
 }
 
+class EarlyAnswerTest : public GatewayTest {};
+
+// An upstream that answers before it has read the request body (as a 401 or 413 often
+// does) is relayed as soon as the body is through, not after timeouts.response: the answer
+// came while Switchboard was still sending, so its read must not wait for a new event.
+TEST_F(EarlyAnswerTest, AnswerBeforeTheBodyIsRelayed) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway("upstream:\n  timeouts: {response: 5s}\n"));
+  HttpClient c = client();
+  for (bool chunked : {false, true}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Response r = send_pattern(c, "POST", "/svc/x/early/401", kMiB, chunked);
+    ASSERT_EQ(r.status, 401) << r.error;
+    EXPECT_EQ(r.body, "early\n");
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+  }
+}
+
 }  // namespace
 }  // namespace sb::testing

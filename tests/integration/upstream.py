@@ -21,6 +21,8 @@ is allowed in front of it:
                       ?until_close=1: no length, head and body in one write, then the
                       connection closes, so the body's end and the FIN arrive together)
   /slow/<ms>          waits, then 200 "slow"
+  /early/<code>       answers `code` at once, before reading the request body, then reads
+                      and drops the body (the connection stays usable)
   /status/<code>      that status with a small body
   /close              200 with Connection: close, then closes
   /bad/<kind>         a malformed response (status-line, cl-te, two-cl, header-bytes,
@@ -299,7 +301,7 @@ class Server:
         for i in range(len(segments) - 1, -1, -1):
             seg = segments[i]
             nxt = segments[i + 1] if i + 1 < len(segments) else None
-            if seg in ("bytes", "slow", "status", "bad") and nxt:
+            if seg in ("bytes", "slow", "status", "bad", "early") and nxt:
                 kind, arg = seg, nxt
                 break
             if seg in ("hook", "hooks") and nxt:
@@ -309,6 +311,13 @@ class Server:
                 kind = "echo-body" if seg == "echo-body" else (
                     "echo" if seg.startswith("echo") else seg)
                 break
+
+        if kind == "early":
+            if not arg.isdigit() or not 200 <= int(arg) <= 599:
+                raise BadRequest("bad status")
+            await self.send_simple(writer, req, int(arg), b"early\n", "text/plain", keep_alive)
+            await read_body(reader, req, lambda _piece: None)
+            return keep_alive
 
         if kind == "echo-body":
             spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
