@@ -1342,8 +1342,8 @@ class ProxyHandler final : public http::Handler {
     co_return n;
   }
 
-  /// True when the response's body is all in the buffer already (a Content-Length body that
-  /// came with its head, or no body at all).
+  /// True when the response's body is all in the buffer already: a Content-Length body that
+  /// came whole with its head.
   static bool whole_in_buffer(http::UpstreamConnection& conn, const http::ResponseInfo& ri) {
     return ri.framing == Framing::kLength && conn.len - conn.head().head_size >= ri.content_length;
   }
