@@ -351,8 +351,7 @@ void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc
   w.field("Host", svc.config->preserve_host && !info.host.empty()
                       ? info.host
                       : std::string_view(inst.authority));
-  for (std::size_t i = 0; i < head.field_count; ++i)
-    if (!info.drop.test(i)) w.field(head.fields[i].name, head.fields[i].value);
+  w.kept_fields(head, info.drop);
   h.append("X-Forwarded-For: ", 17);
   if (!info.forwarded_for.empty()) h.append(info.forwarded_for).append(", ", 2);
   h.append(ex.peer_address()).append("\r\n", 2);
@@ -383,8 +382,7 @@ bool prepare_client_head(Exchange& ex, const http::ResponseHead& rh, const http:
   http::HeadBuffer& h = ex.scratch2();
   http::HeadWriter w(h);
   w.status_line(rh.status, rh.reason);
-  for (std::size_t i = 0; i < rh.field_count; ++i)
-    if (!ri.drop.test(i)) w.field(rh.fields[i].name, rh.fields[i].value);
+  w.kept_fields(rh, ri.drop);
   w.field("X-Correlation-ID", ex.correlation_id());
   if (ri.framing == Framing::kLength) {
     w.field("Content-Length", ri.content_length);

@@ -109,6 +109,26 @@ class HeadWriter {
   }
   HeadWriter& field(std::string_view name, std::uint64_t value);
   HeadWriter& status_line(int status, std::string_view reason);
+  /// The fields of a parsed head not in `drop`, as the lines they came in: a run of kept
+  /// fields is one copy (the parser's lines are adjacent, each value followed by optional
+  /// whitespace and CRLF, nothing unchecked in them).
+  template <class Head>
+  HeadWriter& kept_fields(const Head& head, const std::bitset<kMaxFields>& drop) {
+    for (std::size_t i = 0; i < head.field_count;) {
+      if (drop.test(i)) {
+        ++i;
+        continue;
+      }
+      std::size_t last = i;
+      while (last + 1 < head.field_count && !drop.test(last + 1)) ++last;
+      const char* from = head.fields[i].name.data();
+      const char* to = head.fields[last].value.data() + head.fields[last].value.size();
+      while (*to == ' ' || *to == '\t') ++to;
+      out_.append(from, static_cast<std::size_t>(to + 2 - from));  // through the CRLF
+      i = last + 1;
+    }
+    return *this;
+  }
   void end() { out_.append("\r\n", 2); }
 
  private:

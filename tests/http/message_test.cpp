@@ -221,6 +221,24 @@ TEST(HeadWriterTest, WritesStatusLineAndFields) {
   EXPECT_EQ(out.view(), "HTTP/1.1 503 Service Unavailable\r\nA: b\r\nContent-Length: 1234\r\n\r\n");
 }
 
+// Kept fields go out as the lines they came in, runs of them in one copy; dropped ones
+// (hop-by-hop, rewritten) leave gaps, whatever their position and whitespace.
+TEST(HeadWriterTest, KeptFieldsAreCopiedAsTheyCame) {
+  auto p = request(
+      "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB:\t two  \r\nConnection: close, X\r\n"
+      "X: dropped\r\nC:\r\nKeep-Alive: 5\r\nD: 4 \r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  HeadBuffer out;
+  HeadWriter w(out);
+  w.kept_fields(p->head, p->info.drop);
+  EXPECT_EQ(out.view(), "A: 1\r\nB:\t two  \r\nC:\r\nD: 4 \r\n");
+  HeadBuffer none;
+  HeadWriter w2(none);
+  auto all_dropped = request("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  w2.kept_fields(all_dropped->head, all_dropped->info.drop);
+  EXPECT_EQ(none.view(), "");
+}
+
 TEST(HeadBufferTest, InsertAndGrow) {
   HeadBuffer b(4);
   b.append("bc");
