@@ -52,9 +52,13 @@ namespace recv_detail {
 namespace ad = boost::asio::detail;
 
 enum class Flavor : std::uint8_t {
-  kPlain,         // recv(); done when bytes came
-  kWaitForEpoll,  // as kPlain, but the first attempt (the speculative one) is skipped
-  kInq,           // recvmsg() with TCP_INQ: done and exhausted when nothing is left
+  kPlain,  // recv(); done when bytes came
+  // As kPlain, but the first attempt (the speculative one) is skipped. Only for sockets
+  // whose reads have never reported "exhausted" (upstream sockets: no TCP_INQ, and dropped
+  // after end of stream): then the reactor makes that first attempt from start_op, before
+  // any event, and the skip never swallows an event's read.
+  kWaitForEpoll,
+  kInq,  // recvmsg() with TCP_INQ: done and exhausted when nothing is left
 };
 
 template <class Handler>
