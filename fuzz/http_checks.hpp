@@ -2,12 +2,15 @@
 // ChunkedDecoder driven piecewise against the same input decoded in one go.
 #pragma once
 
+#include <bitset>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "fuzz_check.hpp"
+#include "http/head_buffer.hpp"
+#include "http/message.hpp"
 #include "http/parser.hpp"
 
 namespace sb::fuzz {
@@ -33,6 +36,31 @@ void check_fields(const Head& head, const char* data, std::size_t max_fields) {
       SB_FUZZ_CHECK(f.value.back() != ' ' && f.value.back() != '\t');
     }
   }
+}
+
+/// The kept fields, written as the lines they came in (HeadWriter::kept_fields), parse
+/// back to exactly those fields, in order: the raw copy forwards nothing else.
+template <class Head>
+void check_kept_fields(const Head& head, const std::bitset<http::kMaxFields>& drop) {
+  http::HeadBuffer out;
+  http::HeadWriter w(out);
+  w.raw("GET / HTTP/1.1\r\n");
+  w.kept_fields(head, drop);
+  w.end();
+  http::RequestHead again;
+  std::size_t scan = 0;
+  const http::HeadLimits limits{out.size(), out.size() + 1, http::kMaxFields};
+  const auto r = http::parse_request_head(out.data(), out.size(), limits, scan, again);
+  SB_FUZZ_CHECK(r.status == http::ParseStatus::kComplete && again.head_size == out.size());
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < head.field_count; ++i) {
+    if (drop.test(i)) continue;
+    SB_FUZZ_CHECK(k < again.field_count);
+    SB_FUZZ_CHECK(again.fields[k].name == head.fields[i].name);
+    SB_FUZZ_CHECK(again.fields[k].value == head.fields[i].value);
+    ++k;
+  }
+  SB_FUZZ_CHECK(k == again.field_count);
 }
 
 /// Two heads parsed from the same bytes are the same (views included).

@@ -44,6 +44,7 @@ void check_analysis(const http::RequestHead& head, const char* data) {
     SB_FUZZ_CHECK(status == 400 || status == 417 || status == 501);
     return;
   }
+  sb::fuzz::check_kept_fields(head, info.drop);
   const std::size_t n = head.head_size;
   SB_FUZZ_CHECK(within(info.path, data, n) && within(info.query, data, n));
   SB_FUZZ_CHECK(within(info.host, data, n) && within(info.forwarded_for, data, n));

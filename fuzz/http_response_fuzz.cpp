@@ -37,6 +37,7 @@ void check_analysis(const http::ResponseHead& head, http::Method method) {
   for (std::size_t i = head.field_count; i < http::kMaxFields; ++i)
     SB_FUZZ_CHECK(!info.drop.test(i));
   if (e != http::ResponseError::kNone) return;
+  sb::fuzz::check_kept_fields(head, info.drop);
   SB_FUZZ_CHECK(head.status != 101);
   const bool no_body = method == http::Method::kHead || head.status < 200 || head.status == 204 ||
                        head.status == 304;
