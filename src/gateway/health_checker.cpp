@@ -14,11 +14,6 @@
 #include "http/upstream.hpp"
 #include "registry/registry.hpp"
 
-// GCC 12 at -O2 inlines check()'s coroutine ramp into run_one() and then reports a bogus
-// -Wmismatched-new-delete on Asio's own frame allocator (operator new and delete are the
-// awaitable frame's pair).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
 namespace sb::gateway {
 
 namespace asio = http::asio;

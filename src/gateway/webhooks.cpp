@@ -17,9 +17,6 @@
 #include "registry/events.hpp"
 #include "registry/registry.hpp"
 
-// GCC 12 at -O2 inlines coroutine ramps into their callers and then reports a bogus
-// -Wmismatched-new-delete on Asio's own frame allocator (see health_checker.cpp).
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace sb::gateway {
 
