@@ -366,29 +366,25 @@ void Exchange::new_correlation_id() {
 }
 
 std::size_t send_now(int fd, Buffers buffers, bool& failed) {
-  if (buffers.size() == 1) {  // send(): no iovec array for the kernel to copy in and check
-    for (;;) {
-      const ssize_t r =
-          ::send(fd, buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (r >= 0) return static_cast<std::size_t>(r);
-      if (errno == EINTR) continue;
-      failed = errno != EAGAIN && errno != EWOULDBLOCK;
-      return 0;
-    }
-  }
+  // One buffer goes by send(): no iovec array for the kernel to copy in and check.
+  const bool single = buffers.size() == 1;
   iovec iov[64];
-  std::size_t n = 0;
-  for (const auto& b : buffers) {
-    if (n == 64) break;
-    iov[n].iov_base = const_cast<void*>(b.data());
-    iov[n].iov_len = b.size();
-    ++n;
-  }
   msghdr msg{};
-  msg.msg_iov = iov;
-  msg.msg_iovlen = n;
+  if (!single) {
+    std::size_t n = 0;
+    for (const auto& b : buffers) {
+      if (n == 64) break;
+      iov[n].iov_base = const_cast<void*>(b.data());
+      iov[n].iov_len = b.size();
+      ++n;
+    }
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+  }
   for (;;) {
-    const ssize_t r = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t r =
+        single ? ::send(fd, buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT)
+               : ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     failed = errno != EAGAIN && errno != EWOULDBLOCK;
