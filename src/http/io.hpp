@@ -40,8 +40,9 @@ using Resolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
 /// The io_context's epoll reactor, for recv_some (http/recv.hpp).
 using Reactor = asio::detail::epoll_reactor;
 
-/// One non-blocking sendmsg of `buffers` on `fd` (at most 64 of them). Returns the bytes
-/// written; 0 with `failed` false when the socket would block.
+/// One non-blocking write of `buffers` on `fd` (at most 64 of them; send() for one,
+/// sendmsg() for more). Returns the bytes written; 0 with `failed` false when the socket
+/// would block.
 std::size_t send_now(int fd, Buffers buffers, bool& failed);
 
 }  // namespace sb::http

@@ -34,28 +34,6 @@ inline bool is_tchar(char c) { return kToken[static_cast<unsigned char>(c)]; }
 inline bool is_vchar_or_obs(char c) { return kValue[static_cast<unsigned char>(c)]; }
 inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
-// True when [p, end) holds only field-value bytes (HTAB, SP..~, obs-text). Eight bytes
-// at a time: a word with no byte below 0x20 and none equal to 0x7f is clean; only words
-// that might hold a HTAB (or a bad byte) are checked byte by byte.
-bool valid_value_bytes(const char* p, const char* end) {
-  constexpr std::uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
-  while (end - p >= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    const std::uint64_t below_20 = (w - kOnes * 0x20) & ~w & kHigh;
-    const std::uint64_t x7f = w ^ (kOnes * 0x7f);
-    const std::uint64_t is_7f = (x7f - kOnes) & ~x7f & kHigh;
-    if ((below_20 | is_7f) != 0) {
-      for (int i = 0; i < 8; ++i)
-        if (!is_vchar_or_obs(p[i])) return false;
-    }
-    p += 8;
-  }
-  for (; p < end; ++p)
-    if (!is_vchar_or_obs(*p)) return false;
-  return true;
-}
-
 // The first byte in [p, end) that may not appear in a field value (a control byte other
 // than HTAB, or DEL), or `end`. In a well-formed line it is the CR before the line's LF, so
 // one pass both finds the line's end and checks its value. Sixteen bytes at a time with
@@ -205,7 +183,8 @@ ParseResult parse_status_line(const char* data, const char* line_end, ResponseHe
   if (p < line_end) {
     if (*p != ' ') return {ParseStatus::kError, HeadError::kBadStatusLine};
     ++p;
-    if (!valid_value_bytes(p, line_end)) return {ParseStatus::kError, HeadError::kBadStatusLine};
+    if (find_value_end(p, line_end) != line_end)
+      return {ParseStatus::kError, HeadError::kBadStatusLine};
   }
   out.status = status;
   out.reason = std::string_view(p, static_cast<std::size_t>(line_end - p));
