@@ -143,14 +143,14 @@ std::optional<Transition> HealthTracker::record_check(core::SteadyTime now, bool
 
 std::optional<Transition> HealthTracker::record_live(core::SteadyTime now, bool ok,
                                                      core::Duration latency,
-                                                     std::string_view reason) {
+                                                     std::string_view reason, bool judge_window) {
   live_ok_since_check_ = ok;
-  return record(now, ok, latency, reason, "live request");
+  return record(now, ok, latency, reason, "live request", judge_window);
 }
 
 std::optional<Transition> HealthTracker::record(core::SteadyTime now, bool ok,
                                                 core::Duration latency, std::string_view reason,
-                                                std::string_view source) {
+                                                std::string_view source, bool judge_window) {
   add_sample(now, ok, latency);
   if (ok) {
     failures_ = 0;
@@ -183,6 +183,7 @@ std::optional<Transition> HealthTracker::record(core::SteadyTime now, bool ok,
     case InstanceState::kHealthy:
     case InstanceState::kDegraded:
       if (!ok && failures_ >= settings_.fall) break;
+      if (!judge_window) return std::nullopt;
       return evaluate_window(now);
   }
 

@@ -120,9 +120,11 @@ class HealthTracker {
   std::optional<Transition> record_check(core::SteadyTime now, bool ok, core::Duration latency,
                                          std::string_view reason);
   /// Records a live request: `ok` false for connect errors, resets, timeouts and 5xx.
-  /// Allocates only when the state changes.
+  /// Allocates only when the state changes. With `judge_window` false the sample counts
+  /// toward rise, fall and the window, but the window is not judged: a caller recording a
+  /// batch of samples judges it once afterwards with update().
   std::optional<Transition> record_live(core::SteadyTime now, bool ok, core::Duration latency,
-                                        std::string_view reason = {});
+                                        std::string_view reason = {}, bool judge_window = true);
   /// Re-evaluates degradation as the window rotates without new samples; call it each
   /// metrics interval.
   std::optional<Transition> update(core::SteadyTime now);
@@ -160,7 +162,8 @@ class HealthTracker {
   };
 
   std::optional<Transition> record(core::SteadyTime now, bool ok, core::Duration latency,
-                                   std::string_view reason, std::string_view source);
+                                   std::string_view reason, std::string_view source,
+                                   bool judge_window = true);
   void add_sample(core::SteadyTime now, bool ok, core::Duration latency);
   std::int64_t epoch_of(core::SteadyTime now) const;
   Totals totals(core::SteadyTime now) const;

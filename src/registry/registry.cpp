@@ -366,16 +366,35 @@ std::shared_ptr<LiveFeed> Registry::make_feed() {
 void Registry::harvest() {
   std::lock_guard lock(mu_);
   const auto now = clock_.steady_now();
+  // Samples come in runs for the same instance: the last lookup is kept. Each sample counts
+  // toward rise and fall at once; each tracker's window is judged once, after the harvest
+  // (all samples carry the same `now`, so judging it per sample would only repeat itself).
+  std::uint64_t last_uid = 0;
+  Health* last = nullptr;
   for (auto& feed : feeds_) {
     feed->drain([&](const LiveSample& sample) {
-      const auto it = by_uid_.find(sample.instance_uid);
-      if (it == by_uid_.end()) return;  // removed since
-      Health& h = *it->second;
+      if (sample.instance_uid != last_uid || last == nullptr) {
+        const auto it = by_uid_.find(sample.instance_uid);
+        if (it == by_uid_.end()) return;  // removed since
+        last_uid = sample.instance_uid;
+        last = it->second;
+      }
+      Health& h = *last;
       auto t = h.tracker.record_live(now, sample.ok, std::chrono::microseconds(sample.latency_us),
-                                     sample.ok ? "" : "live request failed");
+                                     sample.ok ? "" : "live request failed",
+                                     /*judge_window=*/false);
       if (t) apply(h.service, h.id, h, t);
+      if (!h.harvested) {
+        h.harvested = true;
+        harvested_.push_back(&h);
+      }
     });
   }
+  for (Health* h : harvested_) {
+    h->harvested = false;
+    if (auto t = h->tracker.update(now)) apply(h->service, h->id, *h, t);
+  }
+  harvested_.clear();
 }
 
 std::vector<DueCheck> Registry::due_checks(std::size_t limit) {

@@ -212,6 +212,7 @@ class Registry {
     core::HealthCheckConfig check{};  // the instance's own, else its service's
     core::TlsConfig tls{};
     std::uint64_t uid = 0;
+    bool harvested = false;  // in harvested_ (during harvest())
   };
   /// Checked instances waiting for their next check, soonest first (running ones are out).
   std::set<std::pair<core::SteadyTime, Health*>> schedule_;
@@ -231,6 +232,7 @@ class Registry {
   HealthSettings health_settings_;
   std::map<std::string, Health, std::less<>> health_;  // "service/id"
   std::unordered_map<std::uint64_t, Health*> by_uid_;  // live samples -> tracker
+  std::vector<Health*> harvested_;                     // trackers fed by the current harvest()
   std::uint64_t next_uid_ = 1;
   std::vector<std::shared_ptr<LiveFeed>> feeds_;
 };

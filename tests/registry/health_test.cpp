@@ -218,6 +218,28 @@ TEST(HealthTrackerTest, DegradedByP95NeedsMinSamples) {
   EXPECT_TRUE(t.takes_traffic());
 }
 
+// Samples recorded without judging the window count toward it; update() then judges it
+// once, as a harvest of many samples does.
+TEST(HealthTrackerTest, UnjudgedSamplesAreJudgedByUpdate) {
+  HealthTracker t = healthy_tracker(window_settings(), t0);  // 2 fast samples already
+  for (int i = 0; i < 18; ++i)
+    EXPECT_FALSE(t.record_live(t0, true, 1500ms, {}, /*judge_window=*/false));
+  EXPECT_EQ(t.state(), InstanceState::kHealthy);
+  auto tr = t.update(t0);
+  ASSERT_TRUE(tr);
+  EXPECT_EQ(tr->to, InstanceState::kDegraded);
+  EXPECT_EQ(tr->reason, "p95 latency at or above 1000ms (18 of 20 samples)");
+}
+
+// Fall is counted per sample even when the window is not judged.
+TEST(HealthTrackerTest, UnjudgedSamplesStillFall) {
+  HealthTracker t = healthy_tracker(HealthSettings{}, t0);
+  std::optional<Transition> tr;
+  for (int i = 0; i < 3 && !tr; ++i) tr = t.record_live(t0, false, 1ms, "HTTP 503", false);
+  ASSERT_TRUE(tr);
+  EXPECT_EQ(tr->to, InstanceState::kUnhealthy);
+}
+
 // p95 edge over 100 samples: 5 at the threshold keep p95 below it, a 6th makes p95 reach it.
 TEST(HealthTrackerTest, DegradedWhenP95ReachesThreshold) {
   HealthTracker t(window_settings(), t0);

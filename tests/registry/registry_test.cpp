@@ -418,6 +418,35 @@ TEST(RegistryLiveTest, HarvestFeedsTrackersAndStatus) {
   EXPECT_NE(status.find("\"state\":\"unavailable\""), std::string::npos) << status;
 }
 
+// One harvest of samples interleaved for two instances (windows judged once, at its end):
+// the slow instance turns degraded, the fast one stays healthy.
+TEST(RegistryLiveTest, HarvestDegradesTheSlowInstanceOnly) {
+  testing::ManualClock clock;
+  core::Config c = config_with("svc", "http://127.0.0.1:9");
+  std::string why;
+  c.services[0].instances.push_back(
+      core::InstanceConfig{*core::parse_upstream_url("http://127.0.0.1:10", &why)});
+  c.services[0].health_check.path = "/health";
+  Registry r(c, clock, nullptr, std::nullopt);
+  auto feed = r.make_feed();
+  for (int i = 0; i < 2; ++i) {
+    for (const auto& due : r.due_checks(2))
+      r.record_check("svc", due.id, true, std::chrono::milliseconds(1), "HTTP 200");
+    clock.advance(std::chrono::seconds(5));
+  }
+  const auto instances = r.snapshot()->find("svc")->instances;
+  ASSERT_EQ(instances.size(), 2u);
+  for (int i = 0; i < 40; ++i) {
+    feed->push(LiveSample{instances[0].uid, 1'500'000, true});  // 1.5 s: slow
+    feed->push(LiveSample{instances[1].uid, 1'000, true});
+  }
+  r.harvest();
+  const auto after = r.snapshot()->find("svc")->instances;
+  EXPECT_EQ(after[0].state, InstanceState::kDegraded) << after[0].health_reason;
+  EXPECT_EQ(after[1].state, InstanceState::kHealthy) << after[1].health_reason;
+  EXPECT_TRUE(after[0].takes_traffic);
+}
+
 // The feed is a bounded ring: a full ring drops and counts instead of blocking.
 TEST(LiveFeedTest, FullRingDrops) {
   LiveFeed feed;
