@@ -158,13 +158,16 @@ std::size_t Balancer::scan_first(const Filter& f, std::size_t start) {
 }
 
 std::size_t Balancer::p2c(const Filter& f, core::SteadyTime now) {
+  if (f.n == 1) {  // one candidate (a service with one instance): nothing to sample
+    const std::size_t i = f.index(0);
+    return f.accept(i) ? i : kNone;
+  }
   std::size_t found[2] = {kNone, kNone};
   int got = 0;
   for (int t = 0; t < kSampleTries && got < 2; ++t) {
     const std::size_t i = f.index(static_cast<std::size_t>(rng_.below(f.n)));
     if (i == found[0]) continue;
     if (f.accept(i)) found[got++] = i;
-    if (f.n == 1) break;
   }
   if (got == 2) return cost(found[1], now) < cost(found[0], now) ? found[1] : found[0];
   if (got == 1) return found[0];
