@@ -104,12 +104,14 @@ void AccessLog::append_text_line(std::string_view ts, const AccessRecord& r) {
   // parser; correlation id: its charset; service, instance, client: configuration and
   // addresses), so only a '"' in the target can need replacing.
   const auto value = [&](std::string_view v) {
-    if (v.empty()) {
+    if (v.empty())
       *o++ = '-';
-      return;
-    }
+    else
+      put(v);
+  };
+  const auto target = [&](std::string_view v) {
     char* from = o;
-    put(v);
+    value(v);
     if (std::memchr(v.data(), '"', v.size()) != nullptr)
       for (; from < o; ++from)
         if (*from == '"') *from = '_';
@@ -119,7 +121,7 @@ void AccessLog::append_text_line(std::string_view ts, const AccessRecord& r) {
   put(" access method=");
   value(r.method);
   put(" path=");
-  value(r.target);
+  target(r.target);
   put(" status=");
   number(static_cast<std::uint64_t>(r.status));
   put(" duration_ms=");

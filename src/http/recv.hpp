@@ -45,6 +45,7 @@
 #include <boost/asio/error.hpp>
 
 #include "http/io.hpp"
+#include "http/socket_calls.hpp"
 
 namespace sb::http {
 namespace recv_detail {
@@ -86,7 +87,7 @@ class RecvOp : public ad::reactor_op {
     for (;;) {
       int left = -1;
       const ssize_t n =
-          o->flavor_ == Flavor::kInq ? o->recv_inq(left) : ::recv(o->fd_, o->data_, o->size_, 0);
+          o->flavor_ == Flavor::kInq ? o->recv_inq(left) : sys::recv(o->fd_, o->data_, o->size_, 0);
       if (n > 0) {
         o->bytes_transferred_ = static_cast<std::size_t>(n);
         return left == 0 ? done_and_exhausted : done;
@@ -128,7 +129,7 @@ class RecvOp : public ad::reactor_op {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(fd_, &msg, 0);
+    const ssize_t n = sys::recvmsg(fd_, &msg, 0);
     if (n > 0) {
       for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ)

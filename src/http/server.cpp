@@ -18,6 +18,7 @@
 #include "http/exchange.hpp"
 #include "http/problem.hpp"
 #include "http/recv.hpp"
+#include "http/socket_calls.hpp"
 
 namespace sb::http {
 namespace {
@@ -383,8 +384,8 @@ std::size_t send_now(int fd, Buffers buffers, bool& failed) {
   }
   for (;;) {
     const ssize_t r =
-        single ? ::send(fd, buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT)
-               : ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        single ? sys::send(fd, buffers[0].data(), buffers[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT)
+               : sys::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r >= 0) return static_cast<std::size_t>(r);
     if (errno == EINTR) continue;
     failed = errno != EAGAIN && errno != EWOULDBLOCK;
