@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <ctime>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include "core/logging.hpp"
 
 #ifndef SB_VERSION
@@ -66,6 +68,14 @@ Gateway::~Gateway() {
   if (checker_) checker_->stop();
   if (webhooks_) webhooks_->stop();
   if (server_) server_->stop();
+  stop_registry_writer();
+}
+
+void Gateway::stop_registry_writer() {
+  if (!registry_writer_) return;
+  registry_writer_->stop();
+  registry_writer_->join();
+  registry_writer_.reset();
 }
 
 const std::shared_ptr<boost::asio::ssl::context>& Gateway::tls_context_for(
@@ -140,6 +150,7 @@ void Gateway::start() {
   webhooks_ = std::make_unique<WebhookDispatcher>(*registry_, clock_, config_.webhooks,
                                                   default_tls_, config_.upstream.tls, SB_VERSION);
   webhooks_->start();
+  registry_writer_ = std::make_unique<boost::asio::thread_pool>(1);
   server_->start();
   const auto admin = server_->admin_address();
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
@@ -182,6 +193,7 @@ int Gateway::drain_and_stop() {
     if (int again = wait_signal(std::chrono::milliseconds(20))) exit_now(again);
   }
   server_->stop();
+  stop_registry_writer();
   // Events still queued for webhooks are not sent: a dead sink must not hold up the exit.
   if (webhooks_) webhooks_->stop();
   if (status == 0) spdlog::info("drained: every request finished; exiting");

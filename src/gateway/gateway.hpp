@@ -12,9 +12,12 @@
 #include "core/config.hpp"
 #include "gateway/router.hpp"
 
-namespace boost::asio::ssl {
+namespace boost::asio {
+class thread_pool;
+namespace ssl {
 class context;
 }
+}  // namespace boost::asio
 
 namespace sb::http {
 class Server;
@@ -66,8 +69,14 @@ class Gateway {
   }
   /// The webhook sinks (after start(); nullptr before).
   const class WebhookDispatcher* webhooks() const { return webhooks_.get(); }
+  /// Where API calls that change the registry run (after start()): one thread, so they
+  /// keep their order. Their store commits wait for the disk (fsync), which on a worker
+  /// would stall every connection of that worker meanwhile.
+  boost::asio::thread_pool& registry_writer() { return *registry_writer_; }
 
  private:
+  void stop_registry_writer();
+
   core::Config config_;
   core::Clock& clock_;
   Router router_;
@@ -80,6 +89,10 @@ class Gateway {
   std::unique_ptr<class HealthChecker> checker_;
   std::unique_ptr<class WebhookDispatcher> webhooks_;
   std::unique_ptr<http::Server> server_;
+  // Stopped and destroyed after the workers have stopped and before server_: a call it
+  // still holds resumes (or destroys) a worker's coroutine, which needs that worker's
+  // io_context.
+  std::unique_ptr<boost::asio::thread_pool> registry_writer_;
   core::SteadyTime started_at_;
 };
 

@@ -8,6 +8,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "core/logging.hpp"
 #include "gateway/access_log.hpp"
@@ -111,6 +113,25 @@ struct Service {
     return resilience::Balancer::kNone;
   }
 };
+
+/// Runs `job` on `where` and resumes the awaiting coroutine on its worker `home` with what
+/// `job` returned: `auto [r] = co_await run_on(pool, worker, job)`. `job` must own what it
+/// uses: the coroutine's frame may go (its worker stopping) while `job` runs. The answer
+/// goes back through the worker's mailbox (its io_context takes no posts from other
+/// threads).
+template <class Job>
+auto run_on(asio::thread_pool& where, http::Worker& home, Job job) {
+  using Result = std::invoke_result_t<Job&>;
+  return asio::async_initiate<decltype(kUse), void(Result)>(
+      [&where, &home](auto handler, Job work) {
+        asio::post(where, [handler = std::move(handler), work = std::move(work), &home]() mutable {
+          // std::function wants a copyable letter; the handler is move-only.
+          auto resume = std::make_shared<decltype(handler)>(std::move(handler));
+          home.deliver([resume, r = work()]() mutable { std::move (*resume)(std::move(r)); });
+        });
+      },
+      kUse, std::move(job));
+}
 
 /// What the access log says about one exchange (and what keeps its service alive).
 struct Outcome {
@@ -520,8 +541,27 @@ class ProxyHandler final : public http::Handler {
       }
       body.append(piece.data);
     }
-    const ApiResponse r =
-        handle_api(gw_, ex.head().method, ex.info().path, body, ex.correlation_id());
+    // On the registry's writer thread, in arrival order: a change is committed to the store
+    // (fsync) before it is answered, and this worker's other connections must not wait for
+    // the disk meanwhile. Reads go the same way, so they see every change answered before.
+    // Named, so that it lives in this frame until it has launched: GCC 12 may destroy a
+    // temporary of the co_await expression (and the strings it owns) before that.
+    auto call = run_on(
+        gw_.registry_writer(), worker_,
+        [&gw = gw_, method = std::string(ex.head().method), path = std::string(ex.info().path),
+         body = std::move(body), id = std::string(ex.correlation_id())] {
+          try {
+            return handle_api(gw, method, path, body, id);
+          } catch (const std::exception& e) {  // nothing may escape the writer's thread
+            const core::RequestLogScope scope(id);
+            spdlog::error("registry API call failed: {}", e.what());
+            return ApiResponse{500,
+                               "application/problem+json",
+                               problem_body(500, "internal-error", e.what(), "", id),
+                               {}};
+          }
+        });
+    auto [r] = co_await std::move(call);
     prepare_response(ex, out, r.status, r.content_type, r.body, r.extra_fields);
     co_await send_scratch(ex);
   }

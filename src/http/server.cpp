@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -9,9 +10,12 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cstring>
+#include <mutex>
+#include <system_error>
 
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"
@@ -58,17 +62,38 @@ Task<void> refuse_connection(Socket socket, std::string response) {
 // Worker
 
 struct Worker::Impl {
-  explicit Impl(asio::io_context& ctx) : tick_timer(ctx.get_executor()) {}
+  explicit Impl(asio::io_context& ctx)
+      : tick_timer(ctx.get_executor()), mail_ready(ctx.get_executor(), make_eventfd()) {}
+  static int make_eventfd() {
+    const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    return fd;
+  }
   std::vector<std::pair<Acceptor, ListenerKind>> acceptors;
   Timer tick_timer;
+  // The mailbox (see deliver()): letters under mail_mu, and an eventfd that turns readable
+  // when one is left.
+  std::mutex mail_mu;
+  std::vector<std::function<void()>> mail;
+  asio::posix::basic_stream_descriptor<Executor> mail_ready;
 };
+
+void Worker::deliver(std::function<void()> fn) {
+  {
+    const std::lock_guard lock(impl_->mail_mu);
+    impl_->mail.push_back(std::move(fn));
+  }
+  const std::uint64_t one = 1;
+  (void)!::write(impl_->mail_ready.native_handle(), &one, sizeof one);
+}
 
 Worker::Worker(Server& server, unsigned index)
     : server_(server),
       index_(index),
       // A worker's io_context is touched by its own thread only: other threads never
-      // post to it, they set atomic flags the worker reads on its tick (see tick()). So
-      // neither the scheduler nor the reactor needs a lock.
+      // post to it, they set atomic flags the worker reads on its tick (see tick()) or
+      // leave work in its mailbox (deliver()). So neither the scheduler nor the reactor
+      // needs a lock.
       ctx_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE)),
       impl_(std::make_unique<Impl>(*ctx_)) {
   now_ = server_.clock().steady_now();
@@ -252,6 +277,23 @@ void Server::start() {
       }
     };
     asio::co_spawn(*w->ctx_, ticker(*w), asio::detached);
+    auto mailbox = [](Worker& self) -> Task<void> {
+      auto& ready = self.impl_->mail_ready;
+      std::vector<std::function<void()>> letters;
+      for (;;) {
+        auto [ec] = co_await ready.async_wait(asio::posix::descriptor_base::wait_read, kUse);
+        if (ec) co_return;
+        std::uint64_t count = 0;
+        (void)!::read(ready.native_handle(), &count, sizeof count);  // resets the eventfd
+        {
+          const std::lock_guard lock(self.impl_->mail_mu);
+          letters.swap(self.impl_->mail);
+        }
+        for (auto& letter : letters) letter();
+        letters.clear();
+      }
+    };
+    asio::co_spawn(*w->ctx_, mailbox(*w), asio::detached);
     w->thread_ = std::thread([ctx = w->ctx_.get()] { ctx->run(); });
   }
 }

@@ -52,6 +52,11 @@ class Worker {
   const core::LimitsConfig& limits() const;
   bool draining() const;
   Handler& handler() { return *handler_; }
+  /// Runs `fn` on this worker's thread soon; callable from any thread. The worker's
+  /// io_context has no locks (only its thread touches it), so other threads leave work in
+  /// this mailbox and wake the worker through an eventfd. What is still in the mailbox
+  /// when the worker stops is destroyed, not run.
+  void deliver(std::function<void()> fn);
 
   // Connection bookkeeping (worker thread only).
   void add(Exchange* ex);

@@ -434,6 +434,7 @@ void Registry::publish() const {
   std::sort(snap->services.begin(), snap->services.end(),
             [](const Service& a, const Service& b) { return a.name < b.name; });
   snapshot_ = std::move(snap);
+  published_.store(snapshot_, std::memory_order_release);
   version_.store(snapshot_->version, std::memory_order_release);
 }
 
@@ -456,7 +457,8 @@ void Registry::event(std::string_view type, std::string_view service, std::strin
 }
 
 EventLog::Since Registry::events_since(std::uint64_t last_id) const {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return {};  // a writer is committing: nothing new yet
   return events_.since(last_id);
 }
 
@@ -470,7 +472,11 @@ std::vector<Event> Registry::events_after(std::uint64_t last_id, std::uint64_t* 
 }
 
 std::shared_ptr<const Snapshot> Registry::snapshot() const {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    if (auto published = published_.load(std::memory_order_acquire)) return published;
+    lock.lock();  // nothing published yet
+  }
   if (dirty_) publish();
   return snapshot_;
 }

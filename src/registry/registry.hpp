@@ -156,13 +156,16 @@ class Registry {
   /// one turn while a burst of changes costs one snapshot.
   void publish_pending();
 
-  /// The current snapshot, including pending health changes. Thread-safe.
+  /// The current snapshot, including pending health changes. Thread-safe, and it never
+  /// waits for a writer: a change holds the lock across its store commit (fsync), and a
+  /// reader that finds it taken gets the last published snapshot instead.
   std::shared_ptr<const Snapshot> snapshot() const;
   /// Changes with every snapshot. Thread-safe and lock-free: workers poll it per request.
   std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
   /// Events after `last_id` (registered, replaced, deregistered, expired); too_old when the
-  /// bounded log no longer holds them all. Thread-safe.
+  /// bounded log no longer holds them all. Thread-safe; while a writer holds the lock
+  /// (a store commit) it returns no events rather than wait: poll again.
   EventLog::Since events_since(std::uint64_t last_id) const;
   std::uint64_t last_event_id() const { return last_event_id_.load(std::memory_order_acquire); }
   /// For consumers that must account for every event (webhooks): the events after
@@ -195,6 +198,8 @@ class Registry {
   std::vector<Service> services_;
   // The published view is a cache of services_: built lazily, so const readers may build it.
   mutable std::shared_ptr<const Snapshot> snapshot_;
+  // snapshot_ as last published, for readers that find mu_ taken.
+  mutable std::atomic<std::shared_ptr<const Snapshot>> published_;
   mutable bool dirty_ = false;  // health changed since snapshot_ was built
   mutable std::atomic<std::uint64_t> version_{0};
   EventLog events_;

@@ -3,9 +3,11 @@
 // <data-dir>/registry.sqlite3 across restarts, and a corrupt database at startup.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/json/serialize.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -157,6 +159,56 @@ std::optional<std::string> problem_field(const Response& r) {
 }
 
 // ---------------------------------------------------------------------------------------
+
+// A registration is committed to the store (fsync) off the worker: while the disk is slow
+// (an LD_PRELOAD library holds fsync for seconds), the one worker keeps proxying and
+// answering /health, and an API read sent meanwhile waits its turn and sees the change.
+TEST_F(RegistryApiTest, SlowStoreCommitsDoNotStallTheWorker) {
+  Upstream one("one");
+  ASSERT_TRUE(one.started()) << one.error();
+  const std::string when = dir_.path() + "/slow-disk";
+  const auto stall = scaled(milliseconds(2000));
+  SwitchboardOptions o;
+  o.args = {"--data-dir", data_dir(), "--threads", "1", "--service", "echo=" + one.url()};
+  o.env["LD_PRELOAD"] = SB_SLOW_FSYNC_LIB;
+  o.env["SB_SLOW_FSYNC_WHEN"] = when;
+  o.env["SB_SLOW_FSYNC_MS"] = std::to_string(stall.count());
+  // A sanitizer build's runtime must otherwise come first in the library list.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  o.env["ASAN_OPTIONS"] = std::string(asan ? asan : "") + ":verify_asan_link_order=0";
+  sb_ = std::make_unique<Switchboard>(std::move(o));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  ASSERT_EQ(get("/svc/echo/echo").status, 200);
+
+  (void)dir_.write_file("slow-disk", "");  // from now on every fsync takes `stall`
+  std::atomic<bool> put_done{false};
+  Response put;
+  std::thread writer([&] {
+    put = put_instance("shop", "i-1", R"({"url":")" + one.url() + R"("})");
+    put_done = true;
+  });
+  const bool in_commit = wait_until([&] { return std::filesystem::exists(when + ".entered"); },
+                                    scaled(milliseconds(10'000)));
+  EXPECT_TRUE(in_commit) << "the registration never reached fsync";
+
+  const auto before = Clock::now();
+  const Response health = get("/health");
+  const Response proxied = get("/svc/echo/echo");
+  const auto took = Clock::now() - before;
+  const bool put_pending = !put_done;
+  EXPECT_EQ(health.status, 200) << health.error << health.raw;
+  EXPECT_EQ(proxied.status, 200) << proxied.error << proxied.raw;
+  EXPECT_TRUE(put_pending) << "answered only after the commit: the worker waited for the disk";
+  EXPECT_LT(took, stall / 2);
+
+  // Queued behind the registration on the writer thread, so it sees it.
+  const Response listed = get("/api/services/shop");
+  EXPECT_TRUE(put_done) << "an API read overtook the change before it";
+  EXPECT_EQ(listed.status, 200) << listed.raw;
+  std::filesystem::remove(when);
+  writer.join();
+  EXPECT_EQ(put.status, 201) << put.error << put.raw;
+}
 
 // Register (201 + Location), read it back, route to it, replace it (200, traffic moves to
 // the new URL), delete it (204); then the service and its route are gone.
