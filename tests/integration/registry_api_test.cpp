@@ -201,10 +201,10 @@ TEST_F(RegistryApiTest, SlowStoreCommitsDoNotStallTheWorker) {
   EXPECT_TRUE(put_pending) << "answered only after the commit: the worker waited for the disk";
   EXPECT_LT(took, stall / 2);
 
-  // Queued behind the registration on the writer thread, so it sees it.
+  // Queued behind the registration on the writer thread, so it sees the service (which
+  // exists only once the registration is done).
   const Response listed = get("/api/services/shop");
-  EXPECT_TRUE(put_done) << "an API read overtook the change before it";
-  EXPECT_EQ(listed.status, 200) << listed.raw;
+  EXPECT_EQ(listed.status, 200) << "an API read overtook the change before it\n" << listed.raw;
   std::filesystem::remove(when);
   writer.join();
   EXPECT_EQ(put.status, 201) << put.error << put.raw;

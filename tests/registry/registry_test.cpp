@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
 #include "core/config_load.hpp"
 #include "registry/store.hpp"
 #include "testing/manual_clock.hpp"
@@ -54,6 +58,40 @@ core::Config config_with(std::string_view name, std::string_view url) {
   c.services.push_back(s);
   return c;
 }
+
+/// A store whose put() waits until release(): a commit on a slow disk.
+class SlowStore final : public RegistryStore {
+ public:
+  std::optional<std::string> put(const StoredInstance&) override {
+    std::unique_lock lock(mu_);
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+    return std::nullopt;
+  }
+  std::optional<std::string> remove(std::string_view, std::string_view) override {
+    return std::nullopt;
+  }
+  std::optional<std::string> renew(std::string_view, std::string_view, std::int64_t) override {
+    return std::nullopt;
+  }
+  std::vector<StoredInstance> load_all(std::string*) override { return {}; }
+  void wait_entered() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void release() {
+    const std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+};
 
 Registration reg(std::string service, std::string id, std::int64_t ttl = 0) {
   auto r = parse_registration(
@@ -445,6 +483,26 @@ TEST(RegistryLiveTest, HarvestDegradesTheSlowInstanceOnly) {
   EXPECT_EQ(after[0].state, InstanceState::kDegraded) << after[0].health_reason;
   EXPECT_EQ(after[1].state, InstanceState::kHealthy) << after[1].health_reason;
   EXPECT_TRUE(after[0].takes_traffic);
+}
+
+// A change holds the registry's lock across its store commit; readers meanwhile get the
+// last published snapshot and no events instead of waiting for the disk.
+TEST(RegistryLiveTest, ReadersDoNotWaitForACommit) {
+  testing::ManualClock clock;
+  SlowStore store;
+  Registry r(config_with("cfg", "http://127.0.0.1:1"), clock, &store, std::nullopt);
+  const auto before = r.snapshot();
+  const std::uint64_t events = r.last_event_id();
+  std::thread writer([&] { (void)r.put(reg("svc", "a")); });
+  store.wait_entered();
+  const auto during = r.snapshot();  // would deadlock here if it waited for the lock
+  EXPECT_EQ(during, before);
+  EXPECT_EQ(during->find("svc"), nullptr);
+  EXPECT_TRUE(r.events_since(events).events.empty());
+  store.release();
+  writer.join();
+  EXPECT_NE(r.snapshot()->find("svc"), nullptr);
+  EXPECT_EQ(r.events_since(events).events.size(), 1u);
 }
 
 // The feed is a bounded ring: a full ring drops and counts instead of blocking.
