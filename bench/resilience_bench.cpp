@@ -72,7 +72,12 @@ void bm_p2c_pick(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(bm_p2c_pick)->Args({10, 0})->Args({100, 0})->Args({1000, 0})->Args({100, 1});
+BENCHMARK(bm_p2c_pick)
+    ->Args({1, 0})
+    ->Args({10, 0})
+    ->Args({100, 0})
+    ->Args({1000, 0})
+    ->Args({100, 1});
 
 // The full per-request balancer cycle: pick, on_start, on_finish (EWMA update).
 void bm_p2c_pick_start_finish(benchmark::State& state) {

@@ -46,6 +46,18 @@ TEST(BalancerTest, EmptyPicksNone) {
   EXPECT_EQ(b.pick(t0, all), Balancer::kNone);
 }
 
+// One instance: picked while available, none while not, for both P2C kinds; an avoided
+// one is still picked when nothing else is left (the second pass ignores avoidance).
+TEST(BalancerTest, OneCandidate) {
+  for (const auto kind : {BalancerKind::kPeakEwma, BalancerKind::kLeastRequest}) {
+    auto b = make(kind, 1);
+    EXPECT_EQ(b.pick(t0, all), 0u);
+    EXPECT_EQ(b.pick(t0, [](std::size_t) { return false; }), Balancer::kNone);
+    b.avoid_until(0, t0 + 1s);
+    EXPECT_EQ(b.pick(t0, all), 0u);
+  }
+}
+
 TEST(BalancerTest, RoundRobinCyclesAndSkipsUnavailable) {
   auto b = make(BalancerKind::kRoundRobin, 3);
   EXPECT_EQ(b.pick(t0, all), 0u);
