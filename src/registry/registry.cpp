@@ -440,7 +440,9 @@ void Registry::publish() const {
 
 void Registry::record_event(std::string_view type, std::string_view service,
                             std::string_view instance, std::string reason, std::string data_json) {
-  std::lock_guard lock(mu_);
+  // Workers call this (breaker and outlier changes): only the log's own lock, never mu_,
+  // which a change holds across its store commit.
+  std::lock_guard lock(events_mu_);
   last_event_id_.store(
       events_.append(clock_.wall_now(), std::string(type), std::string(service),
                      std::string(instance), std::move(reason), std::move(data_json)),
@@ -451,19 +453,19 @@ void Registry::event(std::string_view type, std::string_view service, std::strin
                      std::string reason, const Instance* instance) {
   std::string data = "{}";
   if (instance != nullptr) data = json::serialize(instance_json(*instance, clock_.steady_now()));
+  std::lock_guard lock(events_mu_);  // with mu_ held: mu_, then events_mu_
   last_event_id_.store(events_.append(clock_.wall_now(), std::string(type), std::string(service),
                                       std::string(id), std::move(reason), std::move(data)),
                        std::memory_order_release);
 }
 
 EventLog::Since Registry::events_since(std::uint64_t last_id) const {
-  std::unique_lock lock(mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return {};  // a writer is committing: nothing new yet
+  std::lock_guard lock(events_mu_);
   return events_.since(last_id);
 }
 
 std::vector<Event> Registry::events_after(std::uint64_t last_id, std::uint64_t* missed) const {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(events_mu_);
   // Ids never restart within a process, so last_id is at most last_id(); the gap up to the
   // oldest held event is what the bounded log dropped.
   const std::uint64_t from = std::max(last_id, events_.first_id() - 1);

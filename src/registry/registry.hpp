@@ -164,8 +164,7 @@ class Registry {
   std::uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
   /// Events after `last_id` (registered, replaced, deregistered, expired); too_old when the
-  /// bounded log no longer holds them all. Thread-safe; while a writer holds the lock
-  /// (a store commit) it returns no events rather than wait: poll again.
+  /// bounded log no longer holds them all. Thread-safe; never waits for a store commit.
   EventLog::Since events_since(std::uint64_t last_id) const;
   std::uint64_t last_event_id() const { return last_event_id_.load(std::memory_order_acquire); }
   /// For consumers that must account for every event (webhooks): the events after
@@ -202,6 +201,9 @@ class Registry {
   mutable std::atomic<std::shared_ptr<const Snapshot>> published_;
   mutable bool dirty_ = false;  // health changed since snapshot_ was built
   mutable std::atomic<std::uint64_t> version_{0};
+  // The event log has a lock of its own, taken after mu_ when both are: readers and workers
+  // recording breaker changes never wait for a change's store commit (which holds mu_).
+  mutable std::mutex events_mu_;
   EventLog events_;
   std::atomic<std::uint64_t> last_event_id_{0};
 

@@ -485,8 +485,9 @@ TEST(RegistryLiveTest, HarvestDegradesTheSlowInstanceOnly) {
   EXPECT_TRUE(after[0].takes_traffic);
 }
 
-// A change holds the registry's lock across its store commit; readers meanwhile get the
-// last published snapshot and no events instead of waiting for the disk.
+// A change holds the registry's lock across its store commit; meanwhile readers get the
+// last published snapshot, and the event log (read, or written by a worker's breaker)
+// does not wait for the disk either.
 TEST(RegistryLiveTest, ReadersDoNotWaitForACommit) {
   testing::ManualClock clock;
   SlowStore store;
@@ -499,10 +500,12 @@ TEST(RegistryLiveTest, ReadersDoNotWaitForACommit) {
   EXPECT_EQ(during, before);
   EXPECT_EQ(during->find("svc"), nullptr);
   EXPECT_TRUE(r.events_since(events).events.empty());
+  r.record_event(kEventBreakerChanged, "cfg", "", "opened");
+  EXPECT_EQ(r.events_since(events).events.size(), 1u);
   store.release();
   writer.join();
   EXPECT_NE(r.snapshot()->find("svc"), nullptr);
-  EXPECT_EQ(r.events_since(events).events.size(), 1u);
+  EXPECT_EQ(r.events_since(events).events.size(), 2u);
 }
 
 // The feed is a bounded ring: a full ring drops and counts instead of blocking.
