@@ -112,7 +112,7 @@ void AccessLog::append_text_line(std::string_view ts, const AccessRecord& r) {
   const auto target = [&](std::string_view v) {
     char* from = o;
     value(v);
-    if (std::memchr(v.data(), '"', v.size()) != nullptr)
+    if (!v.empty() && std::memchr(v.data(), '"', v.size()) != nullptr)
       for (; from < o; ++from)
         if (*from == '"') *from = '_';
   };

@@ -1063,7 +1063,8 @@ class ProxyHandler final : public http::Handler {
           }
           bool ok = true;
           SB_FLUSH(ex, ok);
-          end_relay(ex, svc, *inst, std::move(t.conn), ok, t.info.keep_alive, end);
+          const bool reusable = t.info.keep_alive && t.conn->len == end;
+          end_relay(ex, svc, *inst, std::move(t.conn), ok, reusable);
         } else {
           co_await relay(ex, out, svc, *inst, std::move(t.conn), t.info);
         }
@@ -1414,12 +1415,11 @@ class ProxyHandler final : public http::Handler {
     return rechunk;
   }
 
-  /// After a relay: the connection goes back to the pool when the upstream's message ended
-  /// exactly at `end` (the last byte read) and it keeps the connection; a cut relay cuts the
+  /// After a relay: the connection goes back to the pool when it is `reusable` (the
+  /// upstream keeps it and its message ended at the last byte read); a cut relay cuts the
   /// client connection too (the status is out: nothing else can tell the client).
   void end_relay(Exchange& ex, const Service& svc, const Instance& inst,
-                 std::unique_ptr<http::UpstreamConnection> conn, bool ok, bool reusable,
-                 std::size_t end) {
+                 std::unique_ptr<http::UpstreamConnection> conn, bool ok, bool reusable) {
     if (!ok) {
       SB_REQ_LOG(warn, ex.correlation_id(), "response from {} ({}) cut mid-body", svc.config->name,
                  inst.config.url.text);
@@ -1427,7 +1427,7 @@ class ProxyHandler final : public http::Handler {
       ex.abort();
       return;
     }
-    if (reusable && conn->len == end)
+    if (reusable)
       inst.pool->release(std::move(conn), worker_.now());
     else
       inst.pool->discard(std::move(conn));
@@ -1472,8 +1472,7 @@ class ProxyHandler final : public http::Handler {
         clean_end = false;
         break;
     }
-    const std::size_t end = conn->len;
-    end_relay(ex, svc, inst, std::move(conn), ok, reusable && clean_end, end);
+    end_relay(ex, svc, inst, std::move(conn), ok, reusable && clean_end);
   }
 
   Task<bool> relay_chunked(Exchange& ex, http::UpstreamConnection& conn, std::size_t pos,

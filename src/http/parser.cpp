@@ -33,6 +33,10 @@ constexpr auto kValue = make_value_table();
 inline bool is_tchar(char c) { return kToken[static_cast<unsigned char>(c)]; }
 inline bool is_vchar_or_obs(char c) { return kValue[static_cast<unsigned char>(c)]; }
 inline bool is_ows(char c) { return c == ' ' || c == '\t'; }
+// VCHAR (0x21-0x7e): the bytes a request-target may hold.
+inline bool is_vchar(char c) {
+  return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+}
 
 // The first byte in [p, end) that may not appear in a field value (a control byte other
 // than HTAB, or DEL), or `end`. In a well-formed line it is the CR before the line's LF, so
@@ -152,8 +156,7 @@ ParseResult parse_request_line(const char* data, const char* line_end, RequestHe
   out.method = std::string_view(m, static_cast<std::size_t>(p - m));
   ++p;
   const char* t = p;
-  while (p<line_end&& static_cast<unsigned char>(*p)> 0x20 && static_cast<unsigned char>(*p) < 0x7f)
-    ++p;
+  while (p < line_end && is_vchar(*p)) ++p;
   if (p == t || p == line_end || *p != ' ')
     return {ParseStatus::kError, HeadError::kBadRequestLine};
   out.target = std::string_view(t, static_cast<std::size_t>(p - t));
