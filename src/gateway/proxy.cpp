@@ -154,6 +154,7 @@ struct Plan {
   std::uint8_t n_tried = 0;
   std::uint32_t retries = 0;
   bool may_retry = false;
+  bool idempotent = false;   // safe to send twice (RFC 9110 9.2.2, or an Idempotency-Key)
   bool failed = false;       // the last attempt failed (breaker classification)
   bool sent = true;          // an attempt reached an instance
   int last_status = 0;       // the last attempt's response status
@@ -695,9 +696,11 @@ class ProxyHandler final : public http::Handler {
     const auto& info = ex.info();
     plan.policy = m.policy ? m.policy : &svc.config->policy;
     plan.retry = m.policy ? &route_retry(*m.policy) : &svc.retry;
+    // The client's deadline: X-Request-Timeout-Ms or grpc-timeout; when both came, the
+    // smaller one counts.
     std::optional<core::Duration> asked;
-    if (info.has_request_timeout || info.has_grpc_timeout) {
-      const bool ms = info.has_request_timeout;
+    const auto take = [&](bool present, bool ms) {
+      if (!present) return true;
       const auto parsed = ms ? resilience::parse_request_timeout_ms(info.request_timeout_ms)
                              : resilience::parse_grpc_timeout(info.grpc_timeout);
       if (!parsed) {
@@ -706,8 +709,10 @@ class ProxyHandler final : public http::Handler {
                             std::string(parsed.error));
         return false;
       }
-      asked = parsed.value;
-    }
+      asked = asked ? std::min(*asked, *parsed.value) : *parsed.value;
+      return true;
+    };
+    if (!take(info.has_request_timeout, true) || !take(info.has_grpc_timeout, false)) return false;
     plan.deadline =
         resilience::Deadline(start, resilience::effective_budget(plan.policy->timeout, asked));
     const auto now = start;  // microseconds ago: not worth another clock read
@@ -737,9 +742,10 @@ class ProxyHandler final : public http::Handler {
     plan.service_permit = adm.permit;
     plan.began = now;  // the first attempt starts now
     svc.guard->budget.record_request(now);
+    plan.idempotent =
+        resilience::RetryPolicy::is_idempotent(ex.head().method, info.idempotency_key);
     plan.may_retry =
-        plan.retry->attempts_left(0) &&
-        resilience::RetryPolicy::is_idempotent(ex.head().method, info.idempotency_key) &&
+        plan.retry->attempts_left(0) && plan.idempotent &&
         (ex.body_done() || (ex.body_fits() && plan.retry->body_replayable(info.content_length)));
     return true;
   }
@@ -1019,8 +1025,10 @@ class ProxyHandler final : public http::Handler {
           t.conn = std::move(conn);
           break;
         }
+        // Only a request that is safe to send twice goes again (RFC 9110 9.2.2): the
+        // instance may have acted on it before it closed.
         const bool stale = t.kind == Try::Kind::kReset && conn->reused && conn->len == 0 && kept &&
-                           ex.body_replayable() && !(race && race->won);
+                           plan.idempotent && ex.body_replayable() && !(race && race->won);
         inst->pool->discard(std::move(conn));
         if (!stale) break;
         ex.rewind_body();
@@ -1382,10 +1390,16 @@ class ProxyHandler final : public http::Handler {
     co_return Try::Kind::kReset;
   }
 
-  /// Reads more from the upstream after moving [keep_from, len) to the front; returns
-  /// the bytes read, 0 on end of stream, error or timeout.
-  Task<std::size_t> refill(Exchange& ex, http::UpstreamConnection& conn, std::size_t keep_from,
-                           core::Millis timeout) {
+  /// How a read of more response body ended.
+  enum class Fill : std::uint8_t {
+    kData,  // bytes came
+    kEnd,   // the upstream closed cleanly (TCP FIN, or TLS close_notify)
+    kCut,   // a reset, an error, a timeout, or TLS without close_notify (truncation)
+  };
+
+  /// Reads more from the upstream after moving [keep_from, len) to the front.
+  Task<Fill> refill(Exchange& ex, http::UpstreamConnection& conn, std::size_t keep_from,
+                    core::Millis timeout) {
     const std::size_t rest = conn.len - keep_from;
     if (rest > 0 && keep_from > 0) std::memmove(conn.buf(), conn.buf() + keep_from, rest);
     conn.len = rest;
@@ -1393,9 +1407,10 @@ class ProxyHandler final : public http::Handler {
     auto [ec, n] = co_await conn.read_some(conn.buf() + conn.len,
                                            http::UpstreamConnection::kBufferSize - conn.len);
     ex.disarm();
-    if (ec) co_return 0;
+    if (ec == asio::error::eof) co_return Fill::kEnd;
+    if (ec) co_return Fill::kCut;
     conn.len += n;
-    co_return n;
+    co_return n > 0 ? Fill::kData : Fill::kEnd;
   }
 
   /// True when the response's body is all in the buffer already: a Content-Length body that
@@ -1424,7 +1439,7 @@ class ProxyHandler final : public http::Handler {
       SB_REQ_LOG(warn, ex.correlation_id(), "response from {} ({}) cut mid-body", svc.config->name,
                  inst.config.url.text);
       inst.pool->discard(std::move(conn));
-      ex.abort();
+      ex.cut();  // a reset, so that not even a close-delimited body looks whole
       return;
     }
     if (reusable)
@@ -1457,7 +1472,7 @@ class ProxyHandler final : public http::Handler {
           if (left == 0) clean_end = conn->len == pos;
           SB_FLUSH(ex, ok);
           if (!ok || left == 0) break;
-          if (co_await refill(ex, *conn, conn->len, svc.config->timeouts.response) == 0) {
+          if (co_await refill(ex, *conn, conn->len, svc.config->timeouts.response) != Fill::kData) {
             ok = false;
             break;
           }
@@ -1510,7 +1525,8 @@ class ProxyHandler final : public http::Handler {
           bool ok = true;
           SB_FLUSH(ex, ok);
           if (!ok) co_return false;
-          if (co_await refill(ex, conn, pos, svc.config->timeouts.response) == 0) co_return false;
+          if (co_await refill(ex, conn, pos, svc.config->timeouts.response) != Fill::kData)
+            co_return false;
           pos = 0;
           break;
         }
@@ -1530,10 +1546,10 @@ class ProxyHandler final : public http::Handler {
       bool ok = true;
       SB_FLUSH(ex, ok);
       if (!ok) co_return false;
-      if (co_await refill(ex, conn, conn.len, svc.config->timeouts.response) == 0) {
-        if (ex.fired() == http::TimeoutKind::kUpstreamResponse) co_return false;
-        break;  // the upstream closed: that is the end of the body
-      }
+      const Fill fill = co_await refill(ex, conn, conn.len, svc.config->timeouts.response);
+      if (fill == Fill::kCut) co_return false;  // not the end: the client must see a cut
+      if (fill == Fill::kEnd) break;            // the upstream closed: the body's end
+
       pos = 0;
     }
     if (rechunk) batch.add("0\r\n\r\n");

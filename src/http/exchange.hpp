@@ -120,6 +120,9 @@ class Exchange {
   bool keep_alive() const;
   /// Closes the connection now (mid-response failures).
   void abort();
+  /// Closes the connection with a reset (RST) after a response was cut: a client reading a
+  /// close-delimited body (HTTP/1.0) sees an error, not a clean end.
+  void cut();
 
   /// Reusable storage for building heads and gathering writes (kept here, not on
   /// coroutine frames, so that the frames stay small enough to be recycled).

@@ -362,6 +362,14 @@ void Exchange::abort() {
   socket_.close(ec);
 }
 
+void Exchange::cut() {
+  if (!closed_) {
+    error_code ec;
+    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+  }
+  abort();
+}
+
 void Exchange::arm(Socket& socket, core::SteadyTime deadline, TimeoutKind kind) {
   armed_socket_ = &socket;
   deadline_ = deadline;

@@ -20,6 +20,10 @@ is allowed in front of it:
   /bytes/<n>          n bytes of the pattern byte[i] = i % 251 (?chunked=1: chunked;
                       ?until_close=1: no length, head and body in one write, then the
                       connection closes, so the body's end and the FIN arrive together)
+                      ?cut=K: after K body bytes (any framing) the connection is reset
+                      (RST, after a 200 ms pause so that the bytes are relayed first)
+  /drop-reused        200 "fresh" on a connection's first request; on a later one, reads
+                      the request (and its body) and closes without answering
   /slow/<ms>          waits, then 200 "slow"
   /early/<code>       answers `code` at once, before reading the request body, then reads
                       and drops the body (the connection stays usable)
@@ -220,8 +224,18 @@ class Server:
             writer.write(body)
         await writer.drain()
 
-    async def send_stream(self, writer, req, total, chunked, piece_at, keep_alive):
-        """Sends `total` bytes produced by piece_at(offset, max_len)."""
+    async def reset_after_pause(self, writer):
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+        raise ConnectionResetError("reset on purpose")
+
+    async def send_stream(self, writer, req, total, chunked, piece_at, keep_alive, cut=None):
+        """Sends `total` bytes produced by piece_at(offset, max_len); with `cut`, resets the
+        connection after that many body bytes instead."""
         framing = ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(total))
         headers = [("Content-Type", "application/octet-stream"), framing]
         writer.write(self.head(req, 200, headers, keep_alive))
@@ -230,7 +244,10 @@ class Server:
             return
         offset = 0
         while offset < total:
-            piece = piece_at(offset, min(PATTERN_BLOCK, total - offset))
+            if cut is not None and offset >= cut:
+                await self.reset_after_pause(writer)
+            limit = total - offset if cut is None else min(total, cut) - offset
+            piece = piece_at(offset, min(PATTERN_BLOCK, limit))
             if chunked:
                 writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
             else:
@@ -245,6 +262,7 @@ class Server:
         Stats.connections_accepted += 1
         self.next_conn_id += 1
         conn_id = self.next_conn_id
+        served = [0]  # requests read on this connection
         try:
             while True:
                 try:
@@ -255,7 +273,8 @@ class Server:
                     raise BadRequest("head too large")
                 req = parse_head(raw)
                 print(f"REQ {conn_id} {req.method} {req.target}", flush=True)
-                keep_alive = await self.respond(reader, writer, req, conn_id)
+                served[0] += 1
+                keep_alive = await self.respond(reader, writer, req, conn_id, served)
                 if not keep_alive:
                     return
         except BadRequest as e:
@@ -271,7 +290,7 @@ class Server:
             except (ConnectionError, ssl.SSLError, RuntimeError):
                 pass
 
-    async def respond(self, reader, writer, req, conn_id):
+    async def respond(self, reader, writer, req, conn_id, served):
         """Answers one request; returns whether the connection stays open."""
         segments = req.path.split("/")
         keep_alive = req.keep_alive()
@@ -307,7 +326,7 @@ class Server:
             if seg in ("hook", "hooks") and nxt:
                 kind, arg = seg, segments[i + 1:]
                 break
-            if seg in ("echo-body", "close", "stats") or seg.startswith("echo"):
+            if seg in ("echo-body", "close", "stats", "drop-reused") or seg.startswith("echo"):
                 kind = "echo-body" if seg == "echo-body" else (
                     "echo" if seg.startswith("echo") else seg)
                 break
@@ -317,6 +336,13 @@ class Server:
                 raise BadRequest("bad status")
             await self.send_simple(writer, req, int(arg), b"early\n", "text/plain", keep_alive)
             await read_body(reader, req, lambda _piece: None)
+            return keep_alive
+
+        if kind == "drop-reused":
+            await read_body(reader, req, lambda _piece: None)
+            if served[0] > 1:
+                return False  # close without an answer
+            await self.send_simple(writer, req, 200, b"fresh", "text/plain", keep_alive)
             return keep_alive
 
         if kind == "echo-body":
@@ -375,15 +401,21 @@ class Server:
         elif kind == "bytes":
             if not arg.isdigit():
                 raise BadRequest("bad byte count")
+            cut = req.params.get("cut", [None])[0]
+            if cut is not None and not cut.isdigit():
+                raise BadRequest("bad cut offset")
+            cut = None if cut is None else int(cut)
             if req.params.get("until_close", ["0"])[0] == "1":
                 head = self.head(req, 200, [("Content-Type", "application/octet-stream")], False)
-                n = int(arg)
+                n = int(arg) if cut is None else min(int(arg), cut)
                 writer.write(head + b"".join(pattern_slice(o, min(PATTERN_BLOCK, n - o))
                                              for o in range(0, n, PATTERN_BLOCK)))
+                if cut is not None:
+                    await self.reset_after_pause(writer)
                 await writer.drain()
                 return False
             await self.send_stream(writer, req, int(arg), req.wants_chunked(),
-                                   pattern_slice, keep_alive)
+                                   pattern_slice, keep_alive, cut)
         elif kind == "slow":
             if not arg.isdigit():
                 raise BadRequest("bad delay")

@@ -419,11 +419,13 @@ Response HttpClient::read_response(ReadOptions options) {
     }
   } else {
     r.close_delimited = true;
+    error_.clear();
     for (;;) {
       if (!buf_.empty()) take_body(buf_.size());
       if (!fill()) break;
     }
-    if (!eof_) return fail("close-delimited body: " + error_);
+    // Only a clean close ends such a body: a reset means it was cut.
+    if (!eof_ || !error_.empty()) return fail("close-delimited body: " + error_);
   }
   r.body_sha256 = digest.hex();
   return r;

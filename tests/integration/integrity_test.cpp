@@ -1,0 +1,101 @@
+// Data integrity through the proxy: a request that must not be sent twice is not, a cut
+// upstream body cuts the client's response (whatever its framing), and both deadline
+// headers count.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "testing/gateway_fixture.hpp"
+
+namespace sb::testing {
+namespace {
+
+class IntegrityTest : public GatewayTest {
+ protected:
+  // Requests the upstream logged for targets containing `part`, once at least `n` came
+  // (bounded wait on its log).
+  std::size_t logged_at_least(std::string_view part, std::size_t n) const {
+    const auto deadline = std::chrono::steady_clock::now() + scaled(std::chrono::seconds(5));
+    while (up_->requests_logged(part) < n && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return up_->requests_logged(part);
+  }
+};
+
+// RFC 9110 9.2.2: a kept upstream connection that closes without an answer after a POST
+// went out on it does not get the POST again: the upstream may have acted on it. The
+// client gets 502. A GET in the same place is sent again on a new connection (safe).
+TEST_F(IntegrityTest, PostOnAClosedKeptConnectionIsNotSentTwice) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(
+      "services:\n  x:\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n",
+      {"--threads", "1"}));
+  HttpClient c = client();
+  Response first = c.request("POST", "/svc/x/drop-reused/a", {}, "one");
+  ASSERT_EQ(first.status, 200) << first.raw;  // the connection is kept in the pool now
+  ASSERT_EQ(logged_at_least("/drop-reused/a", 1), 1u);
+  Response second = c.request("POST", "/svc/x/drop-reused/b", {}, "two");
+  expect_problem(second, 502);
+  EXPECT_EQ(logged_at_least("/drop-reused/b", 1), 1u);
+  // Give a (wrong) second send every chance to show: a request to the same upstream after
+  // it on a fresh client connection is answered, so the worker is past the POST.
+  EXPECT_EQ(client().get("/svc/x/echo").status, 200);
+  EXPECT_EQ(up_->requests_logged("/drop-reused/b"), 1u) << "the POST was sent twice";
+
+  // With an Idempotency-Key the client says a second send is safe. (The pool holds the
+  // connection the GET above used, which drops the next request on it.)
+  Response keyed =
+      c.request("POST", "/svc/x/drop-reused/d", {{"Idempotency-Key", "k-1"}}, "three");
+  EXPECT_EQ(keyed.status, 200) << keyed.raw;
+  // A GET too (on the connection the keyed POST was sent again on).
+  Response get = c.get("/svc/x/drop-reused/f");
+  EXPECT_EQ(get.status, 200) << get.raw;
+}
+
+// An upstream body reset halfway never reaches the client as a whole one: no last chunk,
+// no complete Content-Length body, and the client connection is closed.
+TEST_F(IntegrityTest, CutUpstreamBodyCutsTheClientResponse) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(
+      "services:\n  x:\n    breaker: {enabled: false}\n    outlier: {enabled: false}\n"));
+  for (const char* framing : {"until_close=1&", "chunked=1&", ""}) {
+    HttpClient c = client();
+    Response r = c.get(std::string("/svc/x/bytes/100000?") + framing + "cut=5000");
+    EXPECT_FALSE(r.ok()) << framing << ": the cut body looked complete (" << r.body_len
+                         << " bytes, chunked=" << r.chunked << ")";
+    EXPECT_EQ(r.status, 200) << framing;
+    EXPECT_GE(r.body_len, 5000u) << framing << ": the bytes before the cut are relayed";
+    EXPECT_LT(r.body_len, 100000u) << framing;
+  }
+  // An HTTP/1.0 client reads a close-delimited body: the cut is a reset, not a clean close.
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw("GET /svc/x/bytes/100000?until_close=1&cut=5000 HTTP/1.0\r\n\r\n"));
+  Response r = c.read_response();
+  EXPECT_FALSE(r.ok()) << "HTTP/1.0: a cut close-delimited body ended with a clean close ("
+                       << r.body_len << " bytes)";
+}
+
+// Both deadline headers: the smaller one counts (and is what goes on upstream).
+TEST_F(IntegrityTest, BothDeadlineHeadersTheSmallerCounts) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  HttpClient c = client();
+  Response ok =
+      c.get("/svc/x/echo", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "800m"}});
+  ASSERT_EQ(ok.status, 200) << ok.raw;
+  auto doc = parse_json(ok.body);
+  ASSERT_TRUE(doc.has_value());
+  const auto& seen = doc->as_object().at("headers").as_object();
+  ASSERT_TRUE(seen.contains("x-request-timeout-ms")) << ok.body;
+  EXPECT_LE(std::stoi(std::string(seen.at("x-request-timeout-ms").as_array().at(0).as_string())),
+            800)
+      << ok.body;
+  const auto began = std::chrono::steady_clock::now();
+  expect_problem(c.get("/svc/x/slow/5000", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "200m"}}),
+                 504);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(3000));
+  // Either one malformed: 400 naming it.
+  Response bad = c.get("/svc/x/echo", {{"X-Request-Timeout-Ms", "100"}, {"grpc-timeout", "x"}});
+  expect_problem(bad, 400);
+  EXPECT_NE(bad.body.find("grpc-timeout"), std::string::npos) << bad.body;
+}
+
+}  // namespace
+}  // namespace sb::testing
