@@ -204,6 +204,9 @@ struct RequestPolicy {
   RetryConfig retry{};
   HedgeConfig hedge{};
   FallbackConfig fallback{};
+  /// A Content-Length request body that fits the request buffer (the one kept for retries)
+  /// is read whole, and so checked, before an upstream is called.
+  bool request_buffering = true;
   bool operator==(const RequestPolicy&) const = default;
 };
 

@@ -538,6 +538,7 @@ class Renderer {
   // request_timeout, retry, hedge and fallback under `p` (a service or a route).
   void policy(int in, const std::string& p, const RequestPolicy& pol) {
     leaf(in, "request_timeout", format_duration(pol.timeout), p + ".request_timeout");
+    leaf(in, "request_buffering", boolean(pol.request_buffering), p + ".request_buffering");
     const auto& r = pol.retry;
     const std::string rp = p + ".retry";
     section(in, "retry");
@@ -1232,6 +1233,7 @@ class Loader {
                        {"outlier", [&](const Field& x) { read_outlier(x, s.outlier); }},
                        {"balancer", [&](const Field& x) { read_balancer(x, s.balancer); }},
                        duration_key("request_timeout", s.policy.timeout, Millis(1)),
+                       bool_key("request_buffering", s.policy.request_buffering),
                        {"retry", [&](const Field& x) { read_retry(x, s.policy.retry); }},
                        {"hedge", [&](const Field& x) { read_hedge(x, s.policy.hedge); }},
                        {"fallback", [&](const Field& x) { read_fallback(x, s.policy.fallback); }},
@@ -1656,6 +1658,7 @@ class Loader {
                        // Overrides of the service's request policy, applied once the
                        // services are complete (check_whole).
                        {"request_timeout", [&](const Field& x) { meta.policy.push_back(x); }},
+                       {"request_buffering", [&](const Field& x) { meta.policy.push_back(x); }},
                        {"retry", [&](const Field& x) { meta.policy.push_back(x); }},
                        {"hedge", [&](const Field& x) { meta.policy.push_back(x); }},
                        {"fallback", [&](const Field& x) { meta.policy.push_back(x); }},
@@ -2046,6 +2049,8 @@ class Loader {
     for (const Field& x : meta.policy) {
       if (x.key == "request_timeout")
         set(r.policy->timeout, read_duration(x, Millis(1)), x);
+      else if (x.key == "request_buffering")
+        set(r.policy->request_buffering, read_bool(x), x);
       else if (x.key == "retry")
         read_retry(x, r.policy->retry);
       else if (x.key == "hedge")
