@@ -323,6 +323,7 @@ struct ServerConfig {
   std::optional<HostPort> admin_listen{};  // operations endpoints only
   unsigned threads = 0;                    // 0: the number of cores
   std::string zone{};                      // this Switchboard's zone, for zone-aware balancing
+  bool merge_slashes = false;              // request paths: runs of '/' become one
   bool operator==(const ServerConfig&) const = default;
 };
 

@@ -296,6 +296,7 @@ class Renderer {
          "server.admin_listen");
     leaf(2, "threads", fmt::format("{}", s.threads), "server.threads");
     leaf(2, "zone", quote(s.zone), "server.zone");
+    leaf(2, "merge_slashes", boolean(s.merge_slashes), "server.merge_slashes");
 
     const auto& l = c_.limits;
     section(0, "limits");
@@ -1035,6 +1036,7 @@ class Loader {
                        }
                        set(s.zone, z, x);
                      }},
+                    bool_key("merge_slashes", s.merge_slashes),
                 });
   }
 
