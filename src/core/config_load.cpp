@@ -345,6 +345,8 @@ class Renderer {
          "health.degraded_min_samples");
     leaf(2, "max_concurrent_checks", fmt::format("{}", h.max_concurrent_checks),
          "health.max_concurrent_checks");
+    leaf(2, "default_check", h.default_check == HealthConfig::DefaultCheck::kTcp ? "tcp" : "none",
+         "health.default_check");
 
     const auto& t = c_.telemetry;
     section(0, "telemetry");
@@ -947,11 +949,11 @@ class Loader {
     return hp;
   }
 
-  std::optional<UpstreamUrl> read_url(const Field& f) {
+  std::optional<UpstreamUrl> read_url(const Field& f, bool allow_query = false) {
     auto s = scalar(f, "expected a URL");
     if (!s) return std::nullopt;
     std::string why;
-    auto u = parse_upstream_url(*s, &why);
+    auto u = parse_upstream_url(*s, &why, allow_query);
     if (!u) fail(f, fmt::format("bad URL {}: {}", quote(*s), why));
     return u;
   }
@@ -1148,6 +1150,19 @@ class Loader {
                     double_key("recover_factor", h.recover_factor, 0.01, 1.0),
                     uint_key("degraded_min_samples", h.degraded_min_samples, 1, 1'000'000),
                     uint_key("max_concurrent_checks", h.max_concurrent_checks, 1, 100'000),
+                    {"default_check",
+                     [&](const Field& x) {
+                       auto s = read_string(x);
+                       if (s && *s != "tcp" && *s != "none") {
+                         fail(x, fmt::format("expected tcp or none, got {}", quote(*s)));
+                         return;
+                       }
+                       if (s)
+                         set(h.default_check,
+                             std::optional(*s == "tcp" ? HealthConfig::DefaultCheck::kTcp
+                                                       : HealthConfig::DefaultCheck::kNone),
+                             x);
+                     }},
                 });
   }
 
@@ -1480,7 +1495,7 @@ class Loader {
                        {"url",
                         [&](const Field& x) {
                           has_url = true;
-                          set(w.url, read_url(x), x);
+                          set(w.url, read_url(x, /*allow_query=*/true), x);
                         }},
                        {"events",
                         [&](const Field& x) {
@@ -2164,7 +2179,8 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   return hp;
 }
 
-std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why) {
+std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why,
+                                              bool allow_query) {
   std::string ignored;
   if (why == nullptr) why = &ignored;
   auto parsed = boost::urls::parse_uri(text);
@@ -2186,7 +2202,7 @@ std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string
     *why = "user info (user@) is not allowed";
     return std::nullopt;
   }
-  if (u.has_query()) {
+  if (u.has_query() && !allow_query) {
     *why = "a query (?...) is not allowed";
     return std::nullopt;
   }
@@ -2221,6 +2237,7 @@ std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string
   std::string_view base = path;
   while (!base.empty() && base.back() == '/') base.remove_suffix(1);
   out.base_path = std::string(base);
+  if (u.has_query()) out.query = std::string(u.encoded_query());
   return out;
 }
 
