@@ -271,6 +271,29 @@ std::optional<double> parse_unit_interval(std::string_view v) {
 // Rendering (also the list of every leaf key path, for "default" origins)
 // ---------------------------------------------------------------------------------------
 
+// What --print-config shows for api.token. The loader refuses it as a token, so a printed
+// configuration never runs with a token nobody chose.
+constexpr std::string_view kRedacted = "<redacted>";
+
+// Why `token` cannot be api.token, or nullopt. Never quotes the token: errors are logged.
+std::optional<std::string> token_problem(std::string_view token) {
+  if (token == kRedacted)
+    return std::string(
+        "is the redacted value --print-config shows; write the real token here, or set "
+        "SWITCHBOARD_API_TOKEN");
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    const auto c = static_cast<unsigned char>(token[i]);
+    if (c < 0x21 || c > 0x7e)
+      return fmt::format(
+          "character {} is not allowed (use visible ASCII characters, no blanks)", i + 1);
+  }
+  if (token.size() < 16)
+    return fmt::format(
+        "too short ({} characters): use at least 16, e.g. the output of `openssl rand -hex 32`",
+        token.size());
+  return std::nullopt;
+}
+
 // A YAML double-quoted scalar. JSON's escapes (\", \\, \n, \uXXXX, ...) are all valid
 // YAML escapes, so the JSON escaper serves.
 std::string quote(std::string_view s) {
@@ -297,6 +320,14 @@ class Renderer {
     leaf(2, "threads", fmt::format("{}", s.threads), "server.threads");
     leaf(2, "zone", quote(s.zone), "server.zone");
     leaf(2, "merge_slashes", boolean(s.merge_slashes), "server.merge_slashes");
+
+    const auto& a = c_.api;
+    section(0, "api");
+    leaf(2, "token", a.token.empty() ? "\"\"" : quote(kRedacted), "api.token");  // never the token
+    leaf(2, "open_reads", boolean(a.open_reads), "api.open_reads");
+    std::vector<std::string> networks;
+    for (const auto& n : a.allowed_networks) networks.push_back(n.text);
+    leaf(2, "allowed_networks", list(networks), "api.allowed_networks");
 
     const auto& l = c_.limits;
     section(0, "limits");
@@ -647,6 +678,7 @@ constexpr std::string_view kEnvNames[] = {
     "OTEL_PROMETHEUS_EXPORTER",
     "JAEGER_ENDPOINT",
     "PROMETHEUS_PORT",
+    "SWITCHBOARD_API_TOKEN",
 };
 
 // Records where a YAML document starts; ignores the rest (see Loader::load_file).
@@ -802,6 +834,7 @@ class Loader {
     }
     read_map(f, {
                     {"server", [this](const Field& x) { read_server(x); }},
+                    {"api", [this](const Field& x) { read_api(x); }},
                     {"limits", [this](const Field& x) { read_limits(x); }},
                     {"upstream",
                      [this](const Field& x) {
@@ -1039,6 +1072,41 @@ class Loader {
                        set(s.zone, z, x);
                      }},
                     bool_key("merge_slashes", s.merge_slashes),
+                });
+  }
+
+  void read_api(const Field& f) {
+    auto& a = cfg_.api;
+    read_map(f, {
+                    {"token",
+                     [&](const Field& x) {
+                       auto t = read_string(x);
+                       if (!t) return;
+                       if (!t->empty())
+                         if (auto why = token_problem(*t)) {
+                           fail(x, *why);
+                           return;
+                         }
+                       set(a.token, t, x);
+                     }},
+                    bool_key("open_reads", a.open_reads),
+                    {"allowed_networks",
+                     [&](const Field& x) {
+                       std::vector<IpNetwork> networks;
+                       auto l = read_string_list(
+                           x, "networks (e.g. 10.0.0.0/8, fd00::/8)",
+                           [&](const Field& item, const std::string& s) {
+                             std::string why;
+                             auto n = IpNetwork::parse(s, &why);
+                             if (!n) {
+                               fail(item, fmt::format("bad network {}: {}", quote(s), why));
+                               return false;
+                             }
+                             networks.push_back(std::move(*n));
+                             return true;
+                           });
+                       if (l) set(a.allowed_networks, std::optional(std::move(networks)), x);
+                     }},
                 });
   }
 
@@ -1833,6 +1901,14 @@ class Loader {
     env_duration("HEALTH_CHECK_INTERVAL", h.check_interval, "health.check_interval");
     env_duration("METRICS_COLLECTION_INTERVAL", h.metrics_collection_interval,
                  "health.metrics_collection_interval");
+    if (const EnvValue* v = env("SWITCHBOARD_API_TOKEN")) {
+      if (auto why = token_problem(v->value)) {
+        error(fmt::format("{}: {}", v->where, *why));
+      } else {
+        cfg_.api.token = v->value;
+        record("api.token", v->origin, v->where);
+      }
+    }
     auto& t = cfg_.telemetry;
     if (const EnvValue* v = env("OTEL_SAMPLE_RATE")) {
       if (auto d = parse_unit_interval(v->value)) {

@@ -115,6 +115,13 @@ Task<void> stream_events(Gateway& gw, http::Worker& worker, Exchange& ex, Reques
 
 /// The registration API: reads the (small) body, then answers from the registry.
 Task<void> answer_api(Gateway& gw, http::Worker& worker, Exchange& ex, RequestOutcome& out) {
+  // Listener, token and client address are checked before the body is read.
+  if (auto refused = check_api_access(gw, ex)) {
+    prepare_response(ex, out, refused->status, refused->content_type, refused->body,
+                     refused->extra_fields);
+    co_await send_scratch(ex);
+    co_return;
+  }
   if (ex.info().path == "/api/services/events" && ex.head().method == "GET") {
     co_await stream_events(gw, worker, ex, out);
     co_return;
@@ -150,7 +157,7 @@ Task<void> answer_api(Gateway& gw, http::Worker& worker, Exchange& ex, RequestOu
       [&gw = gw, method = std::string(ex.head().method), path = std::string(ex.info().path),
        body = std::move(body), id = std::string(ex.correlation_id())] {
         try {
-          return handle_api(gw, method, path, body, id);
+          return handle_api(gw, method, path, body, id, peer);
         } catch (const std::exception& e) {  // nothing may escape the writer's thread
           const core::RequestLogScope scope(id);
           spdlog::error("registry API call failed: {}", e.what());

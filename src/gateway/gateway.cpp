@@ -15,6 +15,7 @@
 #ifndef SB_VERSION
 #define SB_VERSION "0.0.0"
 #endif
+#include "gateway/api_access.hpp"
 #include "gateway/guards.hpp"
 #include "gateway/health_checker.hpp"
 #include "gateway/proxy.hpp"
@@ -62,7 +63,9 @@ Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
     : config_(std::move(config)),
       clock_(clock),
       router_(config_.services, config_.routes),
-      data_dir_(std::move(data_dir)) {}
+      data_dir_(std::move(data_dir)),
+      api_access_(std::make_unique<ApiAccess>(
+          ApiAccess::Settings{config_.api, config_.server.admin_listen.has_value()})) {}
 
 Gateway::~Gateway() {
   if (checker_) checker_->stop();
@@ -157,6 +160,10 @@ void Gateway::start() {
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
                server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
                server_->workers().size(), registry_->snapshot()->services.size());
+  if (!api_access_->has_token())
+    spdlog::warn(
+        "api.token is not set: registry API writes (register, heartbeat, deregister, breaker "
+        "actions) are accepted from loopback clients only");
 }
 
 int Gateway::run_until_signalled() {

@@ -63,6 +63,8 @@ class Gateway {
   /// else the one built from upstream.tls (services registered through the API).
   const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
   registry::Registry& registry() { return *registry_; }
+  /// Who may call the registry API and where registrations may point (api.* keys).
+  const class ApiAccess& api_access() const { return *api_access_; }
   /// Breakers, outlier records and retry budgets shared by the workers (after open_registry).
   class Guards& guards() {
     return *guards_;
@@ -83,6 +85,7 @@ class Gateway {
   std::string data_dir_;
   std::map<std::string, std::shared_ptr<boost::asio::ssl::context>, std::less<>> tls_contexts_;
   std::shared_ptr<boost::asio::ssl::context> default_tls_;
+  std::unique_ptr<class ApiAccess> api_access_;
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<class Guards> guards_;

@@ -105,7 +105,8 @@ class ProxyHandler final : public http::Handler {
     }
     if (ex.listener() == http::ListenerKind::kAdmin) {
       prepare_problem(ex, out, 404, "not-found",
-                      "the admin listener serves /health, /health/live and /health/ready");
+                      "the admin listener serves /health, /health/live, /health/ready and "
+                      "/api/services");
       return false;
     }
     m = gw_.router().match(info.host, info.path);
