@@ -13,6 +13,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 
+#include "http/body_rate.hpp"
 #include "http/head_buffer.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
@@ -33,6 +34,7 @@ enum class TimeoutKind : std::uint8_t {
   kClientWrite,       // client not reading: close
   kUpstreamConnect,   // 504
   kUpstreamResponse,  // 504
+  kClientBodyRate,    // 408: the body fell below limits.min_body_rate (see BodyRate)
 };
 
 /// Answers requests. One per worker, so it may keep per-worker state without locks.
@@ -88,6 +90,10 @@ class Exchange {
   void rewind_body();
   /// The next piece of the request body. Sends "100 Continue" first when the client asked.
   Task<BodyPiece> read_body();
+  /// What a BodyPiece::Error::kTimeout means, for the 408's detail: which limit ended the
+  /// body ("request body not received within limits.body_timeout", or slower than
+  /// limits.min_body_rate). Valid until the next request.
+  std::string_view body_timeout_detail() const;
   /// Reads and discards the rest of the body (so the connection can be reused); false if
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
@@ -143,6 +149,11 @@ class Exchange {
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   /// True while waiting for the first byte of a request.
   bool idle() const { return idle_; }
+  /// True while no request is in flight: waiting for or reading a request head (idle
+  /// keep-alive, or a head begun but not complete).
+  bool awaiting_head() const { return awaiting_head_; }
+  /// Closes the connection if no request is in flight on it (awaiting_head()): the drain
+  /// calls it once the listeners are closed. A half-received head is dropped unanswered.
   void close_if_idle();
 
   // Intrusive list of a worker's connections.
@@ -191,10 +202,13 @@ class Exchange {
   bool body_done_ = true;
   bool body_read_from_socket_ = false;
   bool continue_sent_ = false;
+  bool body_too_slow_ = false;  // the last kTimeout was limits.min_body_rate's
+  BodyRate body_rate_;
 
   bool keep_alive_ = true;
   bool response_started_ = false;
   bool idle_ = true;
+  bool awaiting_head_ = true;
   bool closed_ = false;
   std::uint64_t bytes_sent_ = 0;
 

@@ -337,7 +337,11 @@ void Server::stop() {
 // Exchange
 
 Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
-    : worker_(worker), socket_(std::move(socket)), reactor_(&reactor_of(socket_)), kind_(kind) {
+    : worker_(worker),
+      socket_(std::move(socket)),
+      reactor_(&reactor_of(socket_)),
+      kind_(kind),
+      body_rate_(worker.limits().min_body_rate, worker.limits().body_rate_grace) {
   cap_ = kInitialBuffer;
   buf_ = std::make_unique<char[]>(cap_);
   error_code ec;
@@ -384,7 +388,7 @@ void Exchange::check_deadline(core::SteadyTime now) {
 }
 
 void Exchange::close_if_idle() {
-  if (idle_ && !closed_) {
+  if (awaiting_head_ && !closed_) {
     error_code ec;
     socket_.cancel(ec);
   }
@@ -544,6 +548,8 @@ Exchange::HeadStep Exchange::parse_head() {
         body_done_ = info_.framing == Framing::kNone;
         body_read_from_socket_ = false;
         continue_sent_ = false;
+        body_too_slow_ = false;
+        body_rate_.reset();
         return HeadStep::kReady;
       }
       if (r.status == ParseStatus::kError) {
@@ -571,15 +577,41 @@ Task<BodyPiece::Error> Exchange::read_more_body() {
     disarm();
     if (wec) co_return BodyPiece::Error::kClosed;
   }
-  arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
+  // The earlier of the two limits guards the read: the gap (body_timeout) and what the
+  // minimum rate still allows (see BodyRate).
+  const core::SteadyTime began = worker_.now();
+  const core::SteadyTime gap_end = began + lim.body_timeout;
+  const core::SteadyTime rate_end = body_rate_.read_deadline(began);
+  if (rate_end < gap_end)
+    arm(socket_, rate_end, TimeoutKind::kClientBodyRate);
+  else
+    arm(socket_, gap_end, TimeoutKind::kClientBody);
   auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
   const TimeoutKind f = fired_;
   disarm();
   if (!ec) len_ += n;
-  if (ec || n == 0)
+  body_rate_.record(began, worker_.now(), ec ? 0 : n);
+  if (ec || n == 0) {
+    if (f == TimeoutKind::kClientBodyRate) {
+      body_too_slow_ = true;
+      SB_REQ_LOG(info, correlation_id_,
+                 "request body from {} slower than limits.min_body_rate ({} bytes/s): {} bytes "
+                 "in {} ms of waiting",
+                 peer_address_, lim.min_body_rate, body_rate_.received(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(body_rate_.waited())
+                     .count());
+      co_return BodyPiece::Error::kTimeout;
+    }
     co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
                                             : BodyPiece::Error::kClosed;
+  }
   co_return BodyPiece::Error::kNone;
+}
+
+std::string_view Exchange::body_timeout_detail() const {
+  return body_too_slow_
+             ? "request body slower than limits.min_body_rate (after limits.body_rate_grace)"
+             : "request body not received within limits.body_timeout";
 }
 
 bool Exchange::body_fits() const {
@@ -671,6 +703,7 @@ Task<void> Exchange::run() {
     // The next request head: what is buffered, then reads until it is whole. The reads are
     // here rather than in a coroutine of their own: one frame fewer per request.
     begin_head();
+    awaiting_head_ = true;
     HeadStep step;
     while ((step = parse_head()) == HeadStep::kNeedMore) {
       const bool was_idle = idle_;
@@ -689,6 +722,7 @@ Task<void> Exchange::run() {
         arm(socket_, worker_.now() + limits().header_timeout, TimeoutKind::kClientHead);
       }
     }
+    awaiting_head_ = false;
     if (step == HeadStep::kRefuse) co_await reject(refuse_status_, refuse_detail_);
     if (step != HeadStep::kReady) break;
     keep_alive_ = info_.keep_alive;

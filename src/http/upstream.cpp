@@ -2,6 +2,9 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/basic_resolver.hpp>
@@ -9,8 +12,10 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include "core/logging.hpp"
 #include "http/exchange.hpp"
 #include "http/server.hpp"
+#include "http/socket_calls.hpp"
 
 namespace sb::http {
 
@@ -135,10 +140,32 @@ UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig 
 
 UpstreamPool::~UpstreamPool() = default;
 
+bool UpstreamConnection::idle_clean() {
+  // MSG_PEEK takes nothing from the socket: an alive, quiet connection stays as it was.
+  char byte;
+  for (;;) {
+    const ssize_t n = sys::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
 std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
-  if (idle_.empty()) return nullptr;
-  auto conn = std::move(idle_.back());
-  idle_.pop_back();
+  std::unique_ptr<UpstreamConnection> conn;
+  while (!idle_.empty()) {
+    conn = std::move(idle_.back());
+    idle_.pop_back();
+    // An idle connection must have nothing to read: an end of stream, an error or stray
+    // bytes (an unsolicited 408 before the instance closes it) all mean it is gone or
+    // dirty. Checked here, once per reuse, rather than by a read-watch on every idle socket:
+    // see the comment on idle_clean().
+    if (conn->idle_clean()) break;
+    ++stale_discarded_;
+    spdlog::debug("upstream {}:{}: kept connection closed or dirty while idle; discarded",
+                  target_.host, target_.port);
+    conn.reset();  // closed by its destructor
+  }
+  if (!conn) return nullptr;
   conn->reused = true;
   conn->lend();
   ++busy_;
