@@ -25,6 +25,19 @@ namespace sb::http {
 class Worker;
 class Exchange;
 
+/// What a client connection needs only while a request is on it: the read buffer, the
+/// parsed head and the storage for building and gathering the response. Lent from a
+/// per-worker free list when the first byte of a request arrives and given back when the
+/// connection goes idle again, so an idle keep-alive connection holds none of it (~15 KiB).
+struct RequestBuffers {
+  static constexpr std::size_t kSize = 8192;  // a head and the first body bytes; grows for more
+  std::unique_ptr<char[]> data = std::make_unique_for_overwrite<char[]>(kSize);
+  RequestHead head;
+  HeadBuffer scratch;
+  HeadBuffer scratch2;
+  WriteBatch batch;
+};
+
 /// Which operation a deadline guards; reported when it fires.
 enum class TimeoutKind : std::uint8_t {
   kNone,
@@ -76,7 +89,7 @@ class Exchange {
   Task<void> run();
 
   // --- The current request (valid inside Handler::handle) ---
-  const RequestHead& head() const { return head_; }
+  const RequestHead& head() const { return req_->head; }
   const RequestInfo& info() const { return info_; }
   ListenerKind listener() const { return kind_; }
   std::string_view correlation_id() const { return correlation_id_; }
@@ -128,10 +141,16 @@ class Exchange {
   void abort();
 
   /// Reusable storage for building heads and gathering writes (kept here, not on
-  /// coroutine frames, so that the frames stay small enough to be recycled).
-  HeadBuffer& scratch() { return scratch_; }
-  HeadBuffer& scratch2() { return scratch2_; }
-  WriteBatch& batch() { return batch_; }
+  /// coroutine frames, so that the frames stay small enough to be recycled). Valid while a
+  /// request is on the connection (inside Handler::handle).
+  HeadBuffer& scratch() { return req_->scratch; }
+  HeadBuffer& scratch2() { return req_->scratch2; }
+  WriteBatch& batch() { return req_->batch; }
+  /// Whether the connection holds its request buffers now (it does while a request is on
+  /// it, and never while idle between requests). For tests.
+  bool holds_buffers_for_test() const { return req_ != nullptr; }
+  /// Request buffers kept in this thread's free list. For tests.
+  static std::size_t free_buffers_for_test();
 
   // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
   /// Guards the next operations on `socket` with `deadline`. Every wait is armed just
@@ -174,6 +193,12 @@ class Exchange {
   Task<void> reject(int status, std::string_view detail);
   void arm_client_write();
   void ensure_capacity(std::size_t need);
+  /// Takes request buffers from this thread's free list (a no-op when held).
+  void lend();
+  /// Returns them, when no request byte is buffered (len_ == 0).
+  void give_back();
+  static char* lend_for_recv(void* self, std::size_t& size);
+  static void give_back_for_recv(void* self);
   void new_correlation_id();
 
   Worker& worker_;
@@ -181,14 +206,14 @@ class Exchange {
   Reactor* reactor_;  // socket_'s, for recv_some
   ListenerKind kind_;
 
-  std::unique_ptr<char[]> buf_;
+  std::unique_ptr<RequestBuffers> req_;  // while a request is on the connection
+  std::unique_ptr<char[]> buf_;          // req_->data while lent (it may grow)
   std::size_t cap_ = 0;
   std::size_t len_ = 0;        // bytes in buf_
   std::size_t scan_from_ = 0;  // head scan resume point
   int refuse_status_ = 0;
   std::string refuse_detail_;
 
-  RequestHead head_;
   RequestInfo info_;
   std::array<char, 36> generated_id_{};
   std::string_view correlation_id_;
@@ -216,10 +241,6 @@ class Exchange {
   core::SteadyTime deadline_ = core::SteadyTime::max();
   TimeoutKind armed_kind_ = TimeoutKind::kNone;
   TimeoutKind fired_ = TimeoutKind::kNone;
-
-  HeadBuffer scratch_;
-  HeadBuffer scratch2_;
-  WriteBatch batch_;
 };
 
 }  // namespace sb::http

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <mutex>
 #include <system_error>
+#include <tuple>
 
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"
@@ -30,7 +31,7 @@ namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 constexpr auto kTick = std::chrono::milliseconds(100);
-constexpr std::size_t kInitialBuffer = 8192;
+constexpr std::size_t kInitialBuffer = RequestBuffers::kSize;
 constexpr std::size_t kMinBodySpace = 8192;  // room after a head for body reads and chunk lines
 
 std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, std::string* err) {
@@ -342,8 +343,6 @@ Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
       reactor_(&reactor_of(socket_)),
       kind_(kind),
       body_rate_(worker.limits().min_body_rate, worker.limits().body_rate_grace) {
-  cap_ = kInitialBuffer;
-  buf_ = std::make_unique<char[]>(cap_);
   error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) {
@@ -354,7 +353,56 @@ Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
   }
 }
 
-Exchange::~Exchange() = default;
+Exchange::~Exchange() {
+  len_ = 0;
+  give_back();
+}
+
+namespace {
+// Per worker thread: request buffers of connections that are idle or gone, for the next
+// request. Bounded, so a burst of concurrent requests does not pin its peak for good.
+constexpr std::size_t kMaxFreeRequestBuffers = 64;  // ~1 MiB per worker
+thread_local std::vector<std::unique_ptr<RequestBuffers>> t_free_requests;
+}  // namespace
+
+std::size_t Exchange::free_buffers_for_test() { return t_free_requests.size(); }
+
+void Exchange::lend() {
+  if (req_) return;
+  if (!t_free_requests.empty()) {
+    req_ = std::move(t_free_requests.back());
+    t_free_requests.pop_back();
+  } else {
+    req_ = std::make_unique<RequestBuffers>();
+  }
+  buf_ = std::move(req_->data);
+  cap_ = RequestBuffers::kSize;
+}
+
+void Exchange::give_back() {
+  if (!req_ || len_ != 0) return;
+  if (cap_ == RequestBuffers::kSize)
+    req_->data = std::move(buf_);
+  else  // grown for a large head: keep only the usual size
+    req_->data = std::make_unique_for_overwrite<char[]>(RequestBuffers::kSize);
+  buf_.reset();
+  cap_ = 0;
+  // The next connection starts clean, whatever this one left (an aborted write).
+  req_->batch.clear();
+  req_->scratch.clear();
+  req_->scratch2.clear();
+  if (t_free_requests.size() < kMaxFreeRequestBuffers) t_free_requests.push_back(std::move(req_));
+  req_.reset();
+}
+
+char* Exchange::lend_for_recv(void* self, std::size_t& size) {
+  auto* ex = static_cast<Exchange*>(self);
+  ex->lend();
+  size = ex->cap_ - ex->len_;
+  return ex->buf_.get() + ex->len_;
+}
+
+void Exchange::give_back_for_recv(void* self) { static_cast<Exchange*>(self)->give_back(); }
 
 const core::LimitsConfig& Exchange::limits() const { return worker_.limits(); }
 
@@ -459,9 +507,9 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
                                      : "bad-request";
   SB_REQ_LOG(info, correlation_id_, "refused request from {}: {} {}", peer_address_, status,
              detail);
-  write_problem(scratch_, status, slug, detail, correlation_id_, true);
+  write_problem(req_->scratch, status, slug, detail, correlation_id_, true);
   arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
-  co_await asio::async_write(socket_, asio::buffer(scratch_.data(), scratch_.size()), kUse);
+  co_await asio::async_write(socket_, asio::buffer(req_->scratch.data(), req_->scratch.size()), kUse);
   disarm();
   // Lingering close: stop sending, then read and drop what the client still sends for a
   // moment, so a reset does not destroy the answer before the client reads it.
@@ -514,18 +562,19 @@ Exchange::HeadStep Exchange::refuse(int status, std::string detail) {
 Exchange::HeadStep Exchange::parse_head() {
   const auto& lim = limits();
   const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
+  if (len_ == 0) return HeadStep::kNeedMore;  // nothing yet (and maybe no buffer: idle)
   for (;;) {
     if (len_ > 0) {
-      const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, head_);
+      const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, req_->head);
       if (r.status == ParseStatus::kComplete) {
         disarm();
-        const RequestError re = analyze_request(head_, info_);
+        const RequestError re = analyze_request(req_->head, info_);
         if (re != RequestError::kNone) return refuse(status_for(re), describe(re));
-        std::size_t want = head_.head_size + kMinBodySpace;
+        std::size_t want = req_->head.head_size + kMinBodySpace;
         if (info_.framing == Framing::kLength &&
             info_.content_length <= worker_.server().settings().replay_body_max &&
             info_.content_length <= lim.max_body_bytes && may_be_retried(info_))
-          want = std::max<std::size_t>(want, head_.head_size + info_.content_length);
+          want = std::max<std::size_t>(want, req_->head.head_size + info_.content_length);
         if (cap_ < want) {
           // Keep the head where it is for the whole exchange: grow now, then parse (and
           // analyze) again so that every view points into the final buffer.
@@ -541,7 +590,7 @@ Exchange::HeadStep Exchange::parse_head() {
           return refuse(413, "request body larger than limits.max_body_bytes (" +
                                  std::to_string(lim.max_body_bytes) + " bytes)");
         }
-        body_pos_ = head_.head_size;
+        body_pos_ = req_->head.head_size;
         body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
         body_total_ = 0;
         chunked_.reset();
@@ -617,13 +666,13 @@ std::string_view Exchange::body_timeout_detail() const {
 bool Exchange::body_fits() const {
   if (body_done_ && !body_read_from_socket_) return true;
   return info_.framing == Framing::kLength && !body_read_from_socket_ &&
-         head_.head_size + info_.content_length <= cap_;
+         req_->head.head_size + info_.content_length <= cap_;
 }
 
 Task<BodyPiece::Error> Exchange::buffer_body() {
   if (!body_fits()) co_return BodyPiece::Error::kTooLarge;
   if (info_.framing != Framing::kLength) co_return BodyPiece::Error::kNone;
-  const std::size_t end = head_.head_size + static_cast<std::size_t>(info_.content_length);
+  const std::size_t end = req_->head.head_size + static_cast<std::size_t>(info_.content_length);
   while (len_ < end)
     if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
       co_return e;
@@ -632,7 +681,7 @@ Task<BodyPiece::Error> Exchange::buffer_body() {
 
 void Exchange::rewind_body() {
   if (body_read_from_socket_) return;
-  body_pos_ = head_.head_size;
+  body_pos_ = req_->head.head_size;
   body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
   body_total_ = 0;
   chunked_.reset();
@@ -672,7 +721,7 @@ Task<BodyPiece> Exchange::read_body() {
       }
     }
     // Need more bytes: keep the unconsumed tail (a partial chunk line) right after the head.
-    const std::size_t base = head_.head_size;
+    const std::size_t base = req_->head.head_size;
     const std::size_t rest = len_ - body_pos_;
     if (body_pos_ != base && rest > 0)
       std::memmove(buf_.get() + base, buf_.get() + body_pos_, rest);
@@ -707,7 +756,16 @@ Task<void> Exchange::run() {
     HeadStep step;
     while ((step = parse_head()) == HeadStep::kNeedMore) {
       const bool was_idle = idle_;
-      auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
+      error_code ec;
+      std::size_t n = 0;
+      if (req_) {
+        std::tie(ec, n) = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
+      } else {
+        // Idle between requests: the buffers are lent only once bytes arrive.
+        std::tie(ec, n) = co_await recv_lent(
+            *reactor_, socket_,
+            recv_detail::Lender{this, &Exchange::lend_for_recv, &Exchange::give_back_for_recv});
+      }
       if (!ec) len_ += n;
       if (ec || n == 0) {
         const TimeoutKind f = fired_;
@@ -737,6 +795,10 @@ Task<void> Exchange::run() {
     const std::size_t rest = len_ - body_pos_;
     if (rest > 0) std::memmove(buf_.get(), buf_.get() + body_pos_, rest);
     len_ = rest;
+    if (len_ == 0) {
+      give_back();  // idle until the next request: hold no buffers meanwhile
+      continue;
+    }
     if (cap_ > kInitialBuffer * 4 && len_ <= kInitialBuffer) {
       // A large head grew the buffer once; do not keep it for the connection's lifetime.
       auto small = std::make_unique<char[]>(kInitialBuffer);
@@ -750,6 +812,8 @@ Task<void> Exchange::run() {
   if (!closed_) socket_.shutdown(asio::socket_base::shutdown_send, ec);
   socket_.close(ec);
   closed_ = true;
+  len_ = 0;
+  give_back();
   worker_.remove(this);
 }
 

@@ -25,8 +25,9 @@ is allowed in front of it:
                       and drops the body (the connection stays usable)
   /status/<code>      that status with a small body
   /close              200 with Connection: close, then closes
-  /idle-close         200 kept alive (no Connection: close), then closes the connection as
-                      if it had idled out, and logs "CLOSED <conn>" once it is closed.
+  /idle-close         200 kept alive (no Connection: close), then, 100 ms later (so that the
+                      peer has taken the answer alone), closes the connection as if it had
+                      idled out, and logs "CLOSED <conn>" once it is closed.
                       ?stray=1: instead writes an unsolicited "HTTP/1.1 408" on the kept
                       connection (as a server does just before it closes an idle one),
                       logs "STRAY <conn>", and keeps serving it (the FIN not yet sent).
@@ -406,6 +407,7 @@ class Server:
                                        "text/plain", keep_alive)
         elif kind == "idle-close":
             await self.send_simple(writer, req, 200, b"idle-close", "text/plain", keep_alive)
+            await asyncio.sleep(0.1)
             if req.params.get("stray", ["0"])[0] == "1":
                 writer.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                              b"Content-Length: 0\r\n\r\n")
