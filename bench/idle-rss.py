@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Resident memory of a proxy holding N idle keep-alive client connections.
+"""Memory of a proxy holding N idle keep-alive client connections.
 
 Opens N connections to 127.0.0.1:PORT, sends one GET PATH on each and reads its answer,
-then leaves them all open and idle, and prints the RSS of process PID (VmRSS from
-/proc/PID/status) before the first connection and with all N open:
-  bench/idle-rss.py --port 8080 --pid 1234 [--connections 512] [--path /svc/echo/]
+then leaves them all open and idle, and prints, before the first connection and with all
+N open, the RSS (VmRSS) and the own memory (Pss_Anon + Pss_Shmem from smaps_rollup: heap
+and buffers, each page counted once; code and libraries left out, as ../shared/bench/
+proxy-bench counts it) summed over the given processes (e.g. nginx's master and worker):
+  bench/idle-rss.py --port 8080 --pid 1234 [--pid 1235] [--connections 512] [--path /svc/echo/]
 Standard library only.
 """
 
@@ -13,12 +15,21 @@ import socket
 import sys
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return total
+
+
+def own_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            total += sum(int(line.split()[1]) for line in f
+                         if line.startswith(("Pss_Anon:", "Pss_Shmem:")))
+    return total
 
 
 def one_request(port, path):
@@ -49,16 +60,16 @@ def one_request(port, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--pid", type=int, required=True)
+    ap.add_argument("--pid", type=int, action="append", required=True)
     ap.add_argument("--connections", type=int, default=512)
     ap.add_argument("--path", default="/svc/echo/")
     args = ap.parse_args()
-    before = rss_kib(args.pid)
+    rss0, own0 = rss_kib(args.pid), own_kib(args.pid)
     conns = [one_request(args.port, args.path) for _ in range(args.connections)]
-    after = rss_kib(args.pid)
-    print(f"rss_before_kib {before}")
-    print(f"rss_with_{len(conns)}_idle_kib {after}")
-    print(f"per_connection_bytes {(after - before) * 1024 // len(conns)}")
+    rss1, own1 = rss_kib(args.pid), own_kib(args.pid)
+    n = len(conns)
+    print(f"rss_kib before {rss0} with_{n}_idle {rss1} per_connection_bytes {(rss1 - rss0) * 1024 // n}")
+    print(f"own_kib before {own0} with_{n}_idle {own1} per_connection_bytes {(own1 - own0) * 1024 // n}")
     for c in conns:
         c.close()
 

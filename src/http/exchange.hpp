@@ -30,8 +30,13 @@ class Exchange;
 /// per-worker free list when the first byte of a request arrives and given back when the
 /// connection goes idle again, so an idle keep-alive connection holds none of it (~15 KiB).
 struct RequestBuffers {
-  static constexpr std::size_t kSize = 8192;  // a head and the first body bytes; grows for more
+  // A head of up to 4 KiB and the 8 KiB of body space parse_head() wants after it, so that
+  // the usual request never grows the buffer. Grown ones (up to kKeepMax) stay with the
+  // block: a client whose heads are larger does not reallocate on every request.
+  static constexpr std::size_t kSize = 12 * 1024;
+  static constexpr std::size_t kKeepMax = 32 * 1024;
   std::unique_ptr<char[]> data = std::make_unique_for_overwrite<char[]>(kSize);
+  std::size_t data_size = kSize;
   RequestHead head;
   HeadBuffer scratch;
   HeadBuffer scratch2;
@@ -151,6 +156,9 @@ class Exchange {
   bool holds_buffers_for_test() const { return req_ != nullptr; }
   /// Request buffers kept in this thread's free list. For tests.
   static std::size_t free_buffers_for_test();
+  /// Frees some of this thread's kept request buffers that went unused (FreeList::trim);
+  /// the worker calls it about once a second.
+  static void trim_free_buffers();
 
   // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
   /// Guards the next operations on `socket` with `deadline`. Every wait is armed just

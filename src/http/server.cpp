@@ -21,9 +21,11 @@
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
+#include "http/free_list.hpp"
 #include "http/problem.hpp"
 #include "http/recv.hpp"
 #include "http/socket_calls.hpp"
+#include "http/upstream.hpp"
 
 namespace sb::http {
 namespace {
@@ -31,6 +33,7 @@ namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr unsigned kTicksPerTrim = 10;  // buffer free lists shed unused blocks every second
 constexpr std::size_t kInitialBuffer = RequestBuffers::kSize;
 constexpr std::size_t kMinBodySpace = 8192;  // room after a head for body reads and chunk lines
 
@@ -153,6 +156,10 @@ void Worker::tick() {
     ex = next;
   }
   if (server_.draining() && !server_.accepting()) close_idle();
+  if (++ticks_ % kTicksPerTrim == 0) {
+    Exchange::trim_free_buffers();
+    UpstreamConnection::trim_free_buffers();
+  }
   handler_->on_tick(now);
 }
 
@@ -360,39 +367,39 @@ Exchange::~Exchange() {
 
 namespace {
 // Per worker thread: request buffers of connections that are idle or gone, for the next
-// request. Bounded, so a burst of concurrent requests does not pin its peak for good.
-constexpr std::size_t kMaxFreeRequestBuffers = 64;  // ~1 MiB per worker
-thread_local std::vector<std::unique_ptr<RequestBuffers>> t_free_requests;
+// request. Trimmed by the worker's tick (see FreeList), so what a burst of concurrent
+// requests needed is not kept for good.
+constexpr std::size_t kMaxFreeRequestBuffers = 4096;  // ~60 MiB per worker at most
+thread_local FreeList<RequestBuffers> t_free_requests(kMaxFreeRequestBuffers);
 }  // namespace
 
 std::size_t Exchange::free_buffers_for_test() { return t_free_requests.size(); }
+void Exchange::trim_free_buffers() { t_free_requests.trim(); }
 
 void Exchange::lend() {
   if (req_) return;
-  if (!t_free_requests.empty()) {
-    req_ = std::move(t_free_requests.back());
-    t_free_requests.pop_back();
-  } else {
-    req_ = std::make_unique<RequestBuffers>();
-  }
+  req_ = t_free_requests.take();
+  if (!req_) req_ = std::make_unique<RequestBuffers>();
   buf_ = std::move(req_->data);
-  cap_ = RequestBuffers::kSize;
+  cap_ = req_->data_size;
 }
 
 void Exchange::give_back() {
   if (!req_ || len_ != 0) return;
-  if (cap_ == RequestBuffers::kSize)
+  if (cap_ <= RequestBuffers::kKeepMax) {
     req_->data = std::move(buf_);
-  else  // grown for a large head: keep only the usual size
+    req_->data_size = cap_;
+  } else {  // grown for a very large head: keep only the usual size
     req_->data = std::make_unique_for_overwrite<char[]>(RequestBuffers::kSize);
+    req_->data_size = RequestBuffers::kSize;
+  }
   buf_.reset();
   cap_ = 0;
   // The next connection starts clean, whatever this one left (an aborted write).
   req_->batch.clear();
   req_->scratch.clear();
   req_->scratch2.clear();
-  if (t_free_requests.size() < kMaxFreeRequestBuffers) t_free_requests.push_back(std::move(req_));
-  req_.reset();
+  t_free_requests.put(std::move(req_));
 }
 
 char* Exchange::lend_for_recv(void* self, std::size_t& size) {
@@ -444,7 +451,8 @@ void Exchange::close_if_idle() {
 
 void Exchange::ensure_capacity(std::size_t need) {
   if (need <= cap_) return;
-  auto bigger = std::make_unique<char[]>(need);
+  need = (need + 4095) & ~std::size_t{4095};  // room for the next, slightly larger head
+  auto bigger = std::make_unique_for_overwrite<char[]>(need);
   std::memcpy(bigger.get(), buf_.get(), len_);
   buf_ = std::move(bigger);
   cap_ = need;
@@ -801,7 +809,7 @@ Task<void> Exchange::run() {
     }
     if (cap_ > kInitialBuffer * 4 && len_ <= kInitialBuffer) {
       // A large head grew the buffer once; do not keep it for the connection's lifetime.
-      auto small = std::make_unique<char[]>(kInitialBuffer);
+      auto small = std::make_unique_for_overwrite<char[]>(kInitialBuffer);
       std::memcpy(small.get(), buf_.get(), len_);
       buf_ = std::move(small);
       cap_ = kInitialBuffer;

@@ -80,6 +80,7 @@ class Worker {
   std::atomic<std::uint32_t> connections_{0};
   std::atomic<std::int64_t> heartbeat_{0};
   bool listeners_closed_ = false;
+  unsigned ticks_ = 0;
   std::thread thread_;
 
   void tick();

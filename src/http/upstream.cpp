@@ -14,6 +14,7 @@
 
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
+#include "http/free_list.hpp"
 #include "http/server.hpp"
 #include "http/socket_calls.hpp"
 
@@ -51,10 +52,13 @@ struct UpstreamConnection::Tls {
 };
 
 namespace {
-// Per worker thread: buffers of connections that are idle or gone, kept for the next lease.
+// Per worker thread: buffers of connections that are idle or gone, kept for the next lease
+// and trimmed by the worker's tick (see FreeList).
 constexpr std::size_t kMaxFreeBuffers = 1024;  // at most ~24 MiB kept per worker
-thread_local std::vector<std::unique_ptr<ResponseBuffer>> t_free_buffers;
+thread_local FreeList<ResponseBuffer> t_free_buffers(kMaxFreeBuffers);
 }  // namespace
+
+void UpstreamConnection::trim_free_buffers() { t_free_buffers.trim(); }
 
 UpstreamConnection::UpstreamConnection(Executor ex) : socket_(ex), reactor_(&reactor_of(socket_)) {
   lend();
@@ -64,19 +68,14 @@ UpstreamConnection::~UpstreamConnection() { give_back(); }
 
 void UpstreamConnection::lend() {
   if (lent_) return;
-  if (!t_free_buffers.empty()) {
-    lent_ = std::move(t_free_buffers.back());
-    t_free_buffers.pop_back();
-  } else {
-    lent_ = std::make_unique_for_overwrite<ResponseBuffer>();  // no 20 KiB memset
-  }
+  lent_ = t_free_buffers.take();
+  if (!lent_) lent_ = std::make_unique_for_overwrite<ResponseBuffer>();  // no 20 KiB memset
   len = 0;
 }
 
 void UpstreamConnection::give_back() {
   if (!lent_) return;
-  if (t_free_buffers.size() < kMaxFreeBuffers) t_free_buffers.push_back(std::move(lent_));
-  lent_.reset();
+  t_free_buffers.put(std::move(lent_));
 }
 
 Socket& UpstreamConnection::socket() { return socket_; }

@@ -118,6 +118,9 @@ class UpstreamConnection {
   void lend();
   /// Returns the read buffer to this thread's free list.
   void give_back();
+  /// Frees some of this thread's kept read buffers that went unused (FreeList::trim); the
+  /// worker calls it about once a second.
+  static void trim_free_buffers();
 
   // Response parsing state (while leased); the head's views point into buf().
   char* buf() { return lent_->data; }

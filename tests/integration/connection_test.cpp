@@ -74,7 +74,11 @@ TEST_F(ConnectionTest, StrayBytesOnKeptConnectionAreNotTakenAsAResponse) {
   auto doc = parse_json(r.body);
   ASSERT_TRUE(doc) << r.body;
   EXPECT_EQ(json_int(*doc, "conn_id"), 2) << r.body;
-  EXPECT_EQ(up_->requests_logged("/echo"), 1u);
+  EXPECT_TRUE(up_->process().wait_for_line(Stream::kStdout, std::regex("^REQ 2 GET /echo$"),
+                                           default_timeout()));
+  EXPECT_FALSE(up_->process().wait_for_line(Stream::kStdout, std::regex("^REQ 1 GET /echo$"),
+                                            std::chrono::milliseconds(0)))
+      << "the request was sent on the dirty connection too";
 }
 
 // Pipelined requests are answered in order, even when the first is the slowest.
