@@ -338,6 +338,8 @@ class Renderer {
     leaf(2, "max_body_bytes", format_size(l.max_body_bytes), "limits.max_body_bytes");
     leaf(2, "header_timeout", format_duration(l.header_timeout), "limits.header_timeout");
     leaf(2, "body_timeout", format_duration(l.body_timeout), "limits.body_timeout");
+    leaf(2, "min_body_rate", format_size(l.min_body_rate), "limits.min_body_rate");
+    leaf(2, "body_rate_grace", format_duration(l.body_rate_grace), "limits.body_rate_grace");
     leaf(2, "keepalive_timeout", format_duration(l.keepalive_timeout), "limits.keepalive_timeout");
     leaf(2, "max_response_header_bytes", format_size(l.max_response_header_bytes),
          "limits.max_response_header_bytes");
@@ -1120,6 +1122,8 @@ class Loader {
                     size_key("max_body_bytes", l.max_body_bytes, 0, 64 * kGiB),
                     duration_key("header_timeout", l.header_timeout, Millis(1)),
                     duration_key("body_timeout", l.body_timeout, Millis(1)),
+                    size_key("min_body_rate", l.min_body_rate, 0, kGiB),
+                    duration_key("body_rate_grace", l.body_rate_grace, Millis(0)),
                     duration_key("keepalive_timeout", l.keepalive_timeout, Millis(1)),
                     size_key("max_response_header_bytes", l.max_response_header_bytes, kKiB, kMiB),
                 });
