@@ -101,5 +101,22 @@ TEST(PathIsNormalTest, AgreesWithNormalizePath) {
   }
 }
 
+// The same on longer paths (the scan goes sixteen bytes at a time there), with each kind of
+// stop at every offset, at a block's end included.
+TEST(PathIsNormalTest, AgreesAtEveryOffsetOfLongPaths) {
+  for (const bool merge : {false, true}) {
+    for (const std::string piece :
+         {"/.", "/..", "/./", "/../", "%41", "%2F", "%3A", "%3a", "\\", "//", "/.a", "/..a", "%"}) {
+      for (std::size_t at = 1; at <= 40; ++at) {
+        std::string s = "/seg/" + std::string(40, 'x');
+        s.insert(at, piece);
+        const Normalized n = normalize(s, merge);
+        const bool unchanged = n.error == PathError::kNone && n.path == s;
+        EXPECT_EQ(path_is_normal(s, merge), unchanged) << s << " merge " << merge;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sb::http
