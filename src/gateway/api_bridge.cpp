@@ -155,7 +155,8 @@ Task<void> answer_api(Gateway& gw, http::Worker& worker, Exchange& ex, RequestOu
   auto call = run_on(
       gw.registry_writer(), worker,
       [&gw = gw, method = std::string(ex.head().method), path = std::string(ex.info().path),
-       body = std::move(body), id = std::string(ex.correlation_id())] {
+       body = std::move(body), id = std::string(ex.correlation_id()),
+       peer = std::string(ex.peer_address())] {
         try {
           return handle_api(gw, method, path, body, id, peer);
         } catch (const std::exception& e) {  // nothing may escape the writer's thread

@@ -599,7 +599,7 @@ Exchange::HeadStep Exchange::parse_head() {
           continue;
         }
         // Only now, with the head where it stays: a rewritten path is not parsed again.
-        const RequestError pe = normalize_request_path(buf_.get(), head_, info_,
+        const RequestError pe = normalize_request_path(buf_.get(), req_->head, info_,
                                                        worker_.server().settings().merge_slashes);
         if (pe != RequestError::kNone) return refuse(status_for(pe), describe(pe));
         if (!info_.correlation_id.empty())

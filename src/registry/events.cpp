@@ -61,6 +61,7 @@ std::uint64_t EventLog::append(core::WallTime at, std::string type, std::string 
 
 EventLog::Since EventLog::since(std::uint64_t last_id) const {
   Since out;
+  if (last_id == 0) last_id = origin_;  // "0": everything this process's log holds
   // The client needs ids last_id + 1 ... last_id(); all of them are held iff the oldest
   // held id is at most last_id + 1. An id above last_id() or below origin() is another
   // epoch's: another process's ids.
@@ -151,6 +152,7 @@ std::optional<std::uint64_t> parse_last_event_id(std::string_view value) {
       return std::nullopt;
     return n;
   };
+  if (value == "0") return 0;  // from the start of this process's log
   const auto dash = value.find('-');
   if (dash == std::string_view::npos) return std::nullopt;
   const auto epoch = part(value.substr(0, dash));

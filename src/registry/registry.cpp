@@ -255,6 +255,7 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   default_tcp_check_ = config.health.default_check == core::HealthConfig::DefaultCheck::kTcp;
   default_check_settings_ = health_settings_;
   default_check_settings_.traffic_before_first_check = true;
+  default_check_settings_.live_decides = false;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();

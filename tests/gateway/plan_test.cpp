@@ -58,8 +58,23 @@ class PlanTest : public ::testing::Test {
     return *view_.find("s");
   }
 
-  Start begin(Service& svc, Plan& plan, RequestFacts facts = {"GET"}) {
-    return planner_.begin(facts, svc, svc.config->policy, svc.retry, clock_.steady_now(), plan);
+  Start begin(Service& svc, Plan& plan, const RequestFacts& f) {
+    return planner_.begin(f, svc, svc.config->policy, svc.retry, clock_.steady_now(), plan);
+  }
+  Start begin(Service& svc, Plan& plan) { return begin(svc, plan, facts("GET")); }
+
+  /// A request's facts: `method`, an Idempotency-Key or not, and the deadline headers
+  /// (nullptr: absent).
+  static RequestFacts facts(std::string_view method, bool key = false, const char* ms = nullptr,
+                            const char* grpc = nullptr) {
+    RequestFacts f;
+    f.method = method;
+    f.idempotency_key = key;
+    f.has_request_timeout = ms != nullptr;
+    if (ms != nullptr) f.request_timeout_ms = ms;
+    f.has_grpc_timeout = grpc != nullptr;
+    if (grpc != nullptr) f.grpc_timeout = grpc;
+    return f;
   }
 
   static AttemptEnd response(int status) { return AttemptEnd{AttemptKind::kResponse, status, {}}; }
@@ -82,26 +97,26 @@ TEST_F(PlanTest, DeadlineIsTheRouteTimeoutShortenedByTheSmallerHeader) {
   EXPECT_EQ(plan.deadline.remaining(clock_.steady_now()), milliseconds(15'000));
 
   Plan both;
-  ASSERT_TRUE(begin(*svc, both, {"GET", false, true, "5000", true, "800m"}));
+  ASSERT_TRUE(begin(*svc, both, facts("GET", false, "5000", "800m")));
   EXPECT_EQ(both.deadline.remaining(clock_.steady_now()), milliseconds(800));
   Plan both2;
-  ASSERT_TRUE(begin(*svc, both2, {"GET", false, true, "300", true, "2S"}));
+  ASSERT_TRUE(begin(*svc, both2, facts("GET", false, "300", "2S")));
   EXPECT_EQ(both2.deadline.remaining(clock_.steady_now()), milliseconds(300));
   Plan longer;  // a client never lengthens the route's timeout
-  ASSERT_TRUE(begin(*svc, longer, {"GET", false, true, "60000"}));
+  ASSERT_TRUE(begin(*svc, longer, facts("GET", false, "60000")));
   EXPECT_EQ(longer.deadline.remaining(clock_.steady_now()), milliseconds(15'000));
 }
 
 TEST_F(PlanTest, MalformedOrExpiredDeadlinesAreRefused) {
   auto svc = rebuild({"a"});
   Plan plan;
-  Start s = begin(*svc, plan, {"GET", false, true, "100", true, "10x"});
+  Start s = begin(*svc, plan, facts("GET", false, "100", "10x"));
   EXPECT_EQ(s.refusal, Refusal::kBadTimeout);
   EXPECT_EQ(s.header, "grpc-timeout");
-  s = begin(*svc, plan, {"GET", false, true, "1.5"});
+  s = begin(*svc, plan, facts("GET", false, "1.5"));
   EXPECT_EQ(s.refusal, Refusal::kBadTimeout);
   EXPECT_EQ(s.header, "X-Request-Timeout-Ms");
-  EXPECT_EQ(begin(*svc, plan, {"GET", false, true, "0"}).refusal, Refusal::kExpired);
+  EXPECT_EQ(begin(*svc, plan, facts("GET", false, "0")).refusal, Refusal::kExpired);
 }
 
 TEST_F(PlanTest, OpenServiceBreakerRefusesWithRetryAfter) {
@@ -116,15 +131,15 @@ TEST_F(PlanTest, OpenServiceBreakerRefusesWithRetryAfter) {
 TEST_F(PlanTest, OnlyIdempotentRequestsWithReplayableBodiesMayBeRetried) {
   auto svc = rebuild({"a"});
   Plan get, post, keyed, big;
-  ASSERT_TRUE(begin(*svc, get, {"GET"}));
+  ASSERT_TRUE(begin(*svc, get, facts("GET")));
   EXPECT_TRUE(get.may_retry);
   EXPECT_TRUE(get.idempotent);
-  ASSERT_TRUE(begin(*svc, post, {"POST"}));
+  ASSERT_TRUE(begin(*svc, post, facts("POST")));
   EXPECT_FALSE(post.may_retry);
   EXPECT_FALSE(post.idempotent);
-  ASSERT_TRUE(begin(*svc, keyed, {"POST", true}));
+  ASSERT_TRUE(begin(*svc, keyed, facts("POST", true)));
   EXPECT_TRUE(keyed.may_retry);
-  RequestFacts f{"PUT"};
+  RequestFacts f = facts("PUT");
   f.body_done = false;
   f.body_fits = true;
   f.content_length = 65 * 1024;  // past retry.max_replay_body
@@ -155,10 +170,10 @@ TEST_F(PlanTest, ResponsesRelayRetryableOnesRetryAndOthersFail) {
 
   // A POST is never retried: a reset is its failure.
   Plan post;
-  ASSERT_TRUE(begin(*svc, post, {"POST"}));
+  ASSERT_TRUE(begin(*svc, post, facts("POST")));
   ASSERT_NE(planner_.choose(*svc, post, clock_.steady_now()), nullptr);
   planner_.start_attempt(post, clock_.steady_now());
-  EXPECT_EQ(planner_.finish_attempt(post, {AttemptKind::kReset}, clock_.steady_now()), Next::kFail);
+  EXPECT_EQ(planner_.finish_attempt(post, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()), Next::kFail);
   // A 404 is an answer, relayed.
   Plan nf;
   ASSERT_TRUE(begin(*svc, nf));
@@ -170,11 +185,11 @@ TEST_F(PlanTest, ResponsesRelayRetryableOnesRetryAndOthersFail) {
 TEST_F(PlanTest, NoRetryPastTheDeadlineOrTheAttempts) {
   auto svc = rebuild({"a", "b", "c"});
   Plan plan;
-  ASSERT_TRUE(begin(*svc, plan, {"GET", false, true, "20"}));  // 20 ms to live
+  ASSERT_TRUE(begin(*svc, plan, facts("GET", false, "20")));  // 20 ms to live
   ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr);
   planner_.start_attempt(plan, clock_.steady_now());
   clock_.advance(milliseconds(19));
-  EXPECT_EQ(planner_.finish_attempt(plan, {AttemptKind::kTimeout}, clock_.steady_now()), Next::kFail);
+  EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kTimeout, 0, {}}, clock_.steady_now()), Next::kFail);
 
   Plan many;
   ASSERT_TRUE(begin(*svc, many));
@@ -202,7 +217,7 @@ TEST_F(PlanTest, FallbackReplacesFailuresAndFailedResponses) {
   ASSERT_TRUE(begin(*svc, reset));
   ASSERT_NE(planner_.choose(*svc, reset, clock_.steady_now()), nullptr);
   planner_.start_attempt(reset, clock_.steady_now());
-  EXPECT_EQ(planner_.finish_attempt(reset, {AttemptKind::kReset}, clock_.steady_now()),
+  EXPECT_EQ(planner_.finish_attempt(reset, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()),
             Next::kFallback);
 }
 
@@ -213,11 +228,11 @@ TEST_F(PlanTest, ClientFailuresNeverCountAgainstInstanceOrService) {
   auto svc = rebuild({"a"});
   for (int i = 0; i < 10; ++i) {
     Plan plan;
-    ASSERT_TRUE(begin(*svc, plan, {"POST"}));
+    ASSERT_TRUE(begin(*svc, plan, facts("POST")));
     ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr) << i;
     planner_.start_attempt(plan, clock_.steady_now());
     clock_.advance(seconds(6));  // slow, too
-    EXPECT_EQ(planner_.finish_attempt(plan, {AttemptKind::kClient}, clock_.steady_now()),
+    EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kClient, 0, {}}, clock_.steady_now()),
               Next::kPrepared);
     planner_.finish_request(*svc, plan, 408, false, clock_.steady_now() - seconds(6),
                             clock_.steady_now());
@@ -227,10 +242,10 @@ TEST_F(PlanTest, ClientFailuresNeverCountAgainstInstanceOrService) {
             resilience::BreakerState::kClosed);
   for (int i = 0; i < 5; ++i) {
     Plan plan;
-    ASSERT_TRUE(begin(*svc, plan, {"POST"}));
+    ASSERT_TRUE(begin(*svc, plan, facts("POST")));
     ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr) << i;
     planner_.start_attempt(plan, clock_.steady_now());
-    EXPECT_EQ(planner_.finish_attempt(plan, {AttemptKind::kReset}, clock_.steady_now()), Next::kFail);
+    EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()), Next::kFail);
     planner_.finish_request(*svc, plan, 502, false, clock_.steady_now(), clock_.steady_now());
   }
   EXPECT_EQ(svc->instances[0]->guard->breaker.state(),
@@ -241,13 +256,13 @@ TEST_F(PlanTest, HedgeOnlyFirstGetAttemptsWithAnotherInstanceAndTimeLeft) {
   service_.policy.hedge.enabled = true;
   service_.policy.hedge.delay = core::Millis(50);
   auto svc = rebuild({"a", "b"});
-  RequestFacts get{"GET"};
+  RequestFacts get = facts("GET");
   get.is_get_without_body = true;
   Plan plan;
   ASSERT_TRUE(begin(*svc, plan, get));
   ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr);
   EXPECT_EQ(planner_.hedge_delay(get, plan, clock_.steady_now()), milliseconds(50));
-  RequestFacts post{"POST"};
+  RequestFacts post = facts("POST");
   EXPECT_EQ(planner_.hedge_delay(post, plan, clock_.steady_now()), std::nullopt);
   Plan short_lived;  // 40 ms left: not worth a hedge after 50 ms
   RequestFacts hurried = get;

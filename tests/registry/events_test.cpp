@@ -238,6 +238,7 @@ TEST(EventSseTest, Snapshot) {
 TEST(LastEventIdTest, Parse) {
   EXPECT_EQ(parse_last_event_id("0-0"), 0u);
   EXPECT_EQ(parse_last_event_id("0-42"), 42u);
+  EXPECT_EQ(parse_last_event_id("0"), 0u);  // from the start of this process's log
   EXPECT_EQ(parse_last_event_id("3-7"), (std::uint64_t{3} << 32) + 7);
   EXPECT_EQ(parse_last_event_id("4294967295-4294967295"), UINT64_MAX);
   EXPECT_EQ(format_event_id(UINT64_MAX), "4294967295-4294967295");
@@ -245,7 +246,7 @@ TEST(LastEventIdTest, Parse) {
   for (std::uint64_t id : {std::uint64_t{0}, std::uint64_t{1}, (std::uint64_t{77} << 32) + 5})
     EXPECT_EQ(parse_last_event_id(format_event_id(id)), id) << "round trip";
   for (std::string_view bad :
-       {"", "0", "42", "-", "1-", "-1", "01-1", "1-01", "4294967296-1", "1-4294967296",
+       {"", "00", "42", "-", "1-", "-1", "01-1", "1-01", "4294967296-1", "1-4294967296",
         "99999999999-1", " 1-1", "1-1 ", "+1-1", "1-+1", "1--1", "1-1-1", "1a-1", "0x1-1",
         "1.0-1", "１-1", "18446744073709551615"})
     EXPECT_EQ(parse_last_event_id(bad), std::nullopt) << bad;

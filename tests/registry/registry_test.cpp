@@ -632,6 +632,8 @@ TEST(RegistryDefaultCheckTest, NoneMeansNoCheck) {
 TEST(RegistryDefaultCheckTest, LiveFailureReasonSaysItOnce) {
   testing::ManualClock clock;
   core::Config c;
+  // Live failures decide only without the default TCP check (which alone decides then).
+  c.health.default_check = core::HealthConfig::DefaultCheck::kNone;
   Registry r(c, clock, nullptr, std::nullopt);
   ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
   auto feed = r.make_feed();
