@@ -525,7 +525,8 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
              detail);
   write_problem(req_->scratch, status, slug, detail, correlation_id_, true);
   arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
-  co_await asio::async_write(socket_, asio::buffer(req_->scratch.data(), req_->scratch.size()), kUse);
+  co_await asio::async_write(socket_, asio::buffer(req_->scratch.data(), req_->scratch.size()),
+                             kUse);
   disarm();
   // Lingering close: stop sending, then read and drop what the client still sends for a
   // moment, so a reset does not destroy the answer before the client reads it.
@@ -581,7 +582,8 @@ Exchange::HeadStep Exchange::parse_head() {
   if (len_ == 0) return HeadStep::kNeedMore;  // nothing yet (and maybe no buffer: idle)
   for (;;) {
     if (len_ > 0) {
-      const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, req_->head);
+      const ParseResult r =
+          parse_request_head(buf_.get(), len_, head_limits, scan_from_, req_->head);
       if (r.status == ParseStatus::kComplete) {
         disarm();
         const RequestError re = analyze_request(req_->head, info_);
@@ -663,12 +665,12 @@ Task<BodyPiece::Error> Exchange::read_more_body() {
   if (ec || n == 0) {
     if (f == TimeoutKind::kClientBodyRate) {
       body_too_slow_ = true;
-      SB_REQ_LOG(info, correlation_id_,
-                 "request body from {} slower than limits.min_body_rate ({} bytes/s): {} bytes "
-                 "in {} ms of waiting",
-                 peer_address_, lim.min_body_rate, body_rate_.received(),
-                 std::chrono::duration_cast<std::chrono::milliseconds>(body_rate_.waited())
-                     .count());
+      SB_REQ_LOG(
+          info, correlation_id_,
+          "request body from {} slower than limits.min_body_rate ({} bytes/s): {} bytes "
+          "in {} ms of waiting",
+          peer_address_, lim.min_body_rate, body_rate_.received(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(body_rate_.waited()).count());
       co_return BodyPiece::Error::kTimeout;
     }
     co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout

@@ -154,8 +154,8 @@ TEST(ServerTest, IdleKeepAliveConnectionHoldsNoBuffers) {
     auto result = std::make_shared<std::promise<std::pair<bool, std::size_t>>>();
     auto fut = result->get_future();
     server.workers()[0]->deliver([&, result] {
-      result->set_value({handler->last.load()->holds_buffers_for_test(),
-                         Exchange::free_buffers_for_test()});
+      result->set_value(
+          {handler->last.load()->holds_buffers_for_test(), Exchange::free_buffers_for_test()});
     });
     return fut.get();
   };

@@ -39,8 +39,8 @@ TEST_F(ConnectionTest, KeptConnectionClosedByUpstreamIsNotUsed) {
   HttpClient c = client();
   Response first = c.get("/svc/x/idle-close");
   ASSERT_EQ(first.status, 200) << first.error;
-  ASSERT_TRUE(up_->process().wait_for_line(Stream::kStdout, std::regex("^CLOSED 1$"),
-                                           default_timeout()));
+  ASSERT_TRUE(
+      up_->process().wait_for_line(Stream::kStdout, std::regex("^CLOSED 1$"), default_timeout()));
   Response r = c.get("/svc/x/echo");
   ASSERT_EQ(r.status, 200) << r.error;
   auto doc = parse_json(r.body);
@@ -50,9 +50,8 @@ TEST_F(ConnectionTest, KeptConnectionClosedByUpstreamIsNotUsed) {
       Stream::kStderr, std::regex("kept connection closed or dirty while idle; discarded"),
       default_timeout()))
       << "the closed connection was not found before use";
-  EXPECT_FALSE(sb_->process().wait_for_line(Stream::kStderr,
-                                            std::regex("closed or reset the connection"),
-                                            std::chrono::milliseconds(0)));
+  EXPECT_FALSE(sb_->process().wait_for_line(
+      Stream::kStderr, std::regex("closed or reset the connection"), std::chrono::milliseconds(0)));
   auto stats = stats_via_gateway();
   ASSERT_TRUE(stats.has_value());
   EXPECT_EQ(stats->connections_accepted, 2);
@@ -67,8 +66,8 @@ TEST_F(ConnectionTest, StrayBytesOnKeptConnectionAreNotTakenAsAResponse) {
   HttpClient c = client();
   Response first = c.get("/svc/x/idle-close?stray=1");
   ASSERT_EQ(first.status, 200) << first.error;
-  ASSERT_TRUE(up_->process().wait_for_line(Stream::kStdout, std::regex("^STRAY 1$"),
-                                           default_timeout()));
+  ASSERT_TRUE(
+      up_->process().wait_for_line(Stream::kStdout, std::regex("^STRAY 1$"), default_timeout()));
   Response r = c.get("/svc/x/echo");
   ASSERT_EQ(r.status, 200) << r.raw;
   auto doc = parse_json(r.body);

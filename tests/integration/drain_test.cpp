@@ -97,8 +97,8 @@ TEST_F(DrainTest, IdleKeepAliveConnectionIsClosed) {
 // connection do not hold the drain: both are closed once the listener closes, and the
 // process exits 0 at once, long before drain.timeout or limits.header_timeout would end it.
 TEST_F(DrainTest, StalledHeadDoesNotHoldTheDrain) {
-  ASSERT_NO_FATAL_FAILURE(start_gateway(
-      "drain:\n  delay: 100ms\n  timeout: 8s\nlimits:\n  header_timeout: 20s\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      start_gateway("drain:\n  delay: 100ms\n  timeout: 8s\nlimits:\n  header_timeout: 20s\n"));
   HttpClient idle = client();
   ASSERT_EQ(idle.get("/svc/x/echo").status, 200);
   HttpClient stalled = client();

@@ -98,8 +98,9 @@ TEST_F(LimitsTest, TrickledBodyBelowMinRateIs408) {
       "limits:\n  body_timeout: 30s\n  min_body_rate: 100\n  body_rate_grace: 500ms\n"));
   HttpClient c = client();
   const auto start = Clock::now();
-  ASSERT_TRUE(c.send_raw("POST /svc/x/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         "Content-Length: 100000\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send_raw("POST /svc/x/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Length: 100000\r\n\r\n"));
   // The pace of the trickle is the test's input; the answer is the event it waits for.
   const auto give_up = start + scaled(milliseconds(5000));
   while (!c.readable_within(milliseconds(100)) && Clock::now() < give_up)
@@ -117,11 +118,12 @@ TEST_F(LimitsTest, TrickledBodyBelowMinRateIs408) {
 // A body sent at a good pace in pieces is not cut by the rate limit: 20 pieces of 50 bytes
 // 50 ms apart (1000 B/s against 100 B/s) arrive whole.
 TEST_F(LimitsTest, PacedBodyAboveMinRateArrives) {
-  ASSERT_NO_FATAL_FAILURE(start_gateway(
-      "limits:\n  min_body_rate: 100\n  body_rate_grace: 200ms\n"));
+  ASSERT_NO_FATAL_FAILURE(
+      start_gateway("limits:\n  min_body_rate: 100\n  body_rate_grace: 200ms\n"));
   HttpClient c = client();
-  ASSERT_TRUE(c.send_raw("POST /svc/x/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         "Content-Length: 1000\r\n\r\n"));
+  ASSERT_TRUE(
+      c.send_raw("POST /svc/x/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 "Content-Length: 1000\r\n\r\n"));
   for (int i = 0; i < 20; ++i) {
     ASSERT_FALSE(c.readable_within(milliseconds(50))) << "answered after " << i << " pieces";
     ASSERT_TRUE(c.send_raw(std::string(50, 'y'))) << c.last_error();
