@@ -28,8 +28,7 @@ void prepare_body_error(Exchange& ex, RequestOutcome& out, BodyError e) {
   ex.set_close();
   switch (e) {
     case BodyError::kTimeout:
-      prepare_problem(ex, out, 408, "request-timeout",
-                      "request body not received within limits.body_timeout");
+      prepare_problem(ex, out, 408, "request-timeout", ex.body_timeout_detail());
       break;
     case BodyError::kTooLarge:
       prepare_problem(ex, out, 413, "body-too-large",
