@@ -108,8 +108,7 @@ TEST_F(ApiAccessTest, TokenGuardsWrites) {
   EXPECT_EQ(none.header("WWW-Authenticate").rfind("Bearer", 0), 0u) << none.raw;
   Response wrong = put("tok", "t1", up_->url(), "Bearer " + kToken + "x");
   expect_problem(wrong, 401);
-  EXPECT_NE(wrong.header("WWW-Authenticate").find("invalid_token"), std::string::npos)
-      << wrong.raw;
+  EXPECT_NE(wrong.header("WWW-Authenticate").find("invalid_token"), std::string::npos) << wrong.raw;
   expect_problem(put("tok", "t1", up_->url(), "Basic " + kToken), 401);
   expect_problem(call("GET", "/api/services/tok"), 404);  // nothing was registered
 
@@ -155,8 +154,8 @@ TEST_F(ApiAccessTest, ClosedReadsNeedTheToken) {
   // The event stream with the token: its head says 200 (the stream itself does not end).
   // The reads time out after 500 ms of silence, with what came kept in `raw`.
   HttpClient c(sb_->port(), std::chrono::milliseconds(500));
-  ASSERT_TRUE(c.send_raw(format_request("GET", "/api/services/events",
-                                        {{"Authorization", "Bearer " + kToken}})));
+  ASSERT_TRUE(c.send_raw(
+      format_request("GET", "/api/services/events", {{"Authorization", "Bearer " + kToken}})));
   ASSERT_TRUE(c.readable_within(default_timeout()));
   Response head = c.read_response();
   EXPECT_EQ(head.raw.rfind("HTTP/1.1 200", 0), 0u) << head.raw;
@@ -168,7 +167,8 @@ TEST_F(ApiAccessTest, ClosedReadsNeedTheToken) {
 TEST_F(ApiAccessTest, AdminListenerServesTheApiAndTheProxyListenerDoesNot) {
   SwitchboardOptions o;
   o.expect_admin = true;
-  ASSERT_NO_FATAL_FAILURE(start_gateway("server:\n  admin_listen: 127.0.0.1:0\n", {}, std::move(o)));
+  ASSERT_NO_FATAL_FAILURE(
+      start_gateway("server:\n  admin_listen: 127.0.0.1:0\n", {}, std::move(o)));
   const std::uint16_t admin = sb_->admin_port();
   ASSERT_NE(admin, 0);
 
@@ -198,8 +198,8 @@ TEST_F(ApiAccessTest, WarnsAtStartWithoutAToken) {
 // itself is refused as a token, so a printed config cannot silently run with it.
 TEST_F(ApiAccessTest, PrintConfigRedactsTheToken) {
   const std::string file = write_config("api:\n  token: \"" + kToken + "\"\n");
-  RunResult r = run_switchboard({"serve", "--listen", "127.0.0.1:0", "--config", file,
-                                 "--print-config"});
+  RunResult r =
+      run_switchboard({"serve", "--listen", "127.0.0.1:0", "--config", file, "--print-config"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.find(kToken), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("token: \"<redacted>\""), std::string::npos) << r.out;
