@@ -188,6 +188,31 @@ TEST_F(ApiAccessTest, AdminListenerServesTheApiAndTheProxyListenerDoesNot) {
   EXPECT_EQ(client().get("/health/ready").status, 200);
 }
 
+// Registrations kept in the data directory are checked again at start against the current
+// api.allowed_networks: one whose range was taken out (or one kept by a version that did not
+// check) is dropped, with a warning; the others come back.
+TEST_F(ApiAccessTest, StoredRegistrationsOutsideTheNetworksAreDroppedAtStart) {
+  const std::string data = dir_.path() + "/data";
+  const std::string wide =
+      write_config("api:\n  allowed_networks: [10.9.0.0/16, 127.0.0.0/8]\n", "wide.yaml");
+  ASSERT_NO_FATAL_FAILURE(start_gateway({}, {"--config", wide, "--data-dir", data}));
+  ASSERT_EQ(put("kept", "far", "http://10.9.9.9:80").status, 201);
+  ASSERT_EQ(put("kept", "near", up_->url()).status, 201);
+  sb_.reset();  // SIGKILL with the process group: the store has committed both already
+
+  SwitchboardOptions o;
+  o.args = {"--service", "x=" + up_->url(), "--data-dir", data};
+  sb_ = std::make_unique<Switchboard>(std::move(o));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  EXPECT_TRUE(logged(R"(dropping stored registration kept/far .*10\.9\.9\.9 is not in )"
+                     R"(api\.allowed_networks)"))
+      << sb_->describe();
+  const Response r = call("GET", "/api/services/kept");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.find("10.9.9.9"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(up_->url()), std::string::npos) << r.body;
+}
+
 // Without a token, Switchboard says at start that writes are accepted from loopback only.
 TEST_F(ApiAccessTest, WarnsAtStartWithoutAToken) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
