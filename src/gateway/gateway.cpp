@@ -150,8 +150,8 @@ void Gateway::drop_disallowed_registrations() {
       const auto refused = api_access_->check_destination(i.config.url);
       if (!refused) continue;
       if (refused->status != 403) {
-        spdlog::warn("registry: keeping stored registration {}/{} ({}) unchecked: {}", s.name,
-                     i.id, i.config.url.text, refused->detail);
+        spdlog::warn("registry: keeping stored registration {}/{} ({}) unchecked: {}", s.name, i.id,
+                     i.config.url.text, refused->detail);
         continue;
       }
       spdlog::warn("registry: dropping stored registration {}/{} ({}): {}", s.name, i.id,
