@@ -284,8 +284,8 @@ std::optional<std::string> token_problem(std::string_view token) {
   for (std::size_t i = 0; i < token.size(); ++i) {
     const auto c = static_cast<unsigned char>(token[i]);
     if (c < 0x21 || c > 0x7e)
-      return fmt::format(
-          "character {} is not allowed (use visible ASCII characters, no blanks)", i + 1);
+      return fmt::format("character {} is not allowed (use visible ASCII characters, no blanks)",
+                         i + 1);
   }
   if (token.size() < 16)
     return fmt::format(

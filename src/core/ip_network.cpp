@@ -2,9 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <fmt/format.h>
 #include <boost/url/ipv4_address.hpp>
 #include <boost/url/ipv6_address.hpp>
-#include <fmt/format.h>
 
 namespace sb::core {
 namespace {
@@ -85,8 +85,7 @@ std::optional<IpNetwork> IpNetwork::parse(std::string_view text, std::string* wh
   const unsigned max = addr->v4 ? 32 : 128;
   IpNetwork n;
   n.prefix = max;
-  if (slash != std::string_view::npos &&
-      !parse_prefix(text.substr(slash + 1), max, &n.prefix)) {
+  if (slash != std::string_view::npos && !parse_prefix(text.substr(slash + 1), max, &n.prefix)) {
     *why = fmt::format("the prefix length after '/' must be a number from 0 to {}", max);
     return std::nullopt;
   }

@@ -86,39 +86,39 @@ ApiAccess::ApiAccess(Settings settings, Resolver resolver)
 
 std::optional<ApiRefusal> ApiAccess::check(const ApiCaller& caller) const {
   if (settings_.admin_listener && !caller.admin_listener)
-    return ApiRefusal{404, "not-found",
-                      "the registry API is served on the admin listener (server.admin_listen), "
-                      "not on this one",
-                      {},
-                      {}};
+    return ApiRefusal{.status = 404,
+                      .slug = "not-found",
+                      .detail =
+                          "the registry API is served on the admin listener "
+                          "(server.admin_listen), not on this one"};
   const bool read = is_read(caller.method);
   if (read && settings_.api.open_reads) return std::nullopt;
-  const std::string_view what = read ? "registry API reads (api.open_reads is false)"
-                                     : "registry API writes";
+  const std::string_view what =
+      read ? "registry API reads (api.open_reads is false)" : "registry API writes";
   const std::string& token = settings_.api.token;
   if (!token.empty()) {
     const auto presented = bearer_credentials(caller.authorization);
     if (!presented)
-      return ApiRefusal{401, "unauthorized",
-                        std::string(what) +
-                            " need the API token: send \"Authorization: Bearer <api.token>\"",
-                        {},
-                        std::string(kChallenge)};
+      return ApiRefusal{.status = 401,
+                        .slug = "unauthorized",
+                        .detail = std::string(what) +
+                                  " need the API token: send \"Authorization: Bearer <api.token>\"",
+                        .challenge = std::string(kChallenge)};
     if (!tokens_equal(*presented, token))
-      return ApiRefusal{401, "invalid-token", "the bearer token is not the API token (api.token)",
-                        {},
-                        std::string(kChallenge) + ", error=\"invalid_token\""};
+      return ApiRefusal{.status = 401,
+                        .slug = "invalid-token",
+                        .detail = "the bearer token is not the API token (api.token)",
+                        .challenge = std::string(kChallenge) + ", error=\"invalid_token\""};
     return std::nullopt;
   }
   const auto peer = core::IpAddress::parse(caller.peer);
   if (peer && peer->is_loopback()) return std::nullopt;
-  return ApiRefusal{403, "forbidden",
-                    "api.token is not set, so " + std::string(what) +
-                        " are accepted from loopback clients only (this one is " +
-                        (caller.peer.empty() ? std::string("unknown") : std::string(caller.peer)) +
-                        "); set api.token (SWITCHBOARD_API_TOKEN) to accept them with it",
-                    {},
-                    {}};
+  return ApiRefusal{.status = 403,
+                    .slug = "forbidden",
+                    .detail = "api.token is not set, so " + std::string(what) +
+                              " are accepted from loopback clients only (this one is " +
+                              std::string(caller.peer.empty() ? "unknown" : caller.peer) +
+                              "); set api.token (SWITCHBOARD_API_TOKEN) to accept them with it"};
 }
 
 bool ApiAccess::allowed(const core::IpAddress& a) const {
@@ -137,31 +137,31 @@ std::string ApiAccess::networks_text() const {
 }
 
 std::optional<ApiRefusal> ApiAccess::check_destination(const core::UpstreamUrl& url) const {
+  const auto refuse = [](int status, std::string slug, std::string detail) {
+    return ApiRefusal{
+        .status = status, .slug = std::move(slug), .detail = std::move(detail), .field = "url"};
+  };
   if (settings_.api.allowed_networks.empty())
-    return ApiRefusal{403, "destination-not-allowed",
-                      "api.allowed_networks is empty: no registration is accepted", "url", {}};
+    return refuse(403, "destination-not-allowed",
+                  "api.allowed_networks is empty: no registration is accepted");
   std::string_view host = url.host;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   if (const auto a = core::IpAddress::parse(host)) {
     if (allowed(*a)) return std::nullopt;
-    return ApiRefusal{403, "destination-not-allowed",
-                      a->str() + " is not in api.allowed_networks (" + networks_text() + ")",
-                      "url",
-                      {}};
+    return refuse(403, "destination-not-allowed",
+                  a->str() + " is not in api.allowed_networks (" + networks_text() + ")");
   }
   std::string why;
   const auto addresses = resolver_(std::string(host), &why);
   if (addresses.empty())
-    return ApiRefusal{400, "invalid-registration",
-                      "cannot resolve host \"" + std::string(host) + "\": " + why, "url", {}};
+    return refuse(400, "invalid-registration",
+                  "cannot resolve host \"" + std::string(host) + "\": " + why);
   for (const auto& a : addresses) {
     if (allowed(a)) continue;
-    return ApiRefusal{403, "destination-not-allowed",
-                      std::string(host) + " resolves to " + a.str() +
-                          ", which is not in api.allowed_networks (" + networks_text() + ")",
-                      "url",
-                      {}};
+    return refuse(403, "destination-not-allowed",
+                  std::string(host) + " resolves to " + a.str() +
+                      ", which is not in api.allowed_networks (" + networks_text() + ")");
   }
   return std::nullopt;
 }

@@ -28,11 +28,11 @@ struct ApiCaller {
 
 /// Why the API does not do what was asked: a problem+json answer in the making.
 struct ApiRefusal {
-  int status = 403;        // 400, 401, 403 or 404
-  std::string slug;        // problem type
-  std::string detail;      // for people; names the rule (never the token)
-  std::string field;       // the body field at fault ("url"), or ""
-  std::string challenge;   // WWW-Authenticate value, for 401s
+  int status = 403;         // 400, 401, 403 or 404
+  std::string slug{};       // problem type
+  std::string detail{};     // for people; names the rule (never the token)
+  std::string field{};      // the body field at fault ("url"), or ""
+  std::string challenge{};  // WWW-Authenticate value, for 401s
 };
 
 /// A host name's addresses; on failure an empty list, with `why` set.

@@ -136,7 +136,31 @@ std::optional<std::string> Gateway::open_registry() {
   registry_ = std::make_unique<registry::Registry>(config_, clock_, store_.get(), self);
   guards_ = std::make_unique<Guards>(*registry_);
   if (auto err = registry_->load()) return err;
+  drop_disallowed_registrations();
   return std::nullopt;
+}
+
+void Gateway::drop_disallowed_registrations() {
+  // Registrations kept in the data directory follow today's api.allowed_networks: a range
+  // taken out of it, or a registration kept by a version that did not check, must not get
+  // traffic. A name that does not resolve now is kept (DNS may not be up yet at boot).
+  const auto snap = registry_->snapshot();
+  for (const auto& s : snap->services) {
+    for (const auto& i : s.instances) {
+      if (i.source != core::Source::kApi) continue;
+      const auto refused = api_access_->check_destination(i.config.url);
+      if (!refused) continue;
+      if (refused->status != 403) {
+        spdlog::warn("registry: keeping stored registration {}/{} ({}) unchecked: {}", s.name, i.id,
+                     i.config.url.text, refused->detail);
+        continue;
+      }
+      spdlog::warn("registry: dropping stored registration {}/{} ({}): {}", s.name, i.id,
+                   i.config.url.text, refused->detail);
+      if (auto err = registry_->remove(s.name, i.id))
+        spdlog::warn("registry: could not drop {}/{}: {}", s.name, i.id, err->detail);
+    }
+  }
 }
 
 void Gateway::start() {

@@ -43,7 +43,8 @@ class Gateway {
   /// Binds the listeners ("server.listen: 127.0.0.1:8080: address already in use").
   std::optional<std::string> bind();
   /// After bind(): builds the registry (configured services, Switchboard itself) and loads
-  /// the registrations kept in the data directory. Returns a startup error or nullopt.
+  /// the registrations kept in the data directory, dropping those outside
+  /// api.allowed_networks. Returns a startup error or nullopt.
   std::optional<std::string> open_registry();
   /// Starts the workers. Blocks SIGTERM/SIGINT in them so run_until_signalled() gets them.
   void start();
@@ -78,6 +79,9 @@ class Gateway {
 
  private:
   void stop_registry_writer();
+  /// Removes the API registrations loaded from the store whose URL api.allowed_networks no
+  /// longer allows (at start, before the workers run: a name may be resolved here).
+  void drop_disallowed_registrations();
 
   core::Config config_;
   core::Clock& clock_;

@@ -108,8 +108,7 @@ TEST_F(ApiAccessTest, TokenGuardsWrites) {
   EXPECT_EQ(none.header("WWW-Authenticate").rfind("Bearer", 0), 0u) << none.raw;
   Response wrong = put("tok", "t1", up_->url(), "Bearer " + kToken + "x");
   expect_problem(wrong, 401);
-  EXPECT_NE(wrong.header("WWW-Authenticate").find("invalid_token"), std::string::npos)
-      << wrong.raw;
+  EXPECT_NE(wrong.header("WWW-Authenticate").find("invalid_token"), std::string::npos) << wrong.raw;
   expect_problem(put("tok", "t1", up_->url(), "Basic " + kToken), 401);
   expect_problem(call("GET", "/api/services/tok"), 404);  // nothing was registered
 
@@ -155,8 +154,8 @@ TEST_F(ApiAccessTest, ClosedReadsNeedTheToken) {
   // The event stream with the token: its head says 200 (the stream itself does not end).
   // The reads time out after 500 ms of silence, with what came kept in `raw`.
   HttpClient c(sb_->port(), std::chrono::milliseconds(500));
-  ASSERT_TRUE(c.send_raw(format_request("GET", "/api/services/events",
-                                        {{"Authorization", "Bearer " + kToken}})));
+  ASSERT_TRUE(c.send_raw(
+      format_request("GET", "/api/services/events", {{"Authorization", "Bearer " + kToken}})));
   ASSERT_TRUE(c.readable_within(default_timeout()));
   Response head = c.read_response();
   EXPECT_EQ(head.raw.rfind("HTTP/1.1 200", 0), 0u) << head.raw;
@@ -168,7 +167,8 @@ TEST_F(ApiAccessTest, ClosedReadsNeedTheToken) {
 TEST_F(ApiAccessTest, AdminListenerServesTheApiAndTheProxyListenerDoesNot) {
   SwitchboardOptions o;
   o.expect_admin = true;
-  ASSERT_NO_FATAL_FAILURE(start_gateway("server:\n  admin_listen: 127.0.0.1:0\n", {}, std::move(o)));
+  ASSERT_NO_FATAL_FAILURE(
+      start_gateway("server:\n  admin_listen: 127.0.0.1:0\n", {}, std::move(o)));
   const std::uint16_t admin = sb_->admin_port();
   ASSERT_NE(admin, 0);
 
@@ -188,6 +188,31 @@ TEST_F(ApiAccessTest, AdminListenerServesTheApiAndTheProxyListenerDoesNot) {
   EXPECT_EQ(client().get("/health/ready").status, 200);
 }
 
+// Registrations kept in the data directory are checked again at start against the current
+// api.allowed_networks: one whose range was taken out (or one kept by a version that did not
+// check) is dropped, with a warning; the others come back.
+TEST_F(ApiAccessTest, StoredRegistrationsOutsideTheNetworksAreDroppedAtStart) {
+  const std::string data = dir_.path() + "/data";
+  const std::string wide =
+      write_config("api:\n  allowed_networks: [10.9.0.0/16, 127.0.0.0/8]\n", "wide.yaml");
+  ASSERT_NO_FATAL_FAILURE(start_gateway({}, {"--config", wide, "--data-dir", data}));
+  ASSERT_EQ(put("kept", "far", "http://10.9.9.9:80").status, 201);
+  ASSERT_EQ(put("kept", "near", up_->url()).status, 201);
+  sb_.reset();  // SIGKILL with the process group: the store has committed both already
+
+  SwitchboardOptions o;
+  o.args = {"--service", "x=" + up_->url(), "--data-dir", data};
+  sb_ = std::make_unique<Switchboard>(std::move(o));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  EXPECT_TRUE(logged(R"(dropping stored registration kept/far .*10\.9\.9\.9 is not in )"
+                     R"(api\.allowed_networks)"))
+      << sb_->describe();
+  const Response r = call("GET", "/api/services/kept");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body.find("10.9.9.9"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(up_->url()), std::string::npos) << r.body;
+}
+
 // Without a token, Switchboard says at start that writes are accepted from loopback only.
 TEST_F(ApiAccessTest, WarnsAtStartWithoutAToken) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
@@ -198,8 +223,8 @@ TEST_F(ApiAccessTest, WarnsAtStartWithoutAToken) {
 // itself is refused as a token, so a printed config cannot silently run with it.
 TEST_F(ApiAccessTest, PrintConfigRedactsTheToken) {
   const std::string file = write_config("api:\n  token: \"" + kToken + "\"\n");
-  RunResult r = run_switchboard({"serve", "--listen", "127.0.0.1:0", "--config", file,
-                                 "--print-config"});
+  RunResult r =
+      run_switchboard({"serve", "--listen", "127.0.0.1:0", "--config", file, "--print-config"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.find(kToken), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("token: \"<redacted>\""), std::string::npos) << r.out;
