@@ -82,7 +82,10 @@ struct HealthChecker::Impl {
 
     if (!reused) {
       std::string why = co_await open(c, *conn);
-      if (!why.empty()) co_return finish(false, tcp ? "TCP " + why : std::move(why));
+      // "TCP connect: Connection refused": a TCP check says what kind of check failed (a
+      // TLS handshake's failure already does).
+      if (!why.empty())
+        co_return finish(false, tcp && why.rfind("TLS", 0) != 0 ? "TCP " + why : std::move(why));
       if (tcp) co_return finish(true, c.url.tls ? "TCP connect and TLS handshake" : "TCP connect");
     }
 
@@ -201,7 +204,7 @@ struct HealthChecker::Impl {
   // Sleeps until the next thing it services is due: the next harvest of live samples (every
   // 50 ms), the next check (unless the cap is reached: then a check's end wakes it), the
   // next sweep of kept connections. A registry change (a new instance's check) wakes it
-  // early, through wake().
+  // early (Registry::set_on_change, see start()).
   Task<void> loop() {
     auto now = clock.steady_now();
     auto next_harvest = now;
@@ -254,6 +257,7 @@ void HealthChecker::start() {
 
 void HealthChecker::stop() {
   impl_->stopping.store(true);
+  if (!thread_.joinable()) return;  // never started, or stopped already
   impl_->registry.set_on_change(nullptr);
   asio::post(impl_->ctx, [impl = impl_.get()] { impl->tick.cancel(); });  // stop sleeping
   if (thread_.joinable()) thread_.join();

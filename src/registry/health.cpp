@@ -145,10 +145,6 @@ std::optional<Transition> HealthTracker::record_live(core::SteadyTime now, bool 
                                                      core::Duration latency,
                                                      std::string_view reason, bool judge_window) {
   live_ok_since_check_ = ok;
-  if (!settings_.live_decides) {
-    add_sample(now, ok, latency);
-    return judge_window ? update(now) : std::nullopt;
-  }
   return record(now, ok, latency, reason, "live request", judge_window);
 }
 

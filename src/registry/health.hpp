@@ -33,10 +33,6 @@ struct HealthSettings {
   double jitter = 0.1;  // each check interval is scaled by a uniform draw in [1 - j, 1 + j)
   bool traffic_before_first_check = false;  // kUnknown takes traffic (services without checks)
   double stretch_on_live_success = 1.0;     // interval factor while live traffic succeeds; 1 = off
-  /// Whether live samples count toward rise and fall. Off for the default TCP check: a
-  /// connect check says whether the instance is up, and an application's 5xx answers do
-  /// not take it out of traffic (they still count in the window: degradation, status).
-  bool live_decides = true;
 
   // Degradation, from live traffic and checks over a rolling window.
   core::Duration window = std::chrono::seconds(60);  // METRICS_COLLECTION_INTERVAL

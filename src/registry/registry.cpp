@@ -255,7 +255,6 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   default_tcp_check_ = config.health.default_check == core::HealthConfig::DefaultCheck::kTcp;
   default_check_settings_ = health_settings_;
   default_check_settings_.traffic_before_first_check = true;
-  default_check_settings_.live_decides = false;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();
@@ -334,6 +333,7 @@ void Registry::track(const Service& s, Instance& inst) {
       key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false,
                   s.name, inst.id, inst.config.url, check, s.config.tls, inst.uid});
   by_uid_[inst.uid] = &it->second;
+  it->second.by_default = by_default;
   if (checked) schedule_.emplace(first, &it->second);
 }
 
@@ -374,7 +374,7 @@ void Registry::apply(std::string_view service, std::string_view id, Health& h,
     if (inst.id != id) continue;
     inst.state = t->to;
     inst.health_reason = t->reason;
-    if (h.checked) inst.takes_traffic = h.tracker.takes_traffic();
+    if (h.checked) inst.takes_traffic = h.by_default ? !h.check_down : h.tracker.takes_traffic();
     spdlog::info("registry: {}/{} is {} ({})", service, id, to_string(t->to), t->reason);
     event(kEventHealthChanged, service, id,
           fmt::format("{} -> {}: {}", to_string(t->from), to_string(t->to), t->reason), &inst);
@@ -471,6 +471,22 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
   const auto transition = h.tracker.record_check(now, ok, latency, reason);
   h.next_check = h.scheduler.next_check(now, h.tracker);
   schedule_.emplace(h.next_check, &h);
+  if (h.by_default) {
+    h.check_failures = ok ? 0 : std::min(h.check_failures + 1, 1 << 20);
+    h.check_successes = ok ? std::min(h.check_successes + 1, 1 << 20) : 0;
+    const bool down = h.check_down ? h.check_successes < health_settings_.rise
+                                   : h.check_failures >= health_settings_.fall;
+    if (down != h.check_down) {
+      h.check_down = down;
+      if (Service* s = find_mut(service))
+        for (auto& inst : s->instances)
+          if (inst.id == id) inst.takes_traffic = !down;
+      dirty_ = true;
+      if (!transition)  // the tracker was already unhealthy (live failures): say why now
+        spdlog::info("registry: {}/{} {} traffic ({})", service, id,
+                     down ? "gets no" : "takes", reason);
+    }
+  }
   apply(service, id, h, transition);
 }
 

@@ -231,6 +231,14 @@ class Registry {
     core::TlsConfig tls{};
     std::uint64_t uid = 0;
     bool harvested = false;  // in harvested_ (during harvest())
+    // The TCP check of health.default_check: only its own results decide traffic (`fall`
+    // failed connects in a row take the instance out, `rise` good ones bring it back); live
+    // failures show in the tracker's state, as for instances without checks, but the
+    // breaker and outlier ejection are what act on them.
+    bool by_default = false;
+    int check_failures = 0;
+    int check_successes = 0;
+    bool check_down = false;
   };
   /// Checked instances waiting for their next check, soonest first (running ones are out).
   std::set<std::pair<core::SteadyTime, Health*>> schedule_;

@@ -643,6 +643,32 @@ TEST(RegistryDefaultCheckTest, LiveFailureReasonSaysItOnce) {
   r.publish_pending();
   EXPECT_EQ(r.snapshot()->find("svc")->instances.at(0).health_reason,
             "live request failed (3 consecutive failures)");
+  // Only its TCP checks decide its traffic (the breaker and ejection act on live failures).
+  EXPECT_TRUE(r.snapshot()->find("svc")->instances.at(0).takes_traffic);
+}
+
+// A default-checked instance that failed its connects comes back after `rise` good ones.
+TEST(RegistryDefaultCheckTest, TcpCheckBringsItBack) {
+  testing::ManualClock clock;
+  core::Config c;
+  c.health.check_interval = std::chrono::seconds(1);
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
+  auto inst = [&] { return r.snapshot()->find("svc")->instances.at(0); };
+  auto check = [&](bool ok) {
+    clock.advance(std::chrono::seconds(2));
+    auto due = r.due_checks(10);
+    ASSERT_EQ(due.size(), 1u);
+    r.record_check("svc", "a", ok, std::chrono::milliseconds(1),
+                   ok ? "TCP connect" : "TCP connect: refused");
+  };
+  for (int i = 0; i < 3; ++i) check(false);
+  EXPECT_FALSE(inst().takes_traffic);
+  check(true);
+  EXPECT_FALSE(inst().takes_traffic) << "rise is 2";
+  check(true);
+  EXPECT_TRUE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kHealthy);
 }
 
 }  // namespace
