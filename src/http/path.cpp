@@ -43,7 +43,6 @@ inline int upper_hex_value(char c) {
   return -1;
 }
 
-
 // The first byte at or after `p` where path_is_normal() must look closer: a '%' or '\\',
 // or a '/' followed by '.' (or by '/' when merging). Sixteen bytes at a time with SSE2
 // while 17 remain (each '/' is compared with the byte after it); the rest byte by byte
@@ -58,9 +57,8 @@ const char* next_candidate(const char* p, const char* end, bool merge_slashes) {
     const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
     const __m128i after_slash =
         _mm_or_si128(_mm_cmpeq_epi8(next, dot), _mm_and_si128(merge, _mm_cmpeq_epi8(next, slash)));
-    const __m128i hit = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(v, pct), _mm_cmpeq_epi8(v, bsl)),
-        _mm_and_si128(_mm_cmpeq_epi8(v, slash), after_slash));
+    const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, pct), _mm_cmpeq_epi8(v, bsl)),
+                                     _mm_and_si128(_mm_cmpeq_epi8(v, slash), after_slash));
     const int mask = _mm_movemask_epi8(hit);
     if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
     p += 16;
@@ -89,8 +87,8 @@ bool path_is_normal(std::string_view path, bool merge_slashes) {
           if (merge_slashes) return false;
         } else if (*s == '.') {
           const char* t = s + 1;
-          if (t == end || *t == '/') return false;                                // "."
-          if (*t == '.' && (t + 1 == end || t[1] == '/')) return false;           // ".."
+          if (t == end || *t == '/') return false;                       // "."
+          if (*t == '.' && (t + 1 == end || t[1] == '/')) return false;  // ".."
         }
         break;
       }

@@ -91,9 +91,9 @@ TEST(NormalizePathTest, Refusals) {
 TEST(PathIsNormalTest, AgreesWithNormalizePath) {
   for (const bool merge : {false, true}) {
     for (const std::string s :
-         {"/", "/a/b", "/a/b/", "/a%20b", "/a%3A", "/a%3a", "/a%41", "/.", "/..", "/a/.", "/a/..",
-          "/.a", "/..a", "/a/./b", "/a//b", "//", "/a%", "/a%2F", "/a\\b", "/a%00", "/~user",
-          "/a/b.c/d..e", "/%E2%82%AC", "/%e2%82%ac"}) {
+         {"/",   "/a/b",  "/a/b/", "/a%20b", "/a%3A",  "/a%3a",       "/a%41",      "/.",
+          "/..", "/a/.",  "/a/..", "/.a",    "/..a",   "/a/./b",      "/a//b",      "//",
+          "/a%", "/a%2F", "/a\\b", "/a%00",  "/~user", "/a/b.c/d..e", "/%E2%82%AC", "/%e2%82%ac"}) {
       const Normalized n = normalize(s, merge);
       const bool unchanged = n.error == PathError::kNone && n.path == s;
       EXPECT_EQ(path_is_normal(s, merge), unchanged) << s << " merge " << merge;
