@@ -184,11 +184,11 @@ Next Planner::finish_attempt(Plan& plan, const AttemptEnd& end, core::SteadyTime
   return fallback ? Next::kFallback : Next::kFail;
 }
 
-std::optional<core::Duration> Planner::hedge_delay(const RequestFacts& facts, const Plan& plan,
+std::optional<core::Duration> Planner::hedge_delay(bool get_without_body, const Plan& plan,
                                                    core::SteadyTime now) const {
   const auto& h = plan.policy->hedge;
   if (!h.enabled || plan.retries > 0 || plan.n_tried > 0 || plan.view->instances.size() < 2 ||
-      !facts.is_get_without_body)
+      !get_without_body)
     return std::nullopt;
   Instance& inst = *plan.instance;  // its latency estimate refreshes on read
   const core::Duration delay =

@@ -56,7 +56,6 @@ struct RequestFacts {
   bool body_done = true;            // no body, or all of it read
   bool body_fits = true;            // the body fits the request buffer (kept for replays)
   std::uint64_t content_length = 0;
-  bool is_get_without_body = false;  // hedging candidates
 };
 
 /// One request's decisions, across its attempts.
@@ -149,7 +148,7 @@ class Planner {
   /// How long to wait before hedging this attempt, or nullopt for no hedge: only the first
   /// attempt of an idempotent GET without a body, on a route with hedging, with another
   /// instance to go to and time left for it.
-  std::optional<core::Duration> hedge_delay(const RequestFacts& facts, const Plan& plan,
+  std::optional<core::Duration> hedge_delay(bool get_without_body, const Plan& plan,
                                             core::SteadyTime now) const;
 
   /// Feeds the request's final outcome (`status`, 0 for none) to its service's breaker.

@@ -55,8 +55,7 @@ RequestFacts facts_of(const Exchange& ex) {
                       info.grpc_timeout,
                       ex.body_done(),
                       ex.body_fits(),
-                      info.content_length,
-                      info.method == http::Method::kGet && info.framing == Framing::kNone};
+                      info.content_length};
 }
 
 class ProxyHandler final : public http::Handler {
@@ -264,7 +263,9 @@ class ProxyHandler final : public http::Handler {
       prepare_upstream_head(ex, m, svc, *inst, plan.deadline, now, ex.scratch());
       planner_.start_attempt(plan, now);
       std::shared_ptr<HedgeRace> race;
-      if (const auto delay = planner_.hedge_delay(facts_of(ex), plan, now)) {
+      const bool get_without_body =
+          ex.info().method == http::Method::kGet && ex.info().framing == Framing::kNone;
+      if (const auto delay = planner_.hedge_delay(get_without_body, plan, now)) {
         race = std::make_shared<HedgeRace>(worker_.context().get_executor());
         asio::co_spawn(worker_.context(),
                        run_hedge(HedgeContext{planner_, view_, gw_.clock()}, ex, m, out.service,
@@ -310,7 +311,7 @@ class ProxyHandler final : public http::Handler {
       }
       if (race) {
         co_await settle(*race, t.kind == AttemptKind::kResponse);
-        if (race->won) take_hedge(ex, out, plan, *race, t);
+        if (race->won) take_hedge(ex, out, m, plan, *race, t);
       }
       next = planner_.finish_attempt(plan, t.end(), gw_.clock().steady_now());
       if (next == Next::kRelay) break;
@@ -370,13 +371,20 @@ class ProxyHandler final : public http::Handler {
 
   /// The hedge won: its attempt becomes the request's (the primary was cut, which says
   /// nothing of its instance, or it failed).
-  void take_hedge(Exchange& ex, RequestOutcome& out, Plan& plan, HedgeRace& race, Try& t) {
+  void take_hedge(Exchange& ex, RequestOutcome& out, const RouteMatch& m, Plan& plan,
+                  HedgeRace& race, Try& t) {
     if (race.primary_cut)
       planner_.abandon_attempt(plan);
     else
       planner_.record_only(plan, t.end(), gw_.clock().steady_now());
     if (t.conn) plan.instance->pool->discard(std::move(t.conn));
-    out.service = race.view;
+    if (race.view != out.service) {  // the hedge picked from a newer view
+      out.service = race.view;         // the old one (and what plan points into) may go now
+      if (m.policy == nullptr) {
+        plan.policy = &race.view->config->policy;
+        plan.retry = &race.view->retry;
+      }
+    }
     out.instance = race.inst;
     plan.view = race.attempt.view;
     plan.instance = race.attempt.instance;  // its in_flight was counted when the hedge started

@@ -256,26 +256,24 @@ TEST_F(PlanTest, HedgeOnlyFirstGetAttemptsWithAnotherInstanceAndTimeLeft) {
   service_.policy.hedge.enabled = true;
   service_.policy.hedge.delay = core::Millis(50);
   auto svc = rebuild({"a", "b"});
-  RequestFacts get = facts("GET");
-  get.is_get_without_body = true;
+  const RequestFacts get = facts("GET");
   Plan plan;
   ASSERT_TRUE(begin(*svc, plan, get));
   ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr);
-  EXPECT_EQ(planner_.hedge_delay(get, plan, clock_.steady_now()), milliseconds(50));
-  RequestFacts post = facts("POST");
-  EXPECT_EQ(planner_.hedge_delay(post, plan, clock_.steady_now()), std::nullopt);
+  EXPECT_EQ(planner_.hedge_delay(true, plan, clock_.steady_now()), milliseconds(50));
+  EXPECT_EQ(planner_.hedge_delay(false, plan, clock_.steady_now()), std::nullopt);  // not a GET
   Plan short_lived;  // 40 ms left: not worth a hedge after 50 ms
   RequestFacts hurried = get;
   hurried.has_request_timeout = true;
   hurried.request_timeout_ms = "40";
   ASSERT_TRUE(begin(*svc, short_lived, hurried));
   ASSERT_NE(planner_.choose(*svc, short_lived, clock_.steady_now()), nullptr);
-  EXPECT_EQ(planner_.hedge_delay(hurried, short_lived, clock_.steady_now()), std::nullopt);
+  EXPECT_EQ(planner_.hedge_delay(true, short_lived, clock_.steady_now()), std::nullopt);
   auto one = rebuild({"a"});
   Plan alone;
   ASSERT_TRUE(begin(*one, alone, get));
   ASSERT_NE(planner_.choose(*one, alone, clock_.steady_now()), nullptr);
-  EXPECT_EQ(planner_.hedge_delay(get, alone, clock_.steady_now()), std::nullopt);
+  EXPECT_EQ(planner_.hedge_delay(true, alone, clock_.steady_now()), std::nullopt);
 }
 
 TEST_F(PlanTest, EveryBreakerOpenMeansNoInstance) {
