@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/correlation_id.hpp"
+#include "http/byte_class.hpp"
 #include "http/path.hpp"
 
 namespace sb::http {
@@ -170,15 +171,7 @@ Method parse_method(std::string_view m) {
 }
 
 // Host = uri-host [ ":" port ]: a reg-name, IPv4 or [IPv6], no userinfo, no spaces.
-constexpr std::array<bool, 256> make_host_table() {
-  std::array<bool, 256> t{};
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (char c : std::string_view("-.:[]_~%")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto kHostByte = make_host_table();
+constexpr auto kHostByte = alnum_and("-.:[]_~%");
 
 bool valid_host(std::string_view h) {
   if (h.empty()) return false;

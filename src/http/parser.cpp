@@ -6,19 +6,13 @@
 #include <emmintrin.h>
 #endif
 
+#include "http/byte_class.hpp"
+
 namespace sb::http {
 namespace {
 
 // RFC 9110 section 5.6.2: tchar.
-constexpr std::array<bool, 256> make_token_table() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto kToken = make_token_table();
+constexpr auto kToken = alnum_and("!#$%&'*+-.^_`|~");
 
 // Field value bytes: HTAB, SP, VCHAR, obs-text. Everything else (CTLs, DEL) is refused.
 constexpr std::array<bool, 256> make_value_table() {

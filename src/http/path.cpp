@@ -6,19 +6,13 @@
 #include <emmintrin.h>
 #endif
 
+#include "http/byte_class.hpp"
+
 namespace sb::http {
 namespace {
 
 // RFC 3986 section 2.3: unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~".
-constexpr std::array<bool, 256> make_unreserved_table() {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("-._~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}
-constexpr auto kUnreserved = make_unreserved_table();
+constexpr auto kUnreserved = alnum_and("-._~");
 
 // The bytes the normal-form scan stops at; everything else passes untouched.
 constexpr std::array<bool, 256> make_special_table() {

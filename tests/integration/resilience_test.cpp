@@ -50,6 +50,17 @@ class ResilienceTest : public ::testing::Test {
 
   HttpClient client() const { return HttpClient(sb_->port()); }
 
+  // Polls `done` every 20 ms until it holds or 5 s (scaled) have passed.
+  template <class F>
+  static bool eventually(F done) {
+    const auto deadline = Clock::now() + scaled(seconds(5));
+    while (!done()) {
+      if (Clock::now() > deadline) return false;
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    return true;
+  }
+
   // The event stream from the start of the log, read for one second with curl. Ids are
   // "<epoch>-<sequence>": a first stream's snapshot names the epoch, and "<epoch>-0" (the id
   // before this process's first event) resumes from the start.
@@ -186,7 +197,9 @@ TEST_F(ResilienceTest, FailingInstanceIsEjected) {
   EXPECT_LE(failing, 6u) << "ejected after 3 gateway errors in a row";
   // It comes back after the ejection time (1 s) and the next analysis (200 ms).
   ASSERT_TRUE(ups_[2]->set_mode(0, 0));
-  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_TRUE(eventually([&] {
+    return c.get("/api/services/status").body.find("\"ejected\":true") == std::string::npos;
+  })) << "still ejected";
   const std::string stream = events_from_start();
   EXPECT_NE(stream.find("event: ejected"), std::string::npos) << stream;
   EXPECT_NE(stream.find("event: returned"), std::string::npos) << stream;
@@ -253,8 +266,10 @@ TEST_F(ResilienceTest, BreakerOpensHalfOpensAndCloses) {
   // Recovered upstream: after the open time (1 s with at most 10% jitter) probes go
   // through and close the breaker.
   ASSERT_TRUE(ups_[0]->set_mode(0, 0));
-  std::this_thread::sleep_for(milliseconds(1200));
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(c.get("/svc/flaky/echo/ok").status, 200) << i;
+  // Until then it keeps answering 503 without calling; the first probe it lets through is
+  // the first 200.
+  EXPECT_TRUE(eventually([&] { return c.get("/svc/flaky/echo/ok").status == 200; }));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(c.get("/svc/flaky/echo/ok").status, 200) << i;
   const std::string status = c.get("/api/services/status").body;
   EXPECT_EQ(status.find("\"state\":\"open\""), std::string::npos) << status;
   EXPECT_EQ(status.find("\"state\":\"half_open\""), std::string::npos) << status;
