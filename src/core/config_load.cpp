@@ -29,6 +29,8 @@
 
 #include "core/dotenv.hpp"
 #include "core/logging.hpp"
+#include "core/names.hpp"
+#include "core/text.hpp"
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -50,27 +52,6 @@ constexpr const char* kSizeHint = "use e.g. 65536, 512KiB, 64MiB, 1GiB";
 constexpr const char* kHostPortHint = "expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080";
 constexpr const char* kLogLevels = "trace, debug, info, warn, error, critical or off";
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-// The whole of `s` as a decimal number; false when empty, not all digits or too large.
-bool parse_digits(std::string_view s, std::uint64_t* out) {
-  if (s.empty() || s.size() > 19) return false;  // 19 digits always fit in 64 bits
-  std::uint64_t v = 0;
-  for (char c : s) {
-    if (!is_digit(c)) return false;
-    v = v * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  *out = v;
-  return true;
-}
-
 // Splits "123unit" into the number and the unit; false when there are no leading digits.
 bool split_number_unit(std::string_view text, std::uint64_t* n, std::string_view* unit) {
   std::size_t i = 0;
@@ -78,22 +59,6 @@ bool split_number_unit(std::string_view text, std::uint64_t* n, std::string_view
   if (!parse_digits(text.substr(0, i), n)) return false;
   *unit = text.substr(i);
   return true;
-}
-
-std::string format_duration(Millis d) {
-  const auto ms = d.count();
-  if (ms != 0 && ms % 3'600'000 == 0) return fmt::format("{}h", ms / 3'600'000);
-  if (ms != 0 && ms % 60'000 == 0) return fmt::format("{}m", ms / 60'000);
-  if (ms % 1'000 == 0) return fmt::format("{}s", ms / 1'000);
-  return fmt::format("{}ms", ms);
-}
-
-std::string format_size(std::uint64_t v) {
-  if (v != 0 && v % kTiB == 0) return fmt::format("{}TiB", v / kTiB);
-  if (v != 0 && v % kGiB == 0) return fmt::format("{}GiB", v / kGiB);
-  if (v != 0 && v % kMiB == 0) return fmt::format("{}MiB", v / kMiB);
-  if (v != 0 && v % kKiB == 0) return fmt::format("{}KiB", v / kKiB);
-  return fmt::format("{}", v);
 }
 
 // A DNS-style host name (we also allow '_', which Docker and Compose service names use).
@@ -113,44 +78,6 @@ bool valid_ipv4(std::string_view h) {
 }
 bool valid_ipv6(std::string_view h) {
   return static_cast<bool>(boost::urls::parse_ipv6_address(h));
-}
-
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// " (did you mean "x"?)" when one candidate is close to `word`, else "".
-std::string did_you_mean(std::string_view word, const std::vector<std::string_view>& candidates) {
-  std::string_view best;
-  std::size_t best_d = std::numeric_limits<std::size_t>::max();
-  for (auto c : candidates) {
-    const auto d = edit_distance(word, c);
-    if (d < best_d) {
-      best_d = d;
-      best = c;
-    }
-  }
-  if (best.empty() || best_d > 2 || best_d >= word.size()) return "";
-  return fmt::format(" (did you mean \"{}\"?)", best);
-}
-
-std::string join(const std::vector<std::string_view>& v) {
-  std::string out;
-  for (auto s : v) {
-    if (!out.empty()) out += ", ";
-    out += s;
-  }
-  return out;
 }
 
 // Reads a whole regular file of at most kMaxReadBytes. On failure returns nullopt and sets
@@ -196,27 +123,20 @@ std::optional<std::string> read_file(const std::string& path, std::string* why) 
   return out;
 }
 
-constexpr const char* kZoneHint = "use up to 63 of A-Z, a-z, 0-9, '-', '_', '.'";
-
-bool valid_zone(std::string_view z) {
-  if (z.size() > 63) return false;
-  for (char c : z)
-    if (!is_alnum(c) && c != '-' && c != '_' && c != '.') return false;
-  return true;
-}
-
+// The config's wording of a bad service name (the API words it its own way).
 bool valid_service_name(std::string_view name, std::string* why) {
-  bool ok = !name.empty() && name.size() <= 63;
-  for (char c : name) ok = ok && ((c >= 'a' && c <= 'z') || is_digit(c) || c == '-');
-  if (!ok) {
-    *why = "bad service name (use 1 to 63 characters of a-z, 0-9 and '-')";
-    return false;
+  switch (service_name_problem(name)) {
+    case ServiceNameProblem::kNone:
+      return true;
+    case ServiceNameProblem::kLength:
+    case ServiceNameProblem::kCharacters:
+      *why = fmt::format("bad service name (use {})", kServiceNameRule);
+      return false;
+    case ServiceNameProblem::kReserved:
+      break;
   }
-  if (name == "status" || name == "events") {
-    *why = fmt::format("\"{}\" is reserved (it is an API path); choose another name", name);
-    return false;
-  }
-  return true;
+  *why = fmt::format("\"{}\" is reserved (it is an API path); choose another name", name);
+  return false;
 }
 
 // A route path (prefix or rewrite): starts with '/', no blanks, controls, '?' or '#'.
@@ -236,18 +156,6 @@ bool same_endpoint(const UpstreamUrl& a, const UpstreamUrl& b) {
   };
   return a.tls == b.tls && a.port == b.port && a.base_path == b.base_path &&
          lower(a.host) == lower(b.host);
-}
-
-// Splits "a, b,c" on commas; blanks around each item are dropped.
-std::vector<std::string> split_list(std::string_view text) {
-  std::vector<std::string> out;
-  while (true) {
-    const auto comma = text.find(',');
-    out.emplace_back(trim(text.substr(0, comma)));
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return out;
 }
 
 std::optional<bool> parse_env_bool(std::string_view v) {
@@ -270,14 +178,6 @@ std::optional<double> parse_unit_interval(std::string_view v) {
 // ---------------------------------------------------------------------------------------
 // Rendering (also the list of every leaf key path, for "default" origins)
 // ---------------------------------------------------------------------------------------
-
-// A YAML double-quoted scalar. JSON's escapes (\", \\, \n, \uXXXX, ...) are all valid
-// YAML escapes, so the JSON escaper serves.
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  append_json_escaped(out, s);
-  return out + "\"";
-}
 
 // Walks the configuration in render order. Each leaf goes out as "key: value  # origin";
 // `paths`, when set, collects every leaf key path instead.
@@ -1029,7 +929,7 @@ class Loader {
                      [&](const Field& x) {
                        auto z = read_string(x);
                        if (z && !valid_zone(*z)) {
-                         fail(x, fmt::format("bad zone {} ({})", quote(*z), kZoneHint));
+                         fail(x, fmt::format("bad zone {} (use {})", quote(*z), kZoneRule));
                          return;
                        }
                        set(s.zone, z, x);
@@ -1548,7 +1448,7 @@ class Loader {
                      [&](const Field& x) {
                        auto z = read_string(x);
                        if (z && !valid_zone(*z)) {
-                         fail(x, fmt::format("bad zone {} ({})", quote(*z), kZoneHint));
+                         fail(x, fmt::format("bad zone {} (use {})", quote(*z), kZoneRule));
                          z.reset();
                        }
                        ok = ok && z.has_value();

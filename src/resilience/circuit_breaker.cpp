@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/text.hpp"
 #include "resilience/random.hpp"
 
 namespace sb::resilience {
 namespace {
+
+using core::human;
 
 using Rep = core::Duration::rep;
 constexpr Rep kNsPerMs = 1'000'000;
@@ -63,13 +66,6 @@ constexpr std::uint64_t make_probes(std::uint16_t gen, std::uint32_t issued, std
 std::chrono::seconds ceil_seconds_at_least_1(core::Duration d) {
   auto s = std::chrono::ceil<std::chrono::seconds>(d);
   return std::max(s, std::chrono::seconds(1));
-}
-
-// "10 s" for whole seconds, "1500 ms" otherwise.
-std::string human(core::Duration d) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  if (ms % 1000 == 0) return fmt::format("{} s", ms / 1000);
-  return fmt::format("{} ms", ms);
 }
 
 }  // namespace
