@@ -20,7 +20,7 @@ namespace detail {
 namespace {
 
 // Collects the variables the declarations name (env extras), and the services' variables.
-struct EnvNames {
+struct EnvNames : schema::SectionWalker<EnvNames> {
   template <class T, class F, class... X>
   void key(std::string_view, T&, const F&, const schema::Doc&, const X&... extras) {
     (add(extras), ...);
@@ -31,18 +31,6 @@ struct EnvNames {
   }
   template <class C>
   void add(const schema::Cli<C>&) {}
-  template <class S>
-  void section(std::string_view, S& sub, const schema::Doc&) {
-    schema::visit(*this, sub);
-  }
-  template <class C>
-  void services(C&) {}
-  template <class C>
-  void routes(C&) {}
-  template <class C>
-  void webhooks(C&) {}
-  template <class P>
-  void route_policy(P&) {}
 
   std::set<std::string, std::less<>> names;
 };
@@ -62,7 +50,7 @@ bool honoured(std::string_view name) { return honoured_names().count(name) > 0; 
 
 // Applies the environment (Env extras) or the command line (Cli extras) to the keys of the
 // global sections, recording origins; errors name the variable or the flag.
-class LayerApplier {
+class LayerApplier : public schema::SectionWalker<LayerApplier> {
  public:
   LayerApplier(Loader& l, const std::map<std::string_view, std::string>* cli) : l_(l), cli_(cli) {}
 
@@ -71,21 +59,6 @@ class LayerApplier {
            const schema::Doc&, const X&... extras) {
     (apply(name, target, extras), ...);
   }
-  template <class S>
-  void section(std::string_view name, S& sub, const schema::Doc&) {
-    const std::string saved = path_;
-    path_ += std::string(name) + ".";
-    schema::visit(*this, sub);
-    path_ = saved;
-  }
-  template <class C>
-  void services(C&) {}
-  template <class C>
-  void routes(C&) {}
-  template <class C>
-  void webhooks(C&) {}
-  template <class P>
-  void route_policy(P&) {}
 
  private:
   template <class T, class C>
@@ -96,7 +69,7 @@ class LayerApplier {
     if (auto why = e.format.parse(v->value, target))
       l_.error(fmt::format("{}: {}", v->where, *why));
     else
-      l_.record(path_ + std::string(name), v->origin, v->where);
+      l_.record(prefix + std::string(name), v->origin, v->where);
   }
   template <class T, class C>
   void apply(std::string_view name, T& target, const schema::Cli<C>& c) {
@@ -107,12 +80,11 @@ class LayerApplier {
     if (auto why = c.format.parse(it->second, target))
       l_.error(fmt::format("{}: {}", w, *why));
     else
-      l_.record(path_ + std::string(name), w, w);
+      l_.record(prefix + std::string(name), w, w);
   }
 
   Loader& l_;
   const std::map<std::string_view, std::string>* cli_;  // null: apply the environment
-  std::string path_;
 };
 
 }  // namespace

@@ -18,7 +18,6 @@
 
 namespace sb::core::schema {
 
-
 /// What a failed parse says ("bad duration \"x\" (use e.g. ...)"); nullopt: parsed and stored.
 using Problem = std::optional<std::string>;
 
@@ -34,6 +33,19 @@ struct Doc {
 // back by parse) and type() (the docs "type" column). Formats marked kNode read a YAML list
 // or map instead of a scalar; the reader has a function for each.
 // ---------------------------------------------------------------------------------------
+
+/// A format that reads a YAML list or map (the reader has a function for each).
+template <class F>
+concept NodeFormat = F::kNode;
+/// A format whose "" (EmptyIsUnset) or `null` (NullIsUnset) may mean "left out".
+template <class F>
+concept EmptyIsUnset = requires(const F& f) {
+  f.empty_is_unset;
+};
+template <class F>
+concept NullIsUnset = requires(const F& f) {
+  f.null_is_unset;
+};
 
 struct UInt {
   std::uint64_t min, max;

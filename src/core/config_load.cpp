@@ -47,16 +47,9 @@ std::optional<std::string> scalar(Loader& l, const Field& f, std::string_view ex
   return std::nullopt;
 }
 
-template <class F>
-concept NodeFormat = F::kNode;
-template <class F>
-concept EmptyIsUnset = requires(const F& f) {
-  f.empty_is_unset;
-};
-template <class F>
-concept NullIsUnset = requires(const F& f) {
-  f.null_is_unset;
-};
+using schema::EmptyIsUnset;
+using schema::NodeFormat;
+using schema::NullIsUnset;
 
 // Reads one YAML map through the key declarations (the schema visitor for the YAML file).
 // Each declared key present in the map is parsed, checked, stored and its origin noted;

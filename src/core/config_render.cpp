@@ -14,14 +14,8 @@
 namespace sb::core {
 namespace {
 
-template <class F>
-concept EmptyIsUnset = requires(const F& f) {
-  f.empty_is_unset;
-};
-template <class F>
-concept NullIsUnset = requires(const F& f) {
-  f.null_is_unset;
-};
+using schema::EmptyIsUnset;
+using schema::NullIsUnset;
 
 // Walks the configuration in declaration order. Each leaf goes out as "key: value  #
 // origin"; `paths`, when set, collects every leaf key path too.
@@ -170,13 +164,13 @@ struct Row {
 
 // Collects the rows of one docs table: the keys of one struct, nested sections with no
 // text of their own flattened ("timeouts.connect"), the others as one row.
-class DocRows {
+class DocRows : public schema::SectionWalker<DocRows> {
  public:
   template <class T, class F, class... X>
   void key(std::string_view name, T& value, const F& format, const schema::Doc& doc,
            const X&... extras) {
     Row r;
-    r.key = fmt::format("`{}{}`", prefix_, name);
+    r.key = fmt::format("`{}{}`", prefix, name);
     r.type = cell(format.type());
     r.default_value = doc.default_text.empty() ? fmt::format("`{}`", format.render(value))
                                                : std::string(doc.default_text);
@@ -187,22 +181,13 @@ class DocRows {
   template <class S>
   void section(std::string_view name, S& sub, const schema::Doc& doc) {
     if (!doc.text.empty()) {
-      rows.push_back({fmt::format("`{}{}`", prefix_, name), "map",
+      rows.push_back({fmt::format("`{}{}`", prefix, name), "map",
                       doc.default_text.empty() ? "see below" : std::string(doc.default_text),
                       cell(doc.text), ""});
       return;
     }
-    const std::string saved = prefix_;
-    prefix_ += std::string(name) + ".";
-    schema::visit(*this, sub);
-    prefix_ = saved;
+    SectionWalker::section(name, sub, doc);
   }
-  template <class C>
-  void services(C&) {}
-  template <class C>
-  void routes(C&) {}
-  template <class C>
-  void webhooks(C&) {}
   template <class P>
   void route_policy(P&) {
     rows.push_back(
@@ -222,8 +207,6 @@ class DocRows {
     r.also = c.arg.empty() ? fmt::format("`{}`", c.flag) : fmt::format("`{} {}`", c.flag, c.arg);
     if (!c.after.empty()) r.also += fmt::format(" {}", c.after);
   }
-
-  std::string prefix_;
 };
 
 template <class S>
@@ -245,7 +228,7 @@ std::string table_of() {
 }
 
 // The environment variables: those of the declarations, then the services' ones.
-struct EnvRows {
+struct EnvRows : schema::SectionWalker<EnvRows> {
   template <class T, class F, class... X>
   void key([[maybe_unused]] std::string_view name, T&, const F&, const schema::Doc&,
            const X&... extras) {
@@ -257,23 +240,6 @@ struct EnvRows {
   }
   template <class C>
   void add(std::string_view, const schema::Cli<C>&) {}
-  template <class S>
-  void section(std::string_view name, S& sub, const schema::Doc&) {
-    const std::string saved = prefix;
-    prefix += std::string(name) + ".";
-    schema::visit(*this, sub);
-    prefix = saved;
-  }
-  template <class C>
-  void services(C&) {}
-  template <class C>
-  void routes(C&) {}
-  template <class C>
-  void webhooks(C&) {}
-  template <class P>
-  void route_policy(P&) {}
-
-  std::string prefix;
   std::string out;
 };
 

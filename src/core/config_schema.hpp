@@ -461,20 +461,18 @@ void visit(V& v, Config& c) {
   v.webhooks(c.webhooks);
 }
 
-/// Collects the leaf key paths under a struct ("timeouts.connect", ...), in declaration
-/// order: for keys that follow another's ("inherited from upstream.timeouts.connect").
-class LeafPaths {
+/// A base for visitors that walk the keys of nested sections only, keeping the path
+/// ("upstream.timeouts.") in `prefix`: services, routes, webhooks and route policies are
+/// skipped. `Derived` is the visitor (its key() is called).
+template <class Derived>
+class SectionWalker {
  public:
-  template <class T, class F, class... X>
-  void key(std::string_view name, T&, const F&, const Doc&, const X&...) {
-    out.push_back(prefix_ + std::string(name));
-  }
   template <class S>
   void section(std::string_view name, S& sub, const Doc&) {
-    const std::string saved = prefix_;
-    prefix_ += std::string(name) + ".";
-    visit(*this, sub);
-    prefix_ = saved;
+    const std::string saved = prefix;
+    prefix += std::string(name) + ".";
+    visit(static_cast<Derived&>(*this), sub);
+    prefix = saved;
   }
   template <class C>
   void services(C&) {}
@@ -485,10 +483,20 @@ class LeafPaths {
   template <class P>
   void route_policy(P&) {}
 
-  std::vector<std::string> out;
+ protected:
+  std::string prefix;
+};
 
- private:
-  std::string prefix_;
+/// Collects the leaf key paths under a struct ("timeouts.connect", ...), in declaration
+/// order: for keys that follow another's ("inherited from upstream.timeouts.connect").
+class LeafPaths : public SectionWalker<LeafPaths> {
+ public:
+  template <class T, class F, class... X>
+  void key(std::string_view name, T&, const F&, const Doc&, const X&...) {
+    out.push_back(prefix + std::string(name));
+  }
+
+  std::vector<std::string> out;
 };
 
 template <class S>
