@@ -156,6 +156,7 @@ struct String {
   Problem (*check)(std::string_view) = nullptr;
   std::string_view type_text = "string";
   bool empty_is_unset = false;  // "" is the same as leaving the key out (not stored, no origin)
+  bool bare = false;            // rendered without quotes (a token such as an HTTP method)
   std::string_view expected() const { return "expected a string"; }
   Problem parse(std::string_view s, std::string& out) const {
     if (check != nullptr)
@@ -163,7 +164,7 @@ struct String {
     out = std::string(s);
     return std::nullopt;
   }
-  std::string render(const std::string& v) const { return quote(v); }
+  std::string render(const std::string& v) const { return bare ? v : quote(v); }
   std::string type() const { return std::string(type_text); }
 };
 

@@ -216,7 +216,8 @@ void visit(V& v, HealthCheckConfig& c) {
          "5xx/resets/timeouts) unhealthy. Instances get no traffic until proven and none while "
          "unhealthy (503 when no instance can take the request). `\"\"` with type `http`: no "
          "checks, every instance takes traffic."});
-  v.key("method", c.method, String{check_method, "upper-case token"}, {"the request method"});
+  v.key("method", c.method, String{check_method, "upper-case token", false, true},
+        {"the request method"});
   v.key("expect_status", c.expect_status, String{check_expect_status, "status list"},
         {"codes and ranges that pass, e.g. `\"200-299,418\"`"});
   v.key("expect_body", c.expect_body, String{},
