@@ -135,9 +135,9 @@ class Reader {
 
   template <class T, class F>
   void read_leaf(const Field& e, T& target, const F& format) {
-    const std::size_t errors_before = l_errors();
+    const std::size_t errors_before = l_.error_count();
     read_value(e, target, format);
-    if (l_errors() != errors_before) failed_.push_back(e.key);
+    if (l_.error_count() != errors_before) failed_.push_back(e.key);
   }
 
   template <class T, class F>
@@ -179,8 +179,6 @@ class Reader {
       l_.note(e);
     }
   }
-
-  std::size_t l_errors() const { return l_.error_count(); }
 
   Loader& l_;
   std::vector<Field> entries_;
