@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/ip_network.hpp"
+
 namespace sb::core {
 
 using Millis = std::chrono::milliseconds;
@@ -317,14 +319,25 @@ struct WebhookConfig {
 
 struct ServerConfig {
   HostPort listen{};                       // --listen
-  std::optional<HostPort> admin_listen{};  // operations endpoints only
+  std::optional<HostPort> admin_listen{};  // health endpoints and the registry API
   unsigned threads = 0;                    // 0: the number of cores
   std::string zone{};                      // this Switchboard's zone, for zone-aware balancing
   bool operator==(const ServerConfig&) const = default;
 };
 
+/// Who may use the registry API (/api/services...) and where registrations may point.
+/// Reads are GET and HEAD; every other method is a write (register, heartbeat, deregister,
+/// breaker actions).
+struct ApiConfig {
+  std::string token{};     // api.token, SWITCHBOARD_API_TOKEN; "": writes from loopback only
+  bool open_reads = true;  // reads without the token; false: reads follow the write rule
+  std::vector<IpNetwork> allowed_networks = loopback_networks();  // for registered URLs
+  bool operator==(const ApiConfig&) const = default;
+};
+
 struct Config {
   ServerConfig server{};
+  ApiConfig api{};
   LimitsConfig limits{};
   UpstreamDefaults upstream{};
   DrainConfig drain{};

@@ -55,6 +55,39 @@ std::string StringList::render(const std::vector<std::string>& v) const {
   return out + "]";
 }
 
+Problem token_problem(std::string_view token) {
+  if (token == kRedacted)
+    return std::string(
+        "is the redacted value --print-config shows; write the real token here, or set "
+        "SWITCHBOARD_API_TOKEN");
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    const auto c = static_cast<unsigned char>(token[i]);
+    if (c < 0x21 || c > 0x7e)
+      return fmt::format("character {} is not allowed (use visible ASCII characters, no blanks)",
+                         i + 1);
+  }
+  if (token.size() < 16)
+    return fmt::format(
+        "too short ({} characters): use at least 16, e.g. the output of `openssl rand -hex 32`",
+        token.size());
+  return std::nullopt;
+}
+
+std::string Networks::render(const std::vector<IpNetwork>& v) const {
+  std::string out = "[";
+  for (const auto& n : v) {
+    if (out.size() > 1) out += ", ";
+    out += quote(n.text);
+  }
+  return out + "]";
+}
+
+Problem check_network(std::string_view s) {
+  std::string why;
+  if (IpNetwork::parse(s, &why)) return std::nullopt;
+  return fmt::format("bad network {}: {}", quote(s), why);
+}
+
 Problem check_zone(std::string_view z) {
   if (valid_zone(z)) return std::nullopt;
   return fmt::format("bad zone {} (use {})", quote(z), kZoneRule);

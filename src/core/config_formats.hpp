@@ -14,6 +14,7 @@
 
 #include "core/config.hpp"
 #include "core/config_text.hpp"
+#include "core/ip_network.hpp"
 #include "core/text.hpp"
 
 namespace sb::core::schema {
@@ -271,6 +272,32 @@ struct StringList {
   std::string render(const std::vector<std::string>& v) const;
   std::string type() const { return fmt::format("list of {}", noun); }
 };
+
+/// api.token: at least 16 visible ASCII characters (or "": none). Its errors never quote it,
+/// and --print-config shows kRedacted, which it refuses (a printed configuration never
+/// runs with a token nobody chose).
+inline constexpr std::string_view kRedacted = "<redacted>";
+Problem token_problem(std::string_view token);
+struct Token {
+  std::string_view expected() const { return "expected a string"; }
+  Problem parse(std::string_view s, std::string& out) const {
+    if (!s.empty())
+      if (auto why = token_problem(s)) return why;
+    out = std::string(s);
+    return std::nullopt;
+  }
+  std::string render(const std::string& v) const { return v.empty() ? "\"\"" : quote(kRedacted); }
+  std::string type() const { return "string"; }
+};
+
+/// A list of networks in CIDR notation (api.allowed_networks).
+struct Networks {
+  static constexpr bool kNode = true;
+  std::string render(const std::vector<IpNetwork>& v) const;
+  std::string type() const { return "list of networks"; }
+};
+/// What is wrong with one network of such a list.
+Problem check_network(std::string_view s);
 
 // --- the environment's formats -------------------------------------------------------
 

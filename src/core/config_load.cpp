@@ -173,6 +173,15 @@ class Reader {
   void read_node(const Field& e, std::map<std::string, std::string>& t, const schema::Headers& h) {
     l_.read_headers(e, t, h.reserved);
   }
+  void read_node(const Field& e, std::vector<IpNetwork>& t, const schema::Networks&) {
+    auto list =
+        l_.read_string_list(e, "networks (e.g. 10.0.0.0/8, fd00::/8)", schema::check_network);
+    if (!list) return;
+    std::vector<IpNetwork> networks;
+    for (const auto& s : *list) networks.push_back(*IpNetwork::parse(s));
+    t = std::move(networks);
+    l_.note(e);
+  }
   void read_node(const Field& e, std::vector<std::string>& t, const schema::StringList& f) {
     if (auto v = l_.read_string_list(e, f.noun, f.check)) {
       t = std::move(*v);

@@ -268,6 +268,7 @@ std::string render_config(const Config& config) { return Renderer(config, nullpt
 
 std::optional<std::string> config_docs_table(std::string_view name) {
   if (name == "server") return table_of<ServerConfig>();
+  if (name == "api") return table_of<ApiConfig>();
   if (name == "limits") return table_of<LimitsConfig>();
   if (name == "upstream") return table_of<UpstreamDefaults>();
   if (name == "drain") return table_of<DrainConfig>();
@@ -288,9 +289,9 @@ std::optional<std::string> config_docs_table(std::string_view name) {
 }
 
 std::vector<std::string_view> config_docs_tables() {
-  return {"server",    "limits",   "upstream", "drain",    "logging",    "health",
-          "telemetry", "services", "breaker",  "outlier",  "balancer",   "retry",
-          "hedge",     "fallback", "routes",   "webhooks", "environment"};
+  return {"server", "api",       "limits",   "upstream", "drain",    "logging",
+          "health", "telemetry", "services", "breaker",  "outlier",  "balancer",
+          "retry",  "hedge",     "fallback", "routes",   "webhooks", "environment"};
 }
 
 }  // namespace sb::core

@@ -44,13 +44,37 @@ void visit(V& v, ServerConfig& s) {
   v.key("listen", s.listen, HostPortValue{}, {"the proxy listener"},
         Cli<HostPortValue>{"--listen", {}, "HOST:PORT"});
   v.key("admin_listen", s.admin_listen, OrNull<HostPortValue>{},
-        {"optional second listener serving only the operations endpoints (`/health*`, "
-         "`/metrics`, `/api/...`); must differ from `listen` unless both use port 0"});
+        {"optional second listener serving the health endpoints (`/health*`) and the registry "
+         "API (`/api/services...`), and proxying nothing. When it is set, the proxy listener "
+         "answers 404 (problem+json) for the API. Must differ from `listen` unless both use "
+         "port 0"});
   v.key("threads", s.threads, UInt{0, 1024}, {"worker threads; `0` means one per core"},
         Cli<UInt>{"--threads", {1, 1024}, "N", "(1..1024)"});
   v.key("zone", s.zone, String{check_zone},
         {"this Switchboard's zone (up to 63 of `A-Za-z0-9-_.`): balancers prefer instances of "
          "the same zone (see `balancer.zone_min_available`); `\"\"`: no preference"});
+}
+
+template <class V>
+void visit(V& v, ApiConfig& a) {
+  v.key("token", a.token, Token{},
+        {"the bearer token writes need (`Authorization: Bearer <token>`, scheme in any case; "
+         "compared in constant time). At least 16 visible ASCII characters, no blanks (e.g. "
+         "`openssl rand -hex 32`). `\"\"`: no token, and writes are accepted from loopback "
+         "clients (`127.0.0.0/8`, `::1`) only, with a warning at start. Never logged; "
+         "`--print-config` shows `\"<redacted>\"`, which is refused as a token (so a printed "
+         "configuration does not run with it)"},
+        Env<Token>{"SWITCHBOARD_API_TOKEN", {}});
+  v.key("open_reads", a.open_reads, Bool{},
+        {"reads need nothing; `false`: reads follow the write rule (the token, or a loopback "
+         "client without one)"});
+  v.key("allowed_networks", a.allowed_networks, Networks{},
+        {"a registration's URL must point into one of these: an address host is checked as it "
+         "is, a host name is resolved (on the API's own thread, never a worker) and each of its "
+         "addresses must be in the list. Networks in CIDR notation (`10.0.0.0/8`, `fd00::/8`); "
+         "a bare address is a `/32` or `/128`; host bits must be clear (`10.0.0.1/8` is an "
+         "error). `[]` refuses every registration. A deployment on a private network lists its "
+         "ranges"});
 }
 
 template <class V>
@@ -451,6 +475,7 @@ void visit(V& v, WebhookConfig& w) {
 template <class V>
 void visit(V& v, Config& c) {
   v.section("server", c.server, {});
+  v.section("api", c.api, {});
   v.section("limits", c.limits, {});
   v.section("upstream", c.upstream, {});
   v.section("drain", c.drain, {});

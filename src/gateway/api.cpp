@@ -2,9 +2,12 @@
 
 #include <boost/json.hpp>
 
+#include "core/logging.hpp"
+#include "gateway/api_access.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/guards.hpp"
 #include "gateway/webhooks.hpp"
+#include "http/exchange.hpp"
 #include "http/message.hpp"
 #include "registry/registry.hpp"
 
@@ -28,6 +31,19 @@ ApiResponse from_error(const registry::ApiError& e, std::string_view cid) {
                      : e.status == 503 ? "registry-unavailable"
                                        : "invalid-registration";
   return problem(e.status, slug, e.detail, e.field, cid);
+}
+
+ApiResponse refused(const ApiRefusal& r, std::string_view cid) {
+  ApiResponse out = problem(r.status, r.slug, r.detail, r.field, cid);
+  if (!r.challenge.empty()) out.extra_fields = "WWW-Authenticate: " + r.challenge + "\r\n";
+  return out;
+}
+
+// Every refused call is logged with the client's address (never the Authorization value).
+void log_refusal(std::string_view method, std::string_view path, std::string_view peer,
+                 const ApiRefusal& r, std::string_view cid) {
+  SB_REQ_LOG(warn, cid, "refused registry API call {} {} from {}: {} {}", method, path,
+             peer.empty() ? std::string_view("unknown") : peer, r.status, r.detail);
 }
 
 ApiResponse method_not_allowed(std::string_view allow, std::string_view cid) {
@@ -73,8 +89,21 @@ bool is_api_path(std::string_view path) {
 
 bool api_wants_body(std::string_view method) { return method == "PUT" || method == "POST"; }
 
+std::optional<ApiResponse> check_api_access(Gateway& gw, const http::Exchange& ex) {
+  const auto& head = ex.head();
+  std::string_view authorization;
+  for (std::size_t i = 0; i < head.field_count; ++i)
+    if (http::iequals(head.fields[i].name, "authorization")) authorization = head.fields[i].value;
+  const ApiCaller caller{ex.listener() == http::ListenerKind::kAdmin, head.method,
+                         ex.peer_address(), authorization};
+  auto r = gw.api_access().check(caller);
+  if (!r) return std::nullopt;
+  log_refusal(head.method, ex.info().path, ex.peer_address(), *r, ex.correlation_id());
+  return refused(*r, ex.correlation_id());
+}
+
 ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view path,
-                       std::string_view body, std::string_view cid) {
+                       std::string_view body, std::string_view cid, std::string_view peer) {
   auto& reg = gw.registry();
   if (!path.starts_with(kPrefix) || (path.size() > kPrefix.size() && path[kPrefix.size()] != '/'))
     return problem(404, "not-found", "the API lives under /api/services", "", cid);
@@ -151,7 +180,12 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
   if (method != "PUT") return method_not_allowed("PUT, DELETE", cid);
   auto parsed = registry::parse_registration(service, id, body);
   if (auto* err = std::get_if<registry::ApiError>(&parsed)) return from_error(*err, cid);
-  auto outcome = reg.put(std::get<registry::Registration>(parsed));
+  const auto& registration = std::get<registry::Registration>(parsed);
+  if (auto r = gw.api_access().check_destination(registration.url)) {
+    log_refusal(method, path, peer, *r, cid);
+    return refused(*r, cid);
+  }
+  auto outcome = reg.put(registration);
   if (auto* err = std::get_if<registry::ApiError>(&outcome)) return from_error(*err, cid);
   const bool created =
       std::get<registry::Registry::PutOutcome>(outcome) == registry::Registry::PutOutcome::kCreated;

@@ -15,6 +15,7 @@
 #ifndef SB_VERSION
 #define SB_VERSION "0.0.0"
 #endif
+#include "gateway/api_access.hpp"
 #include "gateway/guards.hpp"
 #include "gateway/health_checker.hpp"
 #include "gateway/proxy.hpp"
@@ -62,7 +63,9 @@ Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
     : config_(std::move(config)),
       clock_(clock),
       router_(config_.services, config_.routes),
-      data_dir_(std::move(data_dir)) {}
+      data_dir_(std::move(data_dir)),
+      api_access_(std::make_unique<ApiAccess>(
+          ApiAccess::Settings{config_.api, config_.server.admin_listen.has_value()})) {}
 
 Gateway::~Gateway() {
   if (checker_) checker_->stop();
@@ -132,7 +135,31 @@ std::optional<std::string> Gateway::open_registry() {
   registry_ = std::make_unique<registry::Registry>(config_, clock_, store_.get(), self);
   guards_ = std::make_unique<Guards>(*registry_);
   if (auto err = registry_->load()) return err;
+  drop_disallowed_registrations();
   return std::nullopt;
+}
+
+void Gateway::drop_disallowed_registrations() {
+  // Registrations kept in the data directory follow today's api.allowed_networks: a range
+  // taken out of it, or a registration kept by a version that did not check, must not get
+  // traffic. A name that does not resolve now is kept (DNS may not be up yet at boot).
+  const auto snap = registry_->snapshot();
+  for (const auto& s : snap->services) {
+    for (const auto& i : s.instances) {
+      if (i.source != core::Source::kApi) continue;
+      const auto refused = api_access_->check_destination(i.config.url);
+      if (!refused) continue;
+      if (refused->status != 403) {
+        spdlog::warn("registry: keeping stored registration {}/{} ({}) unchecked: {}", s.name, i.id,
+                     i.config.url.text, refused->detail);
+        continue;
+      }
+      spdlog::warn("registry: dropping stored registration {}/{} ({}): {}", s.name, i.id,
+                   i.config.url.text, refused->detail);
+      if (auto err = registry_->remove(s.name, i.id))
+        spdlog::warn("registry: could not drop {}/{}: {}", s.name, i.id, err->detail);
+    }
+  }
 }
 
 void Gateway::start() {
@@ -156,6 +183,10 @@ void Gateway::start() {
   spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
                server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
                server_->workers().size(), registry_->snapshot()->services.size());
+  if (!api_access_->has_token())
+    spdlog::warn(
+        "api.token is not set: registry API writes (register, heartbeat, deregister, breaker "
+        "actions) are accepted from loopback clients only");
 }
 
 int Gateway::run_until_signalled() {

@@ -43,7 +43,8 @@ class Gateway {
   /// Binds the listeners ("server.listen: 127.0.0.1:8080: address already in use").
   std::optional<std::string> bind();
   /// After bind(): builds the registry (configured services, Switchboard itself) and loads
-  /// the registrations kept in the data directory. Returns a startup error or nullopt.
+  /// the registrations kept in the data directory, dropping those outside
+  /// api.allowed_networks. Returns a startup error or nullopt.
   std::optional<std::string> open_registry();
   /// Starts the workers. Blocks SIGTERM/SIGINT in them so run_until_signalled() gets them.
   void start();
@@ -63,6 +64,8 @@ class Gateway {
   /// else the one built from upstream.tls (services registered through the API).
   const std::shared_ptr<boost::asio::ssl::context>& tls_context_for(std::string_view service) const;
   registry::Registry& registry() { return *registry_; }
+  /// Who may call the registry API and where registrations may point (api.* keys).
+  const class ApiAccess& api_access() const { return *api_access_; }
   /// Breakers, outlier records and retry budgets shared by the workers (after open_registry).
   class Guards& guards() {
     return *guards_;
@@ -76,6 +79,9 @@ class Gateway {
 
  private:
   void stop_registry_writer();
+  /// Removes the API registrations loaded from the store whose URL api.allowed_networks no
+  /// longer allows (at start, before the workers run: a name may be resolved here).
+  void drop_disallowed_registrations();
 
   core::Config config_;
   core::Clock& clock_;
@@ -83,6 +89,7 @@ class Gateway {
   std::string data_dir_;
   std::map<std::string, std::shared_ptr<boost::asio::ssl::context>, std::less<>> tls_contexts_;
   std::shared_ptr<boost::asio::ssl::context> default_tls_;
+  std::unique_ptr<class ApiAccess> api_access_;
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<class Guards> guards_;

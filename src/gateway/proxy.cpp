@@ -516,6 +516,13 @@ class ProxyHandler final : public http::Handler {
 
   /// The registration API: reads the (small) body, then answers from the registry.
   Task<void> answer_api(Exchange& ex, Outcome& out) {
+    // Listener, token and client address are checked before the body is read.
+    if (auto refused = check_api_access(gw_, ex)) {
+      prepare_response(ex, out, refused->status, refused->content_type, refused->body,
+                       refused->extra_fields);
+      co_await send_scratch(ex);
+      co_return;
+    }
     if (ex.info().path == "/api/services/events" && ex.head().method == "GET") {
       co_await stream_events(ex, out);
       co_return;
@@ -549,9 +556,10 @@ class ProxyHandler final : public http::Handler {
     auto call = run_on(
         gw_.registry_writer(), worker_,
         [&gw = gw_, method = std::string(ex.head().method), path = std::string(ex.info().path),
-         body = std::move(body), id = std::string(ex.correlation_id())] {
+         body = std::move(body), id = std::string(ex.correlation_id()),
+         peer = std::string(ex.peer_address())] {
           try {
-            return handle_api(gw, method, path, body, id);
+            return handle_api(gw, method, path, body, id, peer);
           } catch (const std::exception& e) {  // nothing may escape the writer's thread
             const core::RequestLogScope scope(id);
             spdlog::error("registry API call failed: {}", e.what());
@@ -666,7 +674,8 @@ class ProxyHandler final : public http::Handler {
     }
     if (ex.listener() == http::ListenerKind::kAdmin) {
       prepare_problem(ex, out, 404, "not-found",
-                      "the admin listener serves /health, /health/live and /health/ready");
+                      "the admin listener serves /health, /health/live, /health/ready and "
+                      "/api/services");
       return false;
     }
     m = gw_.router().match(info.host, info.path);

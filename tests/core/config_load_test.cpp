@@ -703,6 +703,125 @@ TEST_F(ConfigLoadTest, WebhookErrors) {
                                   "webhooks[0].backoff (500ms), got 100ms"));
 }
 
+// The api section: token, open_reads and allowed_networks, with their origins.
+TEST_F(ConfigLoadTest, ApiKeys) {
+  const Config d = load_ok("");
+  EXPECT_EQ(d.api.token, "");
+  EXPECT_TRUE(d.api.open_reads);
+  EXPECT_EQ(d.api.allowed_networks, loopback_networks());
+  EXPECT_EQ(d.origins.at("api.token"), "default");
+  EXPECT_EQ(d.origins.at("api.allowed_networks"), "default");
+
+  const Config c = load_ok(
+      "api:\n"
+      "  token: \"0123456789abcdef+/=~\"\n"
+      "  open_reads: false\n"
+      "  allowed_networks: [10.0.0.0/8, \"FD00::/8\", 192.168.1.7]\n");
+  EXPECT_EQ(c.api.token, "0123456789abcdef+/=~");
+  EXPECT_FALSE(c.api.open_reads);
+  ASSERT_EQ(c.api.allowed_networks.size(), 3u);
+  EXPECT_EQ(c.api.allowed_networks[0].text, "10.0.0.0/8");
+  EXPECT_EQ(c.api.allowed_networks[1].text, "fd00::/8");
+  EXPECT_EQ(c.api.allowed_networks[2].text, "192.168.1.7/32");
+  EXPECT_EQ(c.origins.at("api.token"), from(2));
+  EXPECT_EQ(c.origins.at("api.open_reads"), from(3));
+  EXPECT_EQ(c.origins.at("api.allowed_networks"), from(4));
+  // An empty list refuses every registration; an empty token is no token.
+  EXPECT_TRUE(load_ok("api: {allowed_networks: [], token: \"\"}\n").api.allowed_networks.empty());
+  EXPECT_EQ(load_ok("api:\n").api, ApiConfig{});
+}
+
+// Each bad api value is named with file, line and key; a refused token is never quoted.
+TEST_F(ConfigLoadTest, ApiErrors) {
+  EXPECT_THAT(
+      messages(load_yaml("api:\n"
+                         "  token: \"short-secret\"\n"
+                         "  open_reads: sometimes\n"
+                         "  allowed_networks:\n"
+                         "    - 10.0.0.1/8\n"
+                         "    - \"fd00::/129\"\n"
+                         "    - example.com\n"
+                         "    - 10.0.0.0/8\n"
+                         "    - 10.0.0.0/8\n"
+                         "  allowed_network: []\n")),
+      ElementsAre(at(2) + "api.token: too short (12 characters): use at least 16, e.g. the "
+                          "output of `openssl rand -hex 32`",
+                  at(3) + "api.open_reads: expected true or false, got \"sometimes\"",
+                  at(5) + "api.allowed_networks[0]: bad network \"10.0.0.1/8\": host bits are "
+                          "set: did you mean 10.0.0.0/8?",
+                  at(6) + "api.allowed_networks[1]: bad network \"fd00::/129\": the prefix "
+                          "length after '/' must be a number from 0 to 128",
+                  at(7) + "api.allowed_networks[2]: bad network \"example.com\": not an IP "
+                          "address (expected e.g. 10.0.0.0/8 or fd00::/8)",
+                  at(9) + "api.allowed_networks[4]: \"10.0.0.0/8\" is listed twice",
+                  at(10) + "api.allowed_network: unknown key (did you mean "
+                           "\"allowed_networks\"?)"));
+  const std::string spaced = "correct horse battery staple";
+  auto r = load_yaml("api:\n  token: \"" + spaced + "\"\n  allowed_networks: 10.0.0.0/8\n");
+  EXPECT_THAT(messages(r),
+              ElementsAre(at(2) + "api.token: character 8 is not allowed (use visible ASCII "
+                                  "characters, no blanks)",
+                          at(3) + "api.allowed_networks: expected a list of networks (e.g. "
+                                  "10.0.0.0/8, fd00::/8), got \"10.0.0.0/8\""));
+  EXPECT_EQ(joined(r).find(spaced), std::string::npos);
+  EXPECT_THAT(messages(load_yaml("api:\n  token: \"<redacted>\"\n")),
+              ElementsAre(at(2) + "api.token: is the redacted value --print-config shows; "
+                                  "write the real token here, or set SWITCHBOARD_API_TOKEN"));
+  EXPECT_THAT(messages(load_yaml("api:\n  token: [a]\n")),
+              ElementsAre(at(2) + "api.token: expected a string, got a list"));
+}
+
+// SWITCHBOARD_API_TOKEN sets api.token (over the file), from the environment or a dotenv
+// file, checked like the file's; its errors do not quote it.
+TEST_F(ConfigLoadTest, EnvApiToken) {
+  options_.environment = {{"SWITCHBOARD_API_TOKEN", " env-token-0123456789 "}};
+  auto r = load_yaml("api:\n  token: file-token-0123456789\n");
+  ASSERT_TRUE(r.ok()) << joined(r);
+  EXPECT_EQ(r.config->api.token, "env-token-0123456789");
+  EXPECT_EQ(r.config->origins.at("api.token"), "env SWITCHBOARD_API_TOKEN");
+
+  options_.environment = {{"SWITCHBOARD_API_TOKEN", "tiny"}};
+  auto bad = load_config(options_);
+  EXPECT_THAT(messages(bad), ElementsAre("env SWITCHBOARD_API_TOKEN: too short (4 characters): "
+                                         "use at least 16, e.g. the output of `openssl rand "
+                                         "-hex 32`"));
+  options_.environment = {};
+  write(".env.local", "# tokens\nSWITCHBOARD_API_TOKEN=\"two words-0123456789\"\n");
+  auto dotenv = load_config(options_);
+  EXPECT_THAT(messages(dotenv),
+              ElementsAre(dir_ + "/.env.local:2: SWITCHBOARD_API_TOKEN: character 4 is not "
+                                 "allowed (use visible ASCII characters, no blanks)"));
+  EXPECT_EQ(joined(dotenv).find("two words"), std::string::npos);
+  write(".env.local", "SWITCHBOARD_API_TOKEN=dotenv-token-0123456789\n");
+  auto ok = load_config(options_);
+  ASSERT_TRUE(ok.ok()) << joined(ok);
+  EXPECT_EQ(ok.config->api.token, "dotenv-token-0123456789");
+  EXPECT_EQ(ok.config->origins.at("api.token"),
+            "env-file " + dir_ + "/.env.local:1 (SWITCHBOARD_API_TOKEN)");
+}
+
+// --print-config shows the token redacted (and "" when unset), the networks as a list that
+// loads back.
+TEST_F(ConfigLoadTest, RenderRedactsTheApiToken) {
+  const Config c = load_ok(
+      "api:\n"
+      "  token: \"s3cret-token-0123456789\"\n"
+      "  allowed_networks: [10.0.0.0/8, \"fd00::/8\"]\n");
+  const std::string yaml = render_config(c);
+  EXPECT_EQ(yaml.find("s3cret"), std::string::npos) << yaml;
+  EXPECT_THAT(yaml, HasSubstr("api:\n  token: \"<redacted>\"  # " + from(2) + "\n"));
+  EXPECT_THAT(yaml, HasSubstr("  open_reads: true  # default\n"));
+  EXPECT_THAT(yaml, HasSubstr("  allowed_networks: [\"10.0.0.0/8\", \"fd00::/8\"]  # " + from(3)));
+  EXPECT_THAT(render_config(load_ok("")),
+              HasSubstr("api:\n  token: \"\"  # default\n  open_reads: true  # default\n"
+                        "  allowed_networks: [\"127.0.0.0/8\", \"::1/128\"]  # default\n"));
+  Config untokened = c;
+  untokened.api.token.clear();
+  auto again = load_yaml(render_config(untokened));
+  ASSERT_TRUE(again.ok()) << joined(again);
+  EXPECT_EQ(again.config->api, untokened.api);
+}
+
 TEST_F(ConfigLoadTest, DuplicateService) {
   EXPECT_THAT(messages(load_yaml("services:\n"
                                  "  llm-service:\n"
@@ -1401,6 +1520,7 @@ TEST_F(ConfigLoadTest, OnlyEffectiveVariableValuesAreChecked) {
 // Compares everything but origins and Service::source (the rendered file is one layer).
 void expect_same_values(const Config& a, const Config& b) {
   EXPECT_EQ(a.server, b.server);
+  EXPECT_EQ(a.api, b.api);
   EXPECT_EQ(a.limits, b.limits);
   EXPECT_EQ(a.upstream, b.upstream);
   EXPECT_EQ(a.drain, b.drain);
