@@ -287,7 +287,7 @@ struct Token {
     return std::nullopt;
   }
   std::string render(const std::string& v) const { return v.empty() ? "\"\"" : quote(kRedacted); }
-  std::string type() const { return "string"; }
+  std::string type() const { return "at least 16 visible ASCII characters"; }
 };
 
 /// A list of networks in CIDR notation (api.allowed_networks).

@@ -91,6 +91,13 @@ void visit(V& v, LimitsConfig& l) {
         {"the whole request head, from its first byte [408]"});
   v.key("body_timeout", l.body_timeout, Duration{Millis(1)},
         {"between two reads of the request body [408]"});
+  v.key("min_body_rate", l.min_body_rate, Size{0, kGiB},
+        {"bytes per second a request body must keep up once `body_rate_grace` is spent [408]; "
+         "only the time the gateway waits for body bytes counts (not time spent waiting on the "
+         "upstream); `0`: off"});
+  v.key("body_rate_grace", l.body_rate_grace, Duration{Millis(0)},
+        {"body read time before `min_body_rate` applies: a body must have arrived by "
+         "`body_rate_grace + bytes / min_body_rate` of waiting"});
   v.key("keepalive_timeout", l.keepalive_timeout, Duration{Millis(1)},
         {"idle client connection between requests"});
   v.key("max_response_header_bytes", l.max_response_header_bytes, Size{kKiB, kMiB},
@@ -140,7 +147,8 @@ void visit(V& v, DrainConfig& d) {
   v.key("delay", d.delay, Duration{Millis(0)},
         {"keep accepting this long, so load balancers notice"});
   v.key("timeout", d.timeout, Duration{Millis(0)},
-        {"then wait at most this long for in-flight requests"});
+        {"then wait at most this long for in-flight requests (connections with none, idle or "
+         "still sending a head, are closed when the listeners close)"});
 }
 
 inline const Choice<LogFormat>& log_format_choice() {

@@ -216,9 +216,12 @@ int Gateway::drain_and_stop() {
   int status = 0;
   while (server_->connections() > 0) {
     if (clock_.steady_now() >= deadline) {
+      // Connections with no request in flight were closed when the listeners closed; what
+      // is left is cut, and the exit says so only when that cut a request.
+      const std::uint32_t cut = server_->in_flight();
       spdlog::warn("drain timeout ({} ms): cutting {} connection(s), {} request(s) in flight",
-                   config_.drain.timeout.count(), server_->connections(), server_->in_flight());
-      status = 1;
+                   config_.drain.timeout.count(), server_->connections(), cut);
+      status = cut > 0 ? 1 : 0;
       break;
     }
     if (int again = wait_signal(std::chrono::milliseconds(20))) exit_now(again);

@@ -13,6 +13,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 
+#include "http/body_rate.hpp"
 #include "http/head_buffer.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
@@ -24,6 +25,24 @@ namespace sb::http {
 class Worker;
 class Exchange;
 
+/// What a client connection needs only while a request is on it: the read buffer, the
+/// parsed head and the storage for building and gathering the response. Lent from a
+/// per-worker free list when the first byte of a request arrives and given back when the
+/// connection goes idle again, so an idle keep-alive connection holds none of it (~15 KiB).
+struct RequestBuffers {
+  // A head of up to 4 KiB and the 8 KiB of body space parse_head() wants after it, so that
+  // the usual request never grows the buffer. Grown ones (up to kKeepMax) stay with the
+  // block: a client whose heads are larger does not reallocate on every request.
+  static constexpr std::size_t kSize = 12 * 1024;
+  static constexpr std::size_t kKeepMax = 32 * 1024;
+  std::unique_ptr<char[]> data = std::make_unique_for_overwrite<char[]>(kSize);
+  std::size_t data_size = kSize;
+  RequestHead head;
+  HeadBuffer scratch;
+  HeadBuffer scratch2;
+  WriteBatch batch;
+};
+
 /// Which operation a deadline guards; reported when it fires.
 enum class TimeoutKind : std::uint8_t {
   kNone,
@@ -33,6 +52,7 @@ enum class TimeoutKind : std::uint8_t {
   kClientWrite,       // client not reading: close
   kUpstreamConnect,   // 504
   kUpstreamResponse,  // 504
+  kClientBodyRate,    // 408: the body fell below limits.min_body_rate (see BodyRate)
 };
 
 /// Answers requests. One per worker, so it may keep per-worker state without locks.
@@ -74,7 +94,7 @@ class Exchange {
   Task<void> run();
 
   // --- The current request (valid inside Handler::handle) ---
-  const RequestHead& head() const { return head_; }
+  const RequestHead& head() const { return req_->head; }
   const RequestInfo& info() const { return info_; }
   ListenerKind listener() const { return kind_; }
   std::string_view correlation_id() const { return correlation_id_; }
@@ -88,6 +108,10 @@ class Exchange {
   void rewind_body();
   /// The next piece of the request body. Sends "100 Continue" first when the client asked.
   Task<BodyPiece> read_body();
+  /// What a BodyPiece::Error::kTimeout means, for the 408's detail: which limit ended the
+  /// body ("request body not received within limits.body_timeout", or slower than
+  /// limits.min_body_rate). Valid until the next request.
+  std::string_view body_timeout_detail() const;
   /// Reads and discards the rest of the body (so the connection can be reused); false if
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
@@ -122,10 +146,19 @@ class Exchange {
   void abort();
 
   /// Reusable storage for building heads and gathering writes (kept here, not on
-  /// coroutine frames, so that the frames stay small enough to be recycled).
-  HeadBuffer& scratch() { return scratch_; }
-  HeadBuffer& scratch2() { return scratch2_; }
-  WriteBatch& batch() { return batch_; }
+  /// coroutine frames, so that the frames stay small enough to be recycled). Valid while a
+  /// request is on the connection (inside Handler::handle).
+  HeadBuffer& scratch() { return req_->scratch; }
+  HeadBuffer& scratch2() { return req_->scratch2; }
+  WriteBatch& batch() { return req_->batch; }
+  /// Whether the connection holds its request buffers now (it does while a request is on
+  /// it, and never while idle between requests). For tests.
+  bool holds_buffers_for_test() const { return req_ != nullptr; }
+  /// Request buffers kept in this thread's free list. For tests.
+  static std::size_t free_buffers_for_test();
+  /// Frees some of this thread's kept request buffers that went unused (FreeList::trim);
+  /// the worker calls it about once a second.
+  static void trim_free_buffers();
 
   // --- Deadlines (one coarse sweep per worker; see Worker::tick) ---
   /// Guards the next operations on `socket` with `deadline`. Every wait is armed just
@@ -143,6 +176,11 @@ class Exchange {
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   /// True while waiting for the first byte of a request.
   bool idle() const { return idle_; }
+  /// True while no request is in flight: waiting for or reading a request head (idle
+  /// keep-alive, or a head begun but not complete).
+  bool awaiting_head() const { return awaiting_head_; }
+  /// Closes the connection if no request is in flight on it (awaiting_head()): the drain
+  /// calls it once the listeners are closed. A half-received head is dropped unanswered.
   void close_if_idle();
 
   // Intrusive list of a worker's connections.
@@ -163,6 +201,12 @@ class Exchange {
   Task<void> reject(int status, std::string_view detail);
   void arm_client_write();
   void ensure_capacity(std::size_t need);
+  /// Takes request buffers from this thread's free list (a no-op when held).
+  void lend();
+  /// Returns them, when no request byte is buffered (len_ == 0).
+  void give_back();
+  static char* lend_for_recv(void* self, std::size_t& size);
+  static void give_back_for_recv(void* self);
   void new_correlation_id();
 
   Worker& worker_;
@@ -170,14 +214,14 @@ class Exchange {
   Reactor* reactor_;  // socket_'s, for recv_some
   ListenerKind kind_;
 
-  std::unique_ptr<char[]> buf_;
+  std::unique_ptr<RequestBuffers> req_;  // while a request is on the connection
+  std::unique_ptr<char[]> buf_;          // req_->data while lent (it may grow)
   std::size_t cap_ = 0;
   std::size_t len_ = 0;        // bytes in buf_
   std::size_t scan_from_ = 0;  // head scan resume point
   int refuse_status_ = 0;
   std::string refuse_detail_;
 
-  RequestHead head_;
   RequestInfo info_;
   std::array<char, 36> generated_id_{};
   std::string_view correlation_id_;
@@ -191,10 +235,13 @@ class Exchange {
   bool body_done_ = true;
   bool body_read_from_socket_ = false;
   bool continue_sent_ = false;
+  bool body_too_slow_ = false;  // the last kTimeout was limits.min_body_rate's
+  BodyRate body_rate_;
 
   bool keep_alive_ = true;
   bool response_started_ = false;
   bool idle_ = true;
+  bool awaiting_head_ = true;
   bool closed_ = false;
   std::uint64_t bytes_sent_ = 0;
 
@@ -202,10 +249,6 @@ class Exchange {
   core::SteadyTime deadline_ = core::SteadyTime::max();
   TimeoutKind armed_kind_ = TimeoutKind::kNone;
   TimeoutKind fired_ = TimeoutKind::kNone;
-
-  HeadBuffer scratch_;
-  HeadBuffer scratch2_;
-  WriteBatch batch_;
 };
 
 }  // namespace sb::http

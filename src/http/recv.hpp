@@ -52,6 +52,16 @@ namespace recv_detail {
 
 namespace ad = boost::asio::detail;
 
+/// Where a read's buffer comes from when it has none yet: lend() is called (on the
+/// socket's thread, from the reactor) once bytes may be there, and give_back() when the
+/// attempt found none after all, so a connection waiting for its next request holds no
+/// buffer. lend() returns the buffer and sets `size`; it must not fail.
+struct Lender {
+  void* self = nullptr;
+  char* (*lend)(void* self, std::size_t& size) = nullptr;
+  void (*give_back)(void* self) = nullptr;
+};
+
 enum class Flavor : std::uint8_t {
   kPlain,  // recv(); done when bytes came
   // As kPlain, but the first attempt (the speculative one) is skipped. Only for sockets
@@ -67,13 +77,14 @@ class RecvOp : public ad::reactor_op {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(RecvOp);
 
-  RecvOp(int fd, char* data, std::size_t size, Flavor flavor, Handler& handler,
+  RecvOp(int fd, char* data, std::size_t size, Flavor flavor, Lender lender, Handler& handler,
          const Executor& io_ex)
       : reactor_op(error_code(), &RecvOp::perform, &RecvOp::complete),
         fd_(fd),
         flavor_(flavor),
         data_(data),
         size_(size),
+        lender_(lender),
         handler_(std::move(handler)),
         work_(handler_, io_ex) {}
 
@@ -83,6 +94,8 @@ class RecvOp : public ad::reactor_op {
       o->flavor_ = Flavor::kPlain;
       return not_done;
     }
+    const bool borrowed = o->data_ == nullptr && o->lender_.lend != nullptr;
+    if (borrowed) o->data_ = o->lender_.lend(o->lender_.self, o->size_);
     if (o->size_ == 0) return done;  // as Asio: an empty read completes at once with 0
     for (;;) {
       int left = -1;
@@ -97,7 +110,14 @@ class RecvOp : public ad::reactor_op {
         return done_and_exhausted;
       }
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (borrowed) {  // nothing came after all: keep waiting without the buffer
+          o->lender_.give_back(o->lender_.self);
+          o->data_ = nullptr;
+          o->size_ = 0;
+        }
+        return not_done;
+      }
       o->ec_ = error_code(errno, boost::asio::error::get_system_category());
       return done;
     }
@@ -143,6 +163,7 @@ class RecvOp : public ad::reactor_op {
   Flavor flavor_;
   char* data_;
   std::size_t size_;
+  Lender lender_;
   Handler handler_;
   ad::handler_work<Handler, Executor> work_;
 };
@@ -158,12 +179,12 @@ struct SocketAccess : Socket {
 
 template <class Handler>
 void start_recv(Reactor& reactor, Socket& socket, char* data, std::size_t size, Flavor flavor,
-                Handler handler) {
+                Handler handler, Lender lender = {}) {
   const bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
   auto& impl = SocketAccess::implementation(socket);
   using Op = RecvOp<Handler>;
   typename Op::ptr p = {ad::addressof(handler), Op::ptr::allocate(handler), 0};
-  p.p = new (p.v) Op(impl.socket_, data, size, flavor, handler, socket.get_executor());
+  p.p = new (p.v) Op(impl.socket_, data, size, flavor, lender, handler, socket.get_executor());
   if (!(impl.state_ & ad::socket_ops::non_blocking) &&
       !ad::socket_ops::set_internal_non_blocking(impl.socket_, impl.state_, true, p.p->ec_)) {
     reactor.post_immediate_completion(p.p, is_continuation);
@@ -198,6 +219,20 @@ inline auto recv_some(Reactor& reactor, Socket& socket, char* data, std::size_t 
       [&reactor, &socket, data, size](auto handler) {
         recv_detail::start_recv(reactor, socket, data, size, recv_detail::Flavor::kInq,
                                 std::move(handler));
+      },
+      kUse);
+}
+
+/// `auto [ec, n] = co_await recv_lent(reactor, socket, lender)`: recv_some for a connection
+/// that holds no buffer while it waits (an idle keep-alive client). The buffer is taken
+/// from `lender` only when the socket may have bytes, and returned if it had none; after a
+/// read that brought bytes (or an end of stream) the caller owns what lend() gave. A read
+/// that ends without attempting (cancelled, timed out) has taken nothing.
+inline auto recv_lent(Reactor& reactor, Socket& socket, recv_detail::Lender lender) {
+  return asio::async_initiate<decltype(kUse), void(error_code, std::size_t)>(
+      [&reactor, &socket, lender](auto handler) {
+        recv_detail::start_recv(reactor, socket, nullptr, 0, recv_detail::Flavor::kInq,
+                                std::move(handler), lender);
       },
       kUse);
 }

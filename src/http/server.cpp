@@ -16,13 +16,16 @@
 #include <cstring>
 #include <mutex>
 #include <system_error>
+#include <tuple>
 
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
+#include "http/free_list.hpp"
 #include "http/problem.hpp"
 #include "http/recv.hpp"
 #include "http/socket_calls.hpp"
+#include "http/upstream.hpp"
 
 namespace sb::http {
 namespace {
@@ -30,7 +33,8 @@ namespace {
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 constexpr auto kTick = std::chrono::milliseconds(100);
-constexpr std::size_t kInitialBuffer = 8192;
+constexpr unsigned kTicksPerTrim = 10;  // buffer free lists shed unused blocks every second
+constexpr std::size_t kInitialBuffer = RequestBuffers::kSize;
 constexpr std::size_t kMinBodySpace = 8192;  // room after a head for body reads and chunk lines
 
 std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, std::string* err) {
@@ -152,6 +156,10 @@ void Worker::tick() {
     ex = next;
   }
   if (server_.draining() && !server_.accepting()) close_idle();
+  if (++ticks_ % kTicksPerTrim == 0) {
+    Exchange::trim_free_buffers();
+    UpstreamConnection::trim_free_buffers();
+  }
   handler_->on_tick(now);
 }
 
@@ -337,9 +345,11 @@ void Server::stop() {
 // Exchange
 
 Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
-    : worker_(worker), socket_(std::move(socket)), reactor_(&reactor_of(socket_)), kind_(kind) {
-  cap_ = kInitialBuffer;
-  buf_ = std::make_unique<char[]>(cap_);
+    : worker_(worker),
+      socket_(std::move(socket)),
+      reactor_(&reactor_of(socket_)),
+      kind_(kind),
+      body_rate_(worker.limits().min_body_rate, worker.limits().body_rate_grace) {
   error_code ec;
   auto ep = socket_.remote_endpoint(ec);
   if (!ec) {
@@ -350,7 +360,56 @@ Exchange::Exchange(Worker& worker, Socket socket, ListenerKind kind)
   }
 }
 
-Exchange::~Exchange() = default;
+Exchange::~Exchange() {
+  len_ = 0;
+  give_back();
+}
+
+namespace {
+// Per worker thread: request buffers of connections that are idle or gone, for the next
+// request. Trimmed by the worker's tick (see FreeList), so what a burst of concurrent
+// requests needed is not kept for good.
+constexpr std::size_t kMaxFreeRequestBuffers = 4096;  // ~60 MiB per worker at most
+thread_local FreeList<RequestBuffers> t_free_requests(kMaxFreeRequestBuffers);
+}  // namespace
+
+std::size_t Exchange::free_buffers_for_test() { return t_free_requests.size(); }
+void Exchange::trim_free_buffers() { t_free_requests.trim(); }
+
+void Exchange::lend() {
+  if (req_) return;
+  req_ = t_free_requests.take();
+  if (!req_) req_ = std::make_unique<RequestBuffers>();
+  buf_ = std::move(req_->data);
+  cap_ = req_->data_size;
+}
+
+void Exchange::give_back() {
+  if (!req_ || len_ != 0) return;
+  if (cap_ <= RequestBuffers::kKeepMax) {
+    req_->data = std::move(buf_);
+    req_->data_size = cap_;
+  } else {  // grown for a very large head: keep only the usual size
+    req_->data = std::make_unique_for_overwrite<char[]>(RequestBuffers::kSize);
+    req_->data_size = RequestBuffers::kSize;
+  }
+  buf_.reset();
+  cap_ = 0;
+  // The next connection starts clean, whatever this one left (an aborted write).
+  req_->batch.clear();
+  req_->scratch.clear();
+  req_->scratch2.clear();
+  t_free_requests.put(std::move(req_));
+}
+
+char* Exchange::lend_for_recv(void* self, std::size_t& size) {
+  auto* ex = static_cast<Exchange*>(self);
+  ex->lend();
+  size = ex->cap_ - ex->len_;
+  return ex->buf_.get() + ex->len_;
+}
+
+void Exchange::give_back_for_recv(void* self) { static_cast<Exchange*>(self)->give_back(); }
 
 const core::LimitsConfig& Exchange::limits() const { return worker_.limits(); }
 
@@ -384,7 +443,7 @@ void Exchange::check_deadline(core::SteadyTime now) {
 }
 
 void Exchange::close_if_idle() {
-  if (idle_ && !closed_) {
+  if (awaiting_head_ && !closed_) {
     error_code ec;
     socket_.cancel(ec);
   }
@@ -392,7 +451,8 @@ void Exchange::close_if_idle() {
 
 void Exchange::ensure_capacity(std::size_t need) {
   if (need <= cap_) return;
-  auto bigger = std::make_unique<char[]>(need);
+  need = (need + 4095) & ~std::size_t{4095};  // room for the next, slightly larger head
+  auto bigger = std::make_unique_for_overwrite<char[]>(need);
   std::memcpy(bigger.get(), buf_.get(), len_);
   buf_ = std::move(bigger);
   cap_ = need;
@@ -455,9 +515,10 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
                                      : "bad-request";
   SB_REQ_LOG(info, correlation_id_, "refused request from {}: {} {}", peer_address_, status,
              detail);
-  write_problem(scratch_, status, slug, detail, correlation_id_, true);
+  write_problem(req_->scratch, status, slug, detail, correlation_id_, true);
   arm(socket_, worker_.now() + limits().body_timeout, TimeoutKind::kClientWrite);
-  co_await asio::async_write(socket_, asio::buffer(scratch_.data(), scratch_.size()), kUse);
+  co_await asio::async_write(socket_, asio::buffer(req_->scratch.data(), req_->scratch.size()),
+                             kUse);
   disarm();
   // Lingering close: stop sending, then read and drop what the client still sends for a
   // moment, so a reset does not destroy the answer before the client reads it.
@@ -510,18 +571,20 @@ Exchange::HeadStep Exchange::refuse(int status, std::string detail) {
 Exchange::HeadStep Exchange::parse_head() {
   const auto& lim = limits();
   const HeadLimits head_limits{lim.max_request_line, lim.max_header_bytes, lim.max_headers};
+  if (len_ == 0) return HeadStep::kNeedMore;  // nothing yet (and maybe no buffer: idle)
   for (;;) {
     if (len_ > 0) {
-      const ParseResult r = parse_request_head(buf_.get(), len_, head_limits, scan_from_, head_);
+      const ParseResult r =
+          parse_request_head(buf_.get(), len_, head_limits, scan_from_, req_->head);
       if (r.status == ParseStatus::kComplete) {
         disarm();
-        const RequestError re = analyze_request(head_, info_);
+        const RequestError re = analyze_request(req_->head, info_);
         if (re != RequestError::kNone) return refuse(status_for(re), describe(re));
-        std::size_t want = head_.head_size + kMinBodySpace;
+        std::size_t want = req_->head.head_size + kMinBodySpace;
         if (info_.framing == Framing::kLength &&
             info_.content_length <= worker_.server().settings().replay_body_max &&
             info_.content_length <= lim.max_body_bytes && may_be_retried(info_))
-          want = std::max<std::size_t>(want, head_.head_size + info_.content_length);
+          want = std::max<std::size_t>(want, req_->head.head_size + info_.content_length);
         if (cap_ < want) {
           // Keep the head where it is for the whole exchange: grow now, then parse (and
           // analyze) again so that every view points into the final buffer.
@@ -537,13 +600,15 @@ Exchange::HeadStep Exchange::parse_head() {
           return refuse(413, "request body larger than limits.max_body_bytes (" +
                                  std::to_string(lim.max_body_bytes) + " bytes)");
         }
-        body_pos_ = head_.head_size;
+        body_pos_ = req_->head.head_size;
         body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
         body_total_ = 0;
         chunked_.reset();
         body_done_ = info_.framing == Framing::kNone;
         body_read_from_socket_ = false;
         continue_sent_ = false;
+        body_too_slow_ = false;
+        body_rate_.reset();
         return HeadStep::kReady;
       }
       if (r.status == ParseStatus::kError) {
@@ -571,27 +636,53 @@ Task<BodyPiece::Error> Exchange::read_more_body() {
     disarm();
     if (wec) co_return BodyPiece::Error::kClosed;
   }
-  arm(socket_, worker_.now() + lim.body_timeout, TimeoutKind::kClientBody);
+  // The earlier of the two limits guards the read: the gap (body_timeout) and what the
+  // minimum rate still allows (see BodyRate).
+  const core::SteadyTime began = worker_.now();
+  const core::SteadyTime gap_end = began + lim.body_timeout;
+  const core::SteadyTime rate_end = body_rate_.read_deadline(began);
+  if (rate_end < gap_end)
+    arm(socket_, rate_end, TimeoutKind::kClientBodyRate);
+  else
+    arm(socket_, gap_end, TimeoutKind::kClientBody);
   auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
   const TimeoutKind f = fired_;
   disarm();
   if (!ec) len_ += n;
-  if (ec || n == 0)
+  body_rate_.record(began, worker_.now(), ec ? 0 : n);
+  if (ec || n == 0) {
+    if (f == TimeoutKind::kClientBodyRate) {
+      body_too_slow_ = true;
+      SB_REQ_LOG(
+          info, correlation_id_,
+          "request body from {} slower than limits.min_body_rate ({} bytes/s): {} bytes "
+          "in {} ms of waiting",
+          peer_address_, lim.min_body_rate, body_rate_.received(),
+          std::chrono::duration_cast<std::chrono::milliseconds>(body_rate_.waited()).count());
+      co_return BodyPiece::Error::kTimeout;
+    }
     co_return f == TimeoutKind::kClientBody ? BodyPiece::Error::kTimeout
                                             : BodyPiece::Error::kClosed;
+  }
   co_return BodyPiece::Error::kNone;
+}
+
+std::string_view Exchange::body_timeout_detail() const {
+  return body_too_slow_
+             ? "request body slower than limits.min_body_rate (after limits.body_rate_grace)"
+             : "request body not received within limits.body_timeout";
 }
 
 bool Exchange::body_fits() const {
   if (body_done_ && !body_read_from_socket_) return true;
   return info_.framing == Framing::kLength && !body_read_from_socket_ &&
-         head_.head_size + info_.content_length <= cap_;
+         req_->head.head_size + info_.content_length <= cap_;
 }
 
 Task<BodyPiece::Error> Exchange::buffer_body() {
   if (!body_fits()) co_return BodyPiece::Error::kTooLarge;
   if (info_.framing != Framing::kLength) co_return BodyPiece::Error::kNone;
-  const std::size_t end = head_.head_size + static_cast<std::size_t>(info_.content_length);
+  const std::size_t end = req_->head.head_size + static_cast<std::size_t>(info_.content_length);
   while (len_ < end)
     if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
       co_return e;
@@ -600,7 +691,7 @@ Task<BodyPiece::Error> Exchange::buffer_body() {
 
 void Exchange::rewind_body() {
   if (body_read_from_socket_) return;
-  body_pos_ = head_.head_size;
+  body_pos_ = req_->head.head_size;
   body_left_ = info_.framing == Framing::kLength ? info_.content_length : 0;
   body_total_ = 0;
   chunked_.reset();
@@ -640,7 +731,7 @@ Task<BodyPiece> Exchange::read_body() {
       }
     }
     // Need more bytes: keep the unconsumed tail (a partial chunk line) right after the head.
-    const std::size_t base = head_.head_size;
+    const std::size_t base = req_->head.head_size;
     const std::size_t rest = len_ - body_pos_;
     if (body_pos_ != base && rest > 0)
       std::memmove(buf_.get() + base, buf_.get() + body_pos_, rest);
@@ -671,10 +762,20 @@ Task<void> Exchange::run() {
     // The next request head: what is buffered, then reads until it is whole. The reads are
     // here rather than in a coroutine of their own: one frame fewer per request.
     begin_head();
+    awaiting_head_ = true;
     HeadStep step;
     while ((step = parse_head()) == HeadStep::kNeedMore) {
       const bool was_idle = idle_;
-      auto [ec, n] = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
+      error_code ec;
+      std::size_t n = 0;
+      if (req_) {
+        std::tie(ec, n) = co_await recv_some(*reactor_, socket_, buf_.get() + len_, cap_ - len_);
+      } else {
+        // Idle between requests: the buffers are lent only once bytes arrive.
+        std::tie(ec, n) = co_await recv_lent(
+            *reactor_, socket_,
+            recv_detail::Lender{this, &Exchange::lend_for_recv, &Exchange::give_back_for_recv});
+      }
       if (!ec) len_ += n;
       if (ec || n == 0) {
         const TimeoutKind f = fired_;
@@ -689,6 +790,7 @@ Task<void> Exchange::run() {
         arm(socket_, worker_.now() + limits().header_timeout, TimeoutKind::kClientHead);
       }
     }
+    awaiting_head_ = false;
     if (step == HeadStep::kRefuse) co_await reject(refuse_status_, refuse_detail_);
     if (step != HeadStep::kReady) break;
     keep_alive_ = info_.keep_alive;
@@ -703,9 +805,13 @@ Task<void> Exchange::run() {
     const std::size_t rest = len_ - body_pos_;
     if (rest > 0) std::memmove(buf_.get(), buf_.get() + body_pos_, rest);
     len_ = rest;
+    if (len_ == 0) {
+      give_back();  // idle until the next request: hold no buffers meanwhile
+      continue;
+    }
     if (cap_ > kInitialBuffer * 4 && len_ <= kInitialBuffer) {
       // A large head grew the buffer once; do not keep it for the connection's lifetime.
-      auto small = std::make_unique<char[]>(kInitialBuffer);
+      auto small = std::make_unique_for_overwrite<char[]>(kInitialBuffer);
       std::memcpy(small.get(), buf_.get(), len_);
       buf_ = std::move(small);
       cap_ = kInitialBuffer;
@@ -716,6 +822,8 @@ Task<void> Exchange::run() {
   if (!closed_) socket_.shutdown(asio::socket_base::shutdown_send, ec);
   socket_.close(ec);
   closed_ = true;
+  len_ = 0;
+  give_back();
   worker_.remove(this);
 }
 

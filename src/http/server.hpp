@@ -80,6 +80,7 @@ class Worker {
   std::atomic<std::uint32_t> connections_{0};
   std::atomic<std::int64_t> heartbeat_{0};
   bool listeners_closed_ = false;
+  unsigned ticks_ = 0;
   std::thread thread_;
 
   void tick();
@@ -105,7 +106,8 @@ class Server {
   void start();
   /// Readiness fails from now on; responses carry "Connection: close".
   void begin_drain();
-  /// Stops accepting and closes idle connections (repeated while draining). Takes effect
+  /// Stops accepting and closes the connections with no request in flight: idle keep-alive
+  /// ones and those still sending a head (repeated while draining). Takes effect
   /// on each worker's next tick (within ~100 ms): nothing is posted across threads.
   void stop_accepting();
   /// Client connections open now, over all workers.

@@ -2,6 +2,9 @@
 
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/basic_resolver.hpp>
@@ -9,8 +12,11 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include "core/logging.hpp"
 #include "http/exchange.hpp"
+#include "http/free_list.hpp"
 #include "http/server.hpp"
+#include "http/socket_calls.hpp"
 
 namespace sb::http {
 
@@ -46,10 +52,13 @@ struct UpstreamConnection::Tls {
 };
 
 namespace {
-// Per worker thread: buffers of connections that are idle or gone, kept for the next lease.
+// Per worker thread: buffers of connections that are idle or gone, kept for the next lease
+// and trimmed by the worker's tick (see FreeList).
 constexpr std::size_t kMaxFreeBuffers = 1024;  // at most ~24 MiB kept per worker
-thread_local std::vector<std::unique_ptr<ResponseBuffer>> t_free_buffers;
+thread_local FreeList<ResponseBuffer> t_free_buffers(kMaxFreeBuffers);
 }  // namespace
+
+void UpstreamConnection::trim_free_buffers() { t_free_buffers.trim(); }
 
 UpstreamConnection::UpstreamConnection(Executor ex) : socket_(ex), reactor_(&reactor_of(socket_)) {
   lend();
@@ -59,19 +68,14 @@ UpstreamConnection::~UpstreamConnection() { give_back(); }
 
 void UpstreamConnection::lend() {
   if (lent_) return;
-  if (!t_free_buffers.empty()) {
-    lent_ = std::move(t_free_buffers.back());
-    t_free_buffers.pop_back();
-  } else {
-    lent_ = std::make_unique_for_overwrite<ResponseBuffer>();  // no 20 KiB memset
-  }
+  lent_ = t_free_buffers.take();
+  if (!lent_) lent_ = std::make_unique_for_overwrite<ResponseBuffer>();  // no 20 KiB memset
   len = 0;
 }
 
 void UpstreamConnection::give_back() {
   if (!lent_) return;
-  if (t_free_buffers.size() < kMaxFreeBuffers) t_free_buffers.push_back(std::move(lent_));
-  lent_.reset();
+  t_free_buffers.put(std::move(lent_));
 }
 
 Socket& UpstreamConnection::socket() { return socket_; }
@@ -135,10 +139,32 @@ UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig 
 
 UpstreamPool::~UpstreamPool() = default;
 
+bool UpstreamConnection::idle_clean() {
+  // MSG_PEEK takes nothing from the socket: an alive, quiet connection stays as it was.
+  char byte;
+  for (;;) {
+    const ssize_t n = sys::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  }
+}
+
 std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
-  if (idle_.empty()) return nullptr;
-  auto conn = std::move(idle_.back());
-  idle_.pop_back();
+  std::unique_ptr<UpstreamConnection> conn;
+  while (!idle_.empty()) {
+    conn = std::move(idle_.back());
+    idle_.pop_back();
+    // An idle connection must have nothing to read: an end of stream, an error or stray
+    // bytes (an unsolicited 408 before the instance closes it) all mean it is gone or
+    // dirty. Checked here, once per reuse, rather than by a read-watch on every idle socket:
+    // see the comment on idle_clean().
+    if (conn->idle_clean()) break;
+    ++stale_discarded_;
+    spdlog::debug("upstream {}:{}: kept connection closed or dirty while idle; discarded",
+                  target_.host, target_.port);
+    conn.reset();  // closed by its destructor
+  }
+  if (!conn) return nullptr;
   conn->reused = true;
   conn->lend();
   ++busy_;

@@ -101,10 +101,26 @@ class UpstreamConnection {
   /// Cancel it by closing socket().
   Task<std::string> handshake(const UpstreamTarget& target);
 
+  /// True when nothing is waiting to be read on the idle socket: no end of stream, no
+  /// error, no byte (one non-blocking recv with MSG_PEEK). An idle HTTP/1.1 connection
+  /// must never have bytes pending; one that has them (a FIN, an unsolicited "408" before
+  /// the instance closes it, a TLS close_notify) cannot be used.
+  ///
+  /// Why a check on take and not a read-watch on each idle socket: Asio registers sockets
+  /// edge-triggered, without EPOLLRDHUP, so a FIN that arrived together with the last bytes
+  /// of a response raises no event of its own after the read that took those bytes. A
+  /// watch armed on release would miss it unless it first tried the socket, which costs
+  /// the same recv() per request as this check, plus an operation to queue and to cancel on
+  /// every reuse. The check also runs only when a connection is reused, never for one that
+  /// idles out.
+  bool idle_clean();
   /// Takes a read buffer from this thread's free list (an idle connection holds none).
   void lend();
   /// Returns the read buffer to this thread's free list.
   void give_back();
+  /// Frees some of this thread's kept read buffers that went unused (FreeList::trim); the
+  /// worker calls it about once a second.
+  static void trim_free_buffers();
 
   // Response parsing state (while leased); the head's views point into buf().
   char* buf() { return lent_->data; }
@@ -141,8 +157,11 @@ class UpstreamPool {
     AcquireError error = AcquireError::kNone;
     std::string detail{};  // for logs and problem details
   };
-  /// The most recently used idle connection, or nullptr.
+  /// The most recently used idle connection that is still clean (idle_clean()), or
+  /// nullptr. Idle connections found closed or dirty on the way are closed and counted.
   std::unique_ptr<UpstreamConnection> take_idle();
+  /// Idle connections take_idle() found closed by the instance or holding stray bytes.
+  std::uint64_t stale_discarded() const { return stale_discarded_; }
   /// A new connection (TCP connect, then the TLS handshake for https). Deadlines are armed
   /// on `ex`. The slow path: keep it out of the request's common case.
   Task<Lease> connect(Exchange& ex) { return connect(&ex, nullptr); }
@@ -165,6 +184,7 @@ class UpstreamPool {
   core::Millis connect_timeout_;
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // back = most recent
   std::size_t busy_ = 0;
+  std::uint64_t stale_discarded_ = 0;
   std::vector<asio::ip::tcp::endpoint> endpoints_;  // resolved once, refreshed on failure
 };
 

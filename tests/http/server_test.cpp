@@ -2,6 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <string>
 #include <thread>
 
 #include "http/exchange.hpp"
@@ -17,6 +24,55 @@ class NullHandler final : public Handler {
     co_return;
   }
 };
+
+// Answers every request "200 ok" in one write, noting the connection and whether it held
+// its request buffers meanwhile.
+class OkHandler final : public Handler {
+ public:
+  Task<void> handle(Exchange& ex) override {
+    last = &ex;
+    held_while_handling = ex.holds_buffers_for_test();
+    static constexpr std::string_view kOk = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    const asio::const_buffer b(kOk.data(), kOk.size());
+    bool failed = false;
+    if (ex.write_now(Buffers(&b, 1), failed) != kOk.size()) ex.abort();
+    co_return;
+  }
+  std::atomic<Exchange*> last{nullptr};
+  std::atomic<bool> held_while_handling{false};
+};
+
+// A blocking client socket to 127.0.0.1:port.
+int connect_to(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// Reads until `n` responses "…ok" have arrived; false on error or timeout.
+bool read_oks(int fd, int n) {
+  std::string got;
+  while (true) {
+    std::size_t count = 0;
+    for (std::size_t at = got.find("\r\n\r\nok"); at != std::string::npos;
+         at = got.find("\r\n\r\nok", at + 1))
+      ++count;
+    if (count >= static_cast<std::size_t>(n)) return true;
+    char buf[4096];
+    const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) return false;
+    got.append(buf, static_cast<std::size_t>(r));
+  }
+}
 
 Server::HandlerFactory null_factory() {
   return [](Worker&) { return std::make_unique<NullHandler>(); };
@@ -78,6 +134,49 @@ TEST(ServerTest, EphemeralPortIsSharedByWorkers) {
   ASSERT_FALSE(server.bind().has_value());
   EXPECT_NE(server.proxy_address().port, 0);
   EXPECT_EQ(server.workers().size(), 3u);
+}
+
+// Issue 10: an idle keep-alive connection holds no request buffers: they are lent when a
+// request's bytes arrive, kept across pipelined requests, and given back to the worker's
+// free list when the connection goes idle again.
+TEST(ServerTest, IdleKeepAliveConnectionHoldsNoBuffers) {
+  testing::ManualClock clock;
+  OkHandler* handler = nullptr;
+  Server server(local(1), clock, [&](Worker&) {
+    auto h = std::make_unique<OkHandler>();
+    handler = h.get();
+    return h;
+  });
+  ASSERT_FALSE(server.bind().has_value());
+  server.start();
+  // Runs on the worker's thread, after the turn that answered: (held, free list size).
+  auto inspect = [&] {
+    auto result = std::make_shared<std::promise<std::pair<bool, std::size_t>>>();
+    auto fut = result->get_future();
+    server.workers()[0]->deliver([&, result] {
+      result->set_value(
+          {handler->last.load()->holds_buffers_for_test(), Exchange::free_buffers_for_test()});
+    });
+    return fut.get();
+  };
+  const int fd = connect_to(server.proxy_address().port);
+  ASSERT_GE(fd, 0);
+  const std::string get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, get.data(), get.size(), 0), static_cast<ssize_t>(get.size()));
+  ASSERT_TRUE(read_oks(fd, 1));
+  EXPECT_TRUE(handler->held_while_handling.load());
+  auto [held, free] = inspect();
+  EXPECT_FALSE(held) << "an idle connection kept its request buffers";
+  EXPECT_EQ(free, 1u);
+  // Two pipelined requests, then idle again: the same buffers serve both.
+  const std::string two = get + get;
+  ASSERT_EQ(::send(fd, two.data(), two.size(), 0), static_cast<ssize_t>(two.size()));
+  ASSERT_TRUE(read_oks(fd, 2));
+  std::tie(held, free) = inspect();
+  EXPECT_FALSE(held);
+  EXPECT_EQ(free, 1u);
+  ::close(fd);
+  server.stop();
 }
 
 }  // namespace

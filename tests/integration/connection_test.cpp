@@ -2,6 +2,8 @@
 // HEAD, Connection: close and Expect: 100-continue.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <regex>
 #include <string>
 
 #include "testing/gateway_fixture.hpp"
@@ -27,6 +29,55 @@ TEST_F(ConnectionTest, KeepAliveReusesUpstreamConnections) {
   ASSERT_TRUE(doc) << r.body;
   EXPECT_GE(json_int(*doc, "requests").value_or(0), 50) << r.body;
   EXPECT_LE(json_int(*doc, "connections_accepted").value_or(999), 2) << r.body;
+}
+
+// Issue 10: the instance closes a kept connection while it idles in the pool. The next
+// request goes on a fresh connection at once (the dead one is found before use: the
+// debug log says so), with no reset and no resend.
+TEST_F(ConnectionTest, KeptConnectionClosedByUpstreamIsNotUsed) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway({}, {"--threads", "1", "--log-level", "debug"}));
+  HttpClient c = client();
+  Response first = c.get("/svc/x/idle-close");
+  ASSERT_EQ(first.status, 200) << first.error;
+  ASSERT_TRUE(
+      up_->process().wait_for_line(Stream::kStdout, std::regex("^CLOSED 1$"), default_timeout()));
+  Response r = c.get("/svc/x/echo");
+  ASSERT_EQ(r.status, 200) << r.error;
+  auto doc = parse_json(r.body);
+  ASSERT_TRUE(doc) << r.body;
+  EXPECT_EQ(json_int(*doc, "conn_id"), 2) << r.body;
+  EXPECT_TRUE(sb_->process().wait_for_line(
+      Stream::kStderr, std::regex("kept connection closed or dirty while idle; discarded"),
+      default_timeout()))
+      << "the closed connection was not found before use";
+  EXPECT_FALSE(sb_->process().wait_for_line(
+      Stream::kStderr, std::regex("closed or reset the connection"), std::chrono::milliseconds(0)));
+  auto stats = stats_via_gateway();
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->connections_accepted, 2);
+}
+
+// Issue 10: the instance writes a stray "HTTP/1.1 408" on a kept connection (as servers
+// do just before closing an idle one; here the FIN has not come yet). That 408 answers no
+// request of ours: the next request must not read it as its response, and goes on a
+// fresh connection.
+TEST_F(ConnectionTest, StrayBytesOnKeptConnectionAreNotTakenAsAResponse) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway({}, {"--threads", "1"}));
+  HttpClient c = client();
+  Response first = c.get("/svc/x/idle-close?stray=1");
+  ASSERT_EQ(first.status, 200) << first.error;
+  ASSERT_TRUE(
+      up_->process().wait_for_line(Stream::kStdout, std::regex("^STRAY 1$"), default_timeout()));
+  Response r = c.get("/svc/x/echo");
+  ASSERT_EQ(r.status, 200) << r.raw;
+  auto doc = parse_json(r.body);
+  ASSERT_TRUE(doc) << r.body;
+  EXPECT_EQ(json_int(*doc, "conn_id"), 2) << r.body;
+  EXPECT_TRUE(up_->process().wait_for_line(Stream::kStdout, std::regex("^REQ 2 GET /echo$"),
+                                           default_timeout()));
+  EXPECT_FALSE(up_->process().wait_for_line(Stream::kStdout, std::regex("^REQ 1 GET /echo$"),
+                                            std::chrono::milliseconds(0)))
+      << "the request was sent on the dirty connection too";
 }
 
 // Pipelined requests are answered in order, even when the first is the slowest.

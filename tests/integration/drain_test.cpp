@@ -93,5 +93,27 @@ TEST_F(DrainTest, IdleKeepAliveConnectionIsClosed) {
   EXPECT_EQ(slow_->read_response().status, 200);
 }
 
+// Issue 10: a client stalled mid-head (not yet a request) and an idle keep-alive
+// connection do not hold the drain: both are closed once the listener closes, and the
+// process exits 0 at once, long before drain.timeout or limits.header_timeout would end it.
+TEST_F(DrainTest, StalledHeadDoesNotHoldTheDrain) {
+  ASSERT_NO_FATAL_FAILURE(
+      start_gateway("drain:\n  delay: 100ms\n  timeout: 8s\nlimits:\n  header_timeout: 20s\n"));
+  HttpClient idle = client();
+  ASSERT_EQ(idle.get("/svc/x/echo").status, 200);
+  HttpClient stalled = client();
+  ASSERT_TRUE(stalled.send_raw("GET /svc/x/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: "))
+      << stalled.last_error();
+  // The gateway reads the half head at once, long before drain.delay closes the listener.
+  const auto start = Clock::now();
+  ASSERT_TRUE(sb_->process().signal(SIGTERM));
+  const auto code = sb_->process().wait_exit(scaled(milliseconds(4000)));
+  ASSERT_TRUE(code.has_value()) << "still running 4 s after SIGTERM with no request in flight";
+  EXPECT_EQ(*code, 0);
+  EXPECT_LT(Clock::now() - start, scaled(milliseconds(4000)));
+  EXPECT_TRUE(stalled.wait_closed(milliseconds(1000)));  // at once: the process is gone
+  EXPECT_TRUE(idle.wait_closed(milliseconds(1000)));
+}
+
 }  // namespace
 }  // namespace sb::testing

@@ -25,6 +25,12 @@ is allowed in front of it:
                       and drops the body (the connection stays usable)
   /status/<code>      that status with a small body
   /close              200 with Connection: close, then closes
+  /idle-close         200 kept alive (no Connection: close), then, 100 ms later (so that the
+                      peer has taken the answer alone), closes the connection as if it had
+                      idled out, and logs "CLOSED <conn>" once it is closed.
+                      ?stray=1: instead writes an unsolicited "HTTP/1.1 408" on the kept
+                      connection (as a server does just before it closes an idle one),
+                      logs "STRAY <conn>", and keeps serving it (the FIN not yet sent).
   /bad/<kind>         a malformed response (status-line, cl-te, two-cl, header-bytes,
                       obs-fold, truncated) or a reset without an answer (reset)
   /stats              JSON: connections_accepted, requests (not counting /stats)
@@ -307,7 +313,7 @@ class Server:
             if seg in ("hook", "hooks") and nxt:
                 kind, arg = seg, segments[i + 1:]
                 break
-            if seg in ("echo-body", "close", "stats") or seg.startswith("echo"):
+            if seg in ("echo-body", "close", "idle-close", "stats") or seg.startswith("echo"):
                 kind = "echo-body" if seg == "echo-body" else (
                     "echo" if seg.startswith("echo") else seg)
                 break
@@ -399,6 +405,19 @@ class Server:
             else:
                 await self.send_simple(writer, req, code, f"status {code}\n".encode(),
                                        "text/plain", keep_alive)
+        elif kind == "idle-close":
+            await self.send_simple(writer, req, 200, b"idle-close", "text/plain", keep_alive)
+            await asyncio.sleep(0.1)
+            if req.params.get("stray", ["0"])[0] == "1":
+                writer.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                             b"Content-Length: 0\r\n\r\n")
+                await writer.drain()
+                print(f"STRAY {conn_id}", flush=True)
+                return keep_alive
+            writer.close()
+            await writer.wait_closed()
+            print(f"CLOSED {conn_id}", flush=True)
+            return False
         elif kind == "close":
             await self.send_simple(writer, req, 200, b"close", "text/plain", False)
             return False
