@@ -330,8 +330,8 @@ void Registry::track(const Service& s, Instance& inst) {
   const core::SteadyTime first =
       by_default ? scheduler.next_check(now, InstanceState::kHealthy) : now;
   auto [it, inserted] = health_.insert_or_assign(
-      key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false,
-                  s.name, inst.id, inst.config.url, check, s.config.tls, inst.uid});
+      key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false, s.name,
+                  inst.id, inst.config.url, check, s.config.tls, inst.uid});
   by_uid_[inst.uid] = &it->second;
   it->second.by_default = by_default;
   if (checked) schedule_.emplace(first, &it->second);
@@ -483,8 +483,8 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
           if (inst.id == id) inst.takes_traffic = !down;
       dirty_ = true;
       if (!transition)  // the tracker was already unhealthy (live failures): say why now
-        spdlog::info("registry: {}/{} {} traffic ({})", service, id,
-                     down ? "gets no" : "takes", reason);
+        spdlog::info("registry: {}/{} {} traffic ({})", service, id, down ? "gets no" : "takes",
+                     reason);
     }
   }
   apply(service, id, h, transition);
