@@ -34,6 +34,7 @@ struct UpstreamUrl {
   std::string host{};
   std::uint16_t port = 80;
   std::string base_path{};  // no trailing '/'; "" when the URL has no path
+  std::string query{};      // as written, without '?'; only webhook URLs may have one
   /// "host:port" as sent in the Host header (port omitted when it is the scheme default).
   std::string authority() const;
   bool operator==(const UpstreamUrl&) const = default;
@@ -284,6 +285,10 @@ struct HealthConfig {
   double recover_factor = 0.8;        // healthy again below factor x both thresholds
   std::uint32_t degraded_min_samples = 20;    // fewer samples in the window: no decision
   std::uint32_t max_concurrent_checks = 256;  // active checks in flight at once
+  /// Instances without an active check of their own or their service's get a TCP connect
+  /// check every check_interval (kTcp), or none (kNone: only live traffic judges them).
+  enum class DefaultCheck { kTcp, kNone };
+  DefaultCheck default_check = DefaultCheck::kTcp;
   bool operator==(const HealthConfig&) const = default;
 };
 

@@ -202,10 +202,11 @@ struct OrNull {
 };
 
 struct UrlValue {
+  bool allow_query = false;  // kept in UpstreamUrl::query (webhook URLs)
   std::string_view expected() const { return "expected a URL"; }
   Problem parse(std::string_view s, UpstreamUrl& out) const {
     std::string why;
-    auto u = parse_upstream_url(s, &why);
+    auto u = parse_upstream_url(s, &why, allow_query);
     if (!u) return fmt::format("bad URL {}: {}", quote(s), why);
     out = *u;
     return std::nullopt;

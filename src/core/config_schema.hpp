@@ -168,6 +168,13 @@ void visit(V& v, LoggingConfig& l) {
   v.key("access_log", l.access_log, Bool{}, {"one line per proxied request"});
 }
 
+inline const Choice<HealthConfig::DefaultCheck>& default_check_choice() {
+  static const Choice<HealthConfig::DefaultCheck> c{
+      {{"tcp", HealthConfig::DefaultCheck::kTcp}, {"none", HealthConfig::DefaultCheck::kNone}},
+      "expected tcp or none, got {}"};
+  return c;
+}
+
 template <class V>
 void visit(V& v, HealthConfig& h) {
   v.key("check_interval", h.check_interval, Duration{Millis(1)},
@@ -198,8 +205,15 @@ void visit(V& v, HealthConfig& h) {
   v.key("degraded_min_samples", h.degraded_min_samples, UInt{1, 1'000'000},
         {"with fewer samples in the window, the state does not change"});
   v.key("max_concurrent_checks", h.max_concurrent_checks, UInt{1, 100'000},
-        {"active checks in flight at once (the checker starts due checks within 10 ms while "
-         "under this)"});
+        {"active checks in flight at once (while under this, the checker starts a check when it "
+         "is due)"});
+  v.key("default_check", h.default_check, default_check_choice(),
+        {"instances with no check of their own (API `check`) or of their service "
+         "(`health_check`) get a TCP connect check every `check_interval`, the first one "
+         "interval after the instance appears; they take traffic from the start, `fall` failed "
+         "connects take them out and `rise` good ones bring them back (reason `check failed: "
+         "TCP connect: ...`). Switchboard's own instance is not checked. `none`: no check, only "
+         "live traffic shows in the status document"});
 }
 
 // The switches first, then where they send: the environment layer applies (and reports)
@@ -444,10 +458,10 @@ void visit(V& v, RouteConfig& r) {
 
 template <class V>
 void visit(V& v, WebhookConfig& w) {
-  v.key("url", w.url, UrlValue{},
-        {"`http` or `https`, checked like an instance URL (no user info, query or fragment). "
-         "Its path is the request target. `https` uses the `upstream.tls` settings (CA file, "
-         "verification, server name).",
+  v.key("url", w.url, UrlValue{.allow_query = true},
+        {"`http` or `https`, checked like an instance URL (no user info or fragment), but a "
+         "query is allowed. Its path and query, as written, are the request target. `https` "
+         "uses the `upstream.tls` settings (CA file, verification, server name).",
          "required"});
   v.key("events", w.events, StringList{"event types", check_event_type},
         {"`registered`, `replaced`, `deregistered`, `expired`, `health_changed`; "

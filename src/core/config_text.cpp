@@ -193,7 +193,8 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   return hp;
 }
 
-std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why) {
+std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why,
+                                              bool allow_query) {
   std::string ignored;
   if (why == nullptr) why = &ignored;
   auto parsed = boost::urls::parse_uri(text);
@@ -215,7 +216,7 @@ std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string
     *why = "user info (user@) is not allowed";
     return std::nullopt;
   }
-  if (u.has_query()) {
+  if (u.has_query() && !allow_query) {
     *why = "a query (?...) is not allowed";
     return std::nullopt;
   }
@@ -250,6 +251,7 @@ std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string
   std::string_view base = path;
   while (!base.empty() && base.back() == '/') base.remove_suffix(1);
   out.base_path = std::string(base);
+  if (u.has_query()) out.query = std::string(u.encoded_query());
   return out;
 }
 

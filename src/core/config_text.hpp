@@ -36,9 +36,11 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 /// Parses "HOST:PORT" ("[::1]:80" for IPv6). Returns nullopt on error.
 std::optional<HostPort> parse_host_port(std::string_view text);
 
-/// Parses an upstream URL (http/https, host required, no userinfo, query or fragment).
+/// Parses an upstream URL (http/https, host required, no userinfo, query or fragment;
+/// `allow_query` takes a query, kept as written in UpstreamUrl::query: webhook URLs).
 /// On error returns nullopt and sets `why`.
-std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why);
+std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why,
+                                              bool allow_query = false);
 
 /// A DNS-style host name (also '_', which Docker and Compose service names use); strings of
 /// only digits and dots are not names ("1.2.3.4.5" is a mistyped address).

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <unordered_map>
 
@@ -69,24 +70,22 @@ struct HealthChecker::Impl {
     }
     const bool reused = conn != nullptr;
     if (!conn) conn = std::make_unique<http::UpstreamConnection>(ctx.get_executor());
-    Timer deadline(ctx.get_executor());
-    bool timed_out = false;
-    deadline.expires_after(c.check.timeout);
-    deadline.async_wait([&](error_code ec) {
-      if (ec) return;  // cancelled: the check finished first
-      timed_out = true;
-      error_code ignored;
-      if (conn) conn->socket().close(ignored);
-    });
+    // Owns what its handler touches: see Deadline (a timer firing in the same turn as the
+    // last read would otherwise run after this frame is gone).
+    Deadline deadline(ctx.get_executor(), c.check.timeout, conn->socket());
     auto finish = [&](bool ok, std::string reason) {
-      deadline.cancel();
-      return Result{ok, timed_out ? fmt::format("timeout after {} ms", c.check.timeout.count())
-                                  : std::move(reason)};
+      deadline.disarm();
+      return Result{ok, deadline.fired()
+                            ? fmt::format("timeout after {} ms", c.check.timeout.count())
+                            : std::move(reason)};
     };
 
     if (!reused) {
       std::string why = co_await open(c, *conn);
-      if (!why.empty()) co_return finish(false, std::move(why));
+      // "TCP connect: Connection refused": a TCP check says what kind of check failed (a
+      // TLS handshake's failure already does).
+      if (!why.empty())
+        co_return finish(false, tcp && why.rfind("TLS", 0) != 0 ? "TCP " + why : std::move(why));
       if (tcp) co_return finish(true, c.url.tls ? "TCP connect and TLS handshake" : "TCP connect");
     }
 
@@ -124,8 +123,9 @@ struct HealthChecker::Impl {
       if (!failed) break;
       // A kept connection the instance closed meanwhile fails before any byte of an answer:
       // that says nothing about the instance, so try once more on a new connection.
-      if (timed_out || !reused || attempt > 0 || len > 0) co_return finish(false, error);
+      if (deadline.fired() || !reused || attempt > 0 || len > 0) co_return finish(false, error);
       conn = std::make_unique<http::UpstreamConnection>(ctx.get_executor());
+      deadline.retarget(conn->socket());
       std::string why = co_await open(c, *conn);
       if (!why.empty()) co_return finish(false, std::move(why));
     }
@@ -171,7 +171,9 @@ struct HealthChecker::Impl {
     }
     if (want_text && body.find(c.check.expect_body) == std::string::npos)
       co_return finish(false, fmt::format("HTTP {} without the expected body text", status));
-    if (keep && clean && body_left == 0 && !timed_out) {
+    deadline.disarm();
+    if (deadline.fired()) co_return finish(false, "");
+    if (keep && clean && body_left == 0) {
       conn->give_back();
       idle[std::move(key)] = Idle{std::move(conn), clock.steady_now()};
     }
@@ -188,17 +190,36 @@ struct HealthChecker::Impl {
     const auto began = clock.steady_now();
     Result r = co_await check(c);
     --running;
-    if (!stopping.load())
+    if (!stopping.load()) {
       registry.record_check(c.service, c.id, r.ok, clock.steady_now() - began, r.reason);
+      tick.cancel();  // its next check (or one held back by the cap) may be due sooner
+    }
   }
 
-  // Due checks start within 10 ms of their time (while under the cap); live samples are
-  // harvested every 50 ms.
+  static constexpr auto kHarvestEvery = std::chrono::milliseconds(50);
+  static constexpr auto kSweepEvery = std::chrono::seconds(10);
+  Timer tick{ctx.get_executor()};
+  std::atomic<std::uint64_t> wakeups{0};
+
+  // Sleeps until the next thing it services is due: the next harvest of live samples (every
+  // 50 ms), the next check (unless the cap is reached: then a check's end wakes it), the
+  // next sweep of kept connections. A registry change (a new instance's check) wakes it
+  // early (Registry::set_on_change, see start()).
   Task<void> loop() {
-    Timer tick(ctx.get_executor());
-    for (unsigned turn = 0; !stopping.load(); ++turn) {
-      if (turn % 5 == 0) registry.harvest();  // live request outcomes from the workers
-      if (turn % 1000 == 0) sweep_idle(clock.steady_now());
+    auto now = clock.steady_now();
+    auto next_harvest = now;
+    auto next_sweep = now + kSweepEvery;
+    while (!stopping.load()) {
+      wakeups.fetch_add(1, std::memory_order_relaxed);
+      now = clock.steady_now();
+      if (now >= next_harvest) {
+        registry.harvest();  // live request outcomes from the workers
+        next_harvest = now + kHarvestEvery;
+      }
+      if (now >= next_sweep) {
+        sweep_idle(now);
+        next_sweep = now + kSweepEvery;
+      }
       if (running < max_concurrent) {
         for (auto& c : registry.due_checks(max_concurrent - running)) {
           ++running;
@@ -206,8 +227,14 @@ struct HealthChecker::Impl {
         }
       }
       registry.publish_pending();  // this turn's health changes, as one snapshot
-      tick.expires_after(std::chrono::milliseconds(10));
-      co_await tick.async_wait(kUse);
+      auto wake = std::min(next_harvest, next_sweep);
+      if (running < max_concurrent)
+        if (auto due = registry.next_check_due()) wake = std::min(wake, *due);
+      now = clock.steady_now();
+      if (wake > now) {
+        tick.expires_after(wake - now);
+        co_await tick.async_wait(kUse);  // expiry, or cancel(): both mean "look again"
+      }
     }
     ctx.stop();
   }
@@ -220,13 +247,23 @@ HealthChecker::HealthChecker(registry::Registry& registry, core::Clock& clock,
 HealthChecker::~HealthChecker() { stop(); }
 
 void HealthChecker::start() {
+  // A change of the registry (a registration with its first check due) wakes the loop.
+  impl_->registry.set_on_change(
+      [impl = impl_.get()] { asio::post(impl->ctx, [impl] { impl->tick.cancel(); }); });
   asio::co_spawn(impl_->ctx, impl_->loop(), asio::detached);
   thread_ = std::thread([this] { impl_->ctx.run(); });
 }
 
 void HealthChecker::stop() {
   impl_->stopping.store(true);
+  if (!thread_.joinable()) return;  // never started, or stopped already
+  impl_->registry.set_on_change(nullptr);
+  asio::post(impl_->ctx, [impl = impl_.get()] { impl->tick.cancel(); });  // stop sleeping
   if (thread_.joinable()) thread_.join();
+}
+
+std::uint64_t HealthChecker::wakeups_for_test() const {
+  return impl_->wakeups.load(std::memory_order_relaxed);
 }
 
 }  // namespace sb::gateway

@@ -32,6 +32,8 @@ class HealthChecker {
   void start();
   /// Stops the thread; checks in flight are abandoned.
   void stop();
+  /// How many times the loop woke up (it sleeps until its next deadline). Thread-safe.
+  std::uint64_t wakeups_for_test() const;
 
  private:
   struct Impl;

@@ -23,6 +23,24 @@ using http::error_code;
 using http::kUse;
 using http::Timer;
 
+Deadline::Deadline(const http::Executor& ex, core::Duration timeout, http::Socket& socket)
+    : state_(std::make_shared<State>()), timer_(ex) {
+  state_->socket = &socket;
+  timer_.expires_after(timeout);
+  timer_.async_wait([state = state_](error_code ec) {
+    if (ec || state->done) return;  // cancelled, or the operations finished first
+    state->fired = true;
+    error_code ignored;
+    state->socket->close(ignored);  // also ends a TLS operation on top of it
+  });
+}
+
+void Deadline::disarm() {
+  if (state_->done) return;
+  state_->done = true;
+  timer_.cancel();
+}
+
 http::Task<std::string> open_connection(const core::UpstreamUrl& url,
                                         http::UpstreamConnection& conn,
                                         const http::UpstreamTarget& tls) {
@@ -54,20 +72,12 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
   // The proxy's connection type: TLS with the same SNI and verification, and a lent buffer.
   http::UpstreamConnection conn(ex);
   http::Socket& socket = conn.socket();
-  Timer deadline(ex);
-  bool timed_out = false;
-  deadline.expires_after(options.timeout);
-  deadline.async_wait([&](error_code ec) {
-    if (ec) return;  // cancelled: the call finished first
-    timed_out = true;
-    error_code ignored;
-    socket.close(ignored);  // also ends a TLS operation on top of it
-  });
+  Deadline deadline(ex, options.timeout, socket);
   CallResult result;
   auto finish = [&](std::string error) {
-    deadline.cancel();
-    result.error =
-        timed_out ? fmt::format("timeout after {} ms", options.timeout.count()) : std::move(error);
+    deadline.disarm();
+    result.error = deadline.fired() ? fmt::format("timeout after {} ms", options.timeout.count())
+                                    : std::move(error);
     return std::move(result);
   };
 
@@ -101,9 +111,12 @@ http::Task<CallResult> http_call(const core::UpstreamUrl& url, std::string_view 
     if (r.status == http::ParseStatus::kError) co_return finish("malformed response");
     if (r.status == http::ParseStatus::kComplete) break;
   }
+  deadline.disarm();
+  if (deadline.fired()) co_return finish("");
   result.status = head.status;
-  deadline.cancel();
-  if (timed_out) result.error = fmt::format("timeout after {} ms", options.timeout.count());
+  for (std::size_t i = 0; i < head.field_count; ++i)
+    if (http::iequals(head.fields[i].name, "retry-after") && head.fields[i].value.size() <= 64)
+      result.retry_after = std::string(head.fields[i].value);
   co_return std::move(result);
 }
 

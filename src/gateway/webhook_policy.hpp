@@ -70,7 +70,16 @@ class WebhookPolicy {
   /// (connect error, timeout, malformed response), and a short reason for failures.
   /// 2xx is delivered; 5xx, 429 and 0 are retried up to max_retries; anything else (other
   /// 4xx, 1xx, 3xx: redirects are not followed) fails at once. A failed event is dropped.
-  Outcome record(core::SteadyTime now, core::WallTime wall, int status, std::string_view error);
+  /// `retry_after` is the answer's Retry-After (parse_retry_after()): on a 429 or 503 the
+  /// retry waits at least that long, but never longer than max_backoff.
+  Outcome record(core::SteadyTime now, core::WallTime wall, int status, std::string_view error,
+                 std::optional<core::Duration> retry_after = std::nullopt);
+
+  /// A Retry-After value as a delay from `now`: delay-seconds ("120") or an IMF-fixdate
+  /// ("Sun, 06 Nov 1994 08:49:37 GMT"; one in the past is zero). nullopt when empty or
+  /// malformed (then the backoff alone decides).
+  static std::optional<core::Duration> parse_retry_after(std::string_view value,
+                                                         core::WallTime now);
 
   /// Whether an attempt that ended with `status` (0: no HTTP answer) is worth repeating.
   static bool retryable(int status);

@@ -42,10 +42,15 @@ WebhookSettings settings_of(const core::WebhookConfig& c, std::uint64_t seed) {
                          .seed = seed};
 }
 
-// The request target: the URL's path as written ("http://h/hooks/x/" keeps its slash).
+// The request target: the URL's path as written ("http://h/hooks/x/" keeps its slash), and
+// its query as written.
 std::string target_of(const core::UpstreamUrl& url) {
-  if (url.base_path.empty()) return "/";
-  return url.base_path + (!url.text.empty() && url.text.back() == '/' ? "/" : "");
+  std::string path = url.base_path;
+  const std::string_view before_query =
+      std::string_view(url.text).substr(0, std::string_view(url.text).find('?'));
+  if (path.empty() || (!before_query.empty() && before_query.back() == '/')) path += '/';
+  if (!url.query.empty()) path += '?' + url.query;
+  return path;
 }
 
 }  // namespace
@@ -79,7 +84,9 @@ struct WebhookDispatcher::Impl {
   std::string user_agent;
   std::vector<std::unique_ptr<Sink>> sinks;
   mutable std::mutex mu;
-  std::uint64_t cursor = 0;  // the last event id read from the registry (dispatcher thread)
+  // The last event id read from the registry (dispatcher thread); from the log's origin, so
+  // that events of start-up are sent too.
+  std::uint64_t cursor = registry.event_origin();
   std::atomic<bool> stopping{false};
   // Last: destroyed first, so that coroutine frames it still holds go before the sinks.
   asio::io_context ctx{1};
@@ -89,7 +96,8 @@ struct WebhookDispatcher::Impl {
     std::string out = fmt::format(
         "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nContent-Type: application/json\r\n"
         "Content-Length: {}\r\nX-Switchboard-Event-Id: {}\r\nX-Switchboard-Event: {}\r\n",
-        s.target, s.config.url.authority(), user_agent, body.size(), e.id, e.type);
+        s.target, s.config.url.authority(), user_agent, body.size(),
+        registry::format_event_id(e.id), e.type);
     for (const auto& [name, value] : s.config.headers) out += name + ": " + value + "\r\n";
     out += "Connection: close\r\n\r\n";
     return out + body;
@@ -130,7 +138,7 @@ struct WebhookDispatcher::Impl {
     options.server_name = tls_settings.server_name;
     for (;;) {
       std::string request;
-      std::uint64_t id = 0;
+      std::string id;
       {
         std::lock_guard lock(mu);
         const registry::Event* e = s.policy.next(clock.steady_now());
@@ -139,7 +147,7 @@ struct WebhookDispatcher::Impl {
           co_return;
         }
         request = request_for(s, *e);
-        id = e->id;
+        id = registry::format_event_id(e->id);
       }
       const CallResult r = co_await http_call(s.config.url, request, options);
       if (stopping.load()) co_return;
@@ -148,7 +156,9 @@ struct WebhookDispatcher::Impl {
       WebhookPolicy::Outcome o;
       {
         std::lock_guard lock(mu);
-        o = s.policy.record(clock.steady_now(), clock.wall_now(), status, error);
+        const auto wall = clock.wall_now();
+        o = s.policy.record(clock.steady_now(), wall, status, error,
+                            WebhookPolicy::parse_retry_after(r.retry_after, wall));
       }
       if (o.decision == WebhookPolicy::Decision::kDelivered) continue;
       const auto in =

@@ -32,7 +32,10 @@ void append_sse_token(std::string& out, std::string_view s) {
 
 }  // namespace
 
-EventLog::EventLog(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+EventLog::EventLog(std::size_t capacity, std::uint32_t epoch)
+    : capacity_(capacity == 0 ? 1 : capacity),
+      origin_(std::uint64_t{epoch} << 32),
+      next_id_(origin_ + 1) {}
 
 std::uint64_t EventLog::append(Event event) {
   event.id = next_id_++;
@@ -59,8 +62,9 @@ std::uint64_t EventLog::append(core::WallTime at, std::string type, std::string 
 EventLog::Since EventLog::since(std::uint64_t last_id) const {
   Since out;
   // The client needs ids last_id + 1 ... last_id(); all of them are held iff the oldest
-  // held id is at most last_id + 1. An id from the future means another process's ids.
-  if (last_id > this->last_id() || last_id + 1 < first_id()) {
+  // held id is at most last_id + 1. An id above last_id() or below origin() is another
+  // epoch's: another process's ids.
+  if (last_id > this->last_id() || last_id < origin_ || last_id + 1 < first_id()) {
     out.too_old = true;
     return out;
   }
@@ -85,13 +89,20 @@ std::string format_rfc3339_ms(core::WallTime at) {
   return std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
 }
 
+std::string format_event_id(std::uint64_t id) {
+  std::string out = std::to_string(id >> 32);
+  out += '-';
+  out += std::to_string(id & 0xffff'ffffu);
+  return out;
+}
+
 std::string to_json(const Event& event) {
   std::string out;
   out.reserve(128 + event.service.size() + event.instance.size() + event.reason.size() +
               event.data_json.size());
-  out += "{\"id\":";
-  out += std::to_string(event.id);
-  out += ",\"at\":\"";
+  out += "{\"id\":\"";
+  out += format_event_id(event.id);
+  out += "\",\"at\":\"";
   out += format_rfc3339_ms(event.at);
   out += "\",\"type\":";
   append_json_string(out, event.type);
@@ -109,7 +120,7 @@ std::string to_json(const Event& event) {
 
 std::string to_sse(const Event& event) {
   std::string out = "id: ";
-  out += std::to_string(event.id);
+  out += format_event_id(event.id);
   out += "\nevent: ";
   append_sse_token(out, event.type);
   out += "\ndata: ";
@@ -120,7 +131,7 @@ std::string to_sse(const Event& event) {
 
 std::string sse_snapshot(std::uint64_t id, std::string_view registry_json) {
   std::string out = "id: ";
-  out += std::to_string(id);
+  out += format_event_id(id);
   out += "\nevent: snapshot\ndata: ";
   append_one_line(out, registry_json);
   out += "\n\n";
@@ -128,13 +139,24 @@ std::string sse_snapshot(std::uint64_t id, std::string_view registry_json) {
 }
 
 std::optional<std::uint64_t> parse_last_event_id(std::string_view value) {
-  if (value.empty() || value.size() > 20) return std::nullopt;
-  for (char c : value)
-    if (c < '0' || c > '9') return std::nullopt;
-  std::uint64_t id = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), id);
-  if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
-  return id;
+  // One part: 1 to 10 digits, no leading zero (but "0"), below 2^32.
+  const auto part = [](std::string_view digits) -> std::optional<std::uint64_t> {
+    if (digits.empty() || digits.size() > 10 || (digits.size() > 1 && digits[0] == '0'))
+      return std::nullopt;
+    for (char c : digits)
+      if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec != std::errc() || end != digits.data() + digits.size() || n > 0xffff'ffffu)
+      return std::nullopt;
+    return n;
+  };
+  const auto dash = value.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  const auto epoch = part(value.substr(0, dash));
+  const auto seq = part(value.substr(dash + 1));
+  if (!epoch || !seq) return std::nullopt;
+  return (*epoch << 32) | *seq;
 }
 
 }  // namespace sb::registry

@@ -220,9 +220,19 @@ const Service* Snapshot::find(std::string_view name) const {
   return it != services.end() && it->name == name ? &*it : nullptr;
 }
 
+// The event log's epoch: the start time in Unix milliseconds, modulo 2^32 (it repeats
+// every 49.7 days), so that a Last-Event-ID kept by a client across a restart names another
+// epoch and gets a snapshot instead of resuming into another process's events.
+static std::uint32_t event_epoch(core::WallTime now) {
+  return static_cast<std::uint32_t>(static_cast<std::uint64_t>(unix_ms(now)) & 0xffff'ffffu);
+}
+
 Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore* store,
                    std::optional<core::UpstreamUrl> self_url)
-    : clock_(clock), store_(store) {
+    : clock_(clock),
+      store_(store),
+      events_(10000, event_epoch(clock.wall_now())),
+      last_event_id_(events_.origin()) {
   api_defaults_.timeouts = config.upstream.timeouts;
   api_defaults_.pool = config.upstream.pool;
   api_defaults_.tls = config.upstream.tls;
@@ -238,6 +248,9 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
   health_settings_.degraded_error_rate = config.health.degraded_error_rate;
   health_settings_.recover_factor = config.health.recover_factor;
   health_settings_.min_samples = config.health.degraded_min_samples;
+  default_tcp_check_ = config.health.default_check == core::HealthConfig::DefaultCheck::kTcp;
+  default_check_settings_ = health_settings_;
+  default_check_settings_.traffic_before_first_check = true;
   for (const auto& sc : config.services) {
     Service s{sc.name, sc, sc.source, {}};
     s.config.instances.clear();
@@ -284,21 +297,40 @@ static std::string health_key(std::string_view service, std::string_view id) {
 
 void Registry::track(const Service& s, Instance& inst) {
   const auto now = clock_.steady_now();
-  const core::HealthCheckConfig& check = inst.check ? *inst.check : s.config.health_check;
+  core::HealthCheckConfig check = inst.check ? *inst.check : s.config.health_check;
+  // An instance without a check of its own or its service's gets a TCP connect check
+  // (health.default_check), Switchboard itself excepted. It routes at once, as before;
+  // the check takes it out when connects fail (and live failures bring it back in).
+  const bool by_default =
+      !check.enabled() && default_tcp_check_ && inst.source != core::Source::kDefault;
+  if (by_default) {
+    const core::Millis deregister_after = check.deregister_after;
+    check = core::HealthCheckConfig{};
+    check.type = core::HealthCheckConfig::Type::kTcp;
+    check.deregister_after = deregister_after;
+  }
   const bool checked = check.enabled();
   const std::string key = health_key(s.name, inst.id);
   untrack(s.name, inst.id);
   inst.uid = next_uid_++;
   inst.in_flight = std::make_shared<std::atomic<std::int32_t>>(0);
   inst.state = InstanceState::kUnknown;
-  inst.takes_traffic = !checked;  // checked: no traffic until a check proves it
-  inst.health_reason = checked ? "not checked yet" : "";
+  // Checked: no traffic until a check proves it; checked by default: traffic at once.
+  inst.takes_traffic = !checked || by_default;
+  inst.health_reason = checked && !by_default ? "not checked yet" : "";
   const std::uint64_t seed = std::hash<std::string>{}(key);
+  const HealthSettings& settings = by_default ? default_check_settings_ : health_settings_;
+  CheckScheduler scheduler(settings, seed);
+  // A default check first runs one (jittered) interval from now: the instance already takes
+  // traffic, and a new connection to every instance at start-up would tell nothing yet.
+  const core::SteadyTime first =
+      by_default ? scheduler.next_check(now, InstanceState::kHealthy) : now;
   auto [it, inserted] = health_.insert_or_assign(
-      key, Health{HealthTracker(health_settings_, now), CheckScheduler(health_settings_, seed), now,
-                  checked, false, s.name, inst.id, inst.config.url, check, s.config.tls, inst.uid});
+      key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false, s.name,
+                  inst.id, inst.config.url, check, s.config.tls, inst.uid});
   by_uid_[inst.uid] = &it->second;
-  if (checked) schedule_.emplace(now, &it->second);
+  it->second.by_default = by_default;
+  if (checked) schedule_.emplace(first, &it->second);
 }
 
 void Registry::untrack(std::string_view service, std::string_view id) {
@@ -338,7 +370,7 @@ void Registry::apply(std::string_view service, std::string_view id, Health& h,
     if (inst.id != id) continue;
     inst.state = t->to;
     inst.health_reason = t->reason;
-    if (h.checked) inst.takes_traffic = h.tracker.takes_traffic();
+    if (h.checked) inst.takes_traffic = h.by_default ? !h.check_down : h.tracker.takes_traffic();
     spdlog::info("registry: {}/{} is {} ({})", service, id, to_string(t->to), t->reason);
     event(kEventHealthChanged, service, id,
           fmt::format("{} -> {}: {}", to_string(t->from), to_string(t->to), t->reason), &inst);
@@ -377,7 +409,7 @@ void Registry::harvest() {
       }
       Health& h = *last;
       auto t = h.tracker.record_live(now, sample.ok, std::chrono::microseconds(sample.latency_us),
-                                     sample.ok ? "" : "live request failed",
+                                     /*reason=*/{},
                                      /*judge_window=*/false);
       if (t) apply(h.service, h.id, h, t);
       if (!h.harvested) {
@@ -408,6 +440,22 @@ std::vector<DueCheck> Registry::due_checks(std::size_t limit) {
   return due;
 }
 
+std::optional<core::SteadyTime> Registry::next_check_due() const {
+  std::lock_guard lock(mu_);
+  if (schedule_.empty()) return std::nullopt;
+  return schedule_.begin()->first;
+}
+
+void Registry::set_on_change(std::function<void()> f) {
+  std::lock_guard lock(on_change_mu_);
+  on_change_ = std::move(f);
+}
+
+void Registry::changed() {
+  std::lock_guard lock(on_change_mu_);
+  if (on_change_) on_change_();
+}
+
 void Registry::record_check(std::string_view service, std::string_view id, bool ok,
                             core::Duration latency, std::string_view reason) {
   std::lock_guard lock(mu_);
@@ -419,6 +467,22 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
   const auto transition = h.tracker.record_check(now, ok, latency, reason);
   h.next_check = h.scheduler.next_check(now, h.tracker);
   schedule_.emplace(h.next_check, &h);
+  if (h.by_default) {
+    h.check_failures = ok ? 0 : std::min(h.check_failures + 1, 1 << 20);
+    h.check_successes = ok ? std::min(h.check_successes + 1, 1 << 20) : 0;
+    const bool down = h.check_down ? h.check_successes < health_settings_.rise
+                                   : h.check_failures >= health_settings_.fall;
+    if (down != h.check_down) {
+      h.check_down = down;
+      if (Service* s = find_mut(service))
+        for (auto& inst : s->instances)
+          if (inst.id == id) inst.takes_traffic = !down;
+      dirty_ = true;
+      if (!transition)  // the tracker was already unhealthy (live failures): say why now
+        spdlog::info("registry: {}/{} {} traffic ({})", service, id, down ? "gets no" : "takes",
+                     reason);
+    }
+  }
   apply(service, id, h, transition);
 }
 
@@ -462,8 +526,8 @@ EventLog::Since Registry::events_since(std::uint64_t last_id) const {
 
 std::vector<Event> Registry::events_after(std::uint64_t last_id, std::uint64_t* missed) const {
   std::lock_guard lock(events_mu_);
-  // Ids never restart within a process, so last_id is at most last_id(); the gap up to the
-  // oldest held event is what the bounded log dropped.
+  // Ids never restart within a process, so last_id (at least origin()) is at most
+  // last_id(); the gap up to the oldest held event is what the bounded log dropped.
   const std::uint64_t from = std::max(last_id, events_.first_id() - 1);
   *missed = from - last_id;
   return events_.since(from).events;
@@ -558,7 +622,7 @@ std::optional<std::string> Registry::load() {
 }
 
 std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   Service* s = find_mut(r.service);
   if (s != nullptr && s->source != core::Source::kApi) {
     for (const auto& i : s->instances) {
@@ -623,6 +687,8 @@ std::variant<Registry::PutOutcome, ApiError> Registry::put(const Registration& r
                outcome == PutOutcome::kCreated ? "registered" : "replaced", r.service, r.id,
                r.url.text);
   publish();
+  lock.unlock();
+  changed();  // its first check may be due before the checker's next wake-up
   return outcome;
 }
 

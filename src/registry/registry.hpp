@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,12 @@ class Registry {
 
   /// Active checks due now, at most `limit`; each is marked running until its result comes.
   std::vector<DueCheck> due_checks(std::size_t limit);
+  /// When the soonest waiting check is due (nullopt: none waits). Thread-safe.
+  std::optional<core::SteadyTime> next_check_due() const;
+  /// Called (on the changing thread, without locks held) after a change that may bring a
+  /// check due sooner: a registration, a load. The checker wakes on it. nullptr: none.
+  void set_on_change(std::function<void()> f);
+
   /// The result of a check from due_checks(). A change of health is an event at once and
   /// part of the next snapshot (publish_pending); instances that are not healthy or
   /// degraded get no traffic.
@@ -167,7 +174,11 @@ class Registry {
   /// Events after `last_id` (registered, replaced, deregistered, expired); too_old when the
   /// bounded log no longer holds them all. Thread-safe; never waits for a store commit.
   EventLog::Since events_since(std::uint64_t last_id) const;
+  /// The newest event's id; event_origin() before the first. Thread-safe.
   std::uint64_t last_event_id() const { return last_event_id_.load(std::memory_order_acquire); }
+  /// The id before this process's first event (its epoch << 32, see EventLog): where a
+  /// consumer that must see every event (webhooks) starts reading.
+  std::uint64_t event_origin() const { return events_.origin(); }
   /// For consumers that must account for every event (webhooks): the events after
   /// `last_id` that the log still holds, oldest first, and in `missed` how many after
   /// `last_id` it dropped before they were read. Thread-safe.
@@ -205,8 +216,8 @@ class Registry {
   // The event log has a lock of its own, taken after mu_ when both are: readers and workers
   // recording breaker changes never wait for a change's store commit (which holds mu_).
   mutable std::mutex events_mu_;
-  EventLog events_;
-  std::atomic<std::uint64_t> last_event_id_{0};
+  EventLog events_;  // its epoch: see the constructor
+  std::atomic<std::uint64_t> last_event_id_;
 
   struct Health {
     HealthTracker tracker;
@@ -221,6 +232,14 @@ class Registry {
     core::TlsConfig tls{};
     std::uint64_t uid = 0;
     bool harvested = false;  // in harvested_ (during harvest())
+    // The TCP check of health.default_check: only its own results decide traffic (`fall`
+    // failed connects in a row take the instance out, `rise` good ones bring it back); live
+    // failures show in the tracker's state, as for instances without checks, but the
+    // breaker and outlier ejection are what act on them.
+    bool by_default = false;
+    int check_failures = 0;
+    int check_successes = 0;
+    bool check_down = false;
   };
   /// Checked instances waiting for their next check, soonest first (running ones are out).
   std::set<std::pair<core::SteadyTime, Health*>> schedule_;
@@ -238,11 +257,16 @@ class Registry {
   void apply(std::string_view service, std::string_view id, Health& h,
              const std::optional<Transition>& t);  // with mu_ held
   HealthSettings health_settings_;
+  HealthSettings default_check_settings_;  // the TCP check of health.default_check
+  bool default_tcp_check_ = true;
   std::map<std::string, Health, std::less<>> health_;  // "service/id"
   std::unordered_map<std::uint64_t, Health*> by_uid_;  // live samples -> tracker
   std::vector<Health*> harvested_;                     // trackers fed by the current harvest()
   std::uint64_t next_uid_ = 1;
   std::vector<std::shared_ptr<LiveFeed>> feeds_;
+  mutable std::mutex on_change_mu_;  // after mu_ is released, never with it
+  std::function<void()> on_change_;
+  void changed();  // calls on_change_
 };
 
 }  // namespace sb::registry

@@ -233,3 +233,59 @@ TEST(WebhookEventTypesTest, RegistryTypesAreKnownToTheConfig) {
 
 }  // namespace
 }  // namespace sb::gateway
+
+namespace sb::gateway {
+namespace {
+
+// Retry-After on a 503 or 429 delays the retry to at least that long (the jittered backoff
+// alone would retry within 10 ms), never past max_backoff; on a 500 it is ignored.
+TEST(WebhookRetryAfterTest, HonouredOn429And503AndBoundedByMaxBackoff) {
+  testing::ManualClock clock;
+  for (int status : {503, 429}) {
+    WebhookPolicy p({.backoff = 10ms, .max_backoff = 5s, .seed = 1});
+    p.offer(event(1));
+    ASSERT_NE(p.next(clock.steady_now()), nullptr);
+    const auto o = p.record(clock.steady_now(), clock.wall_now(), status, "HTTP", 2s);
+    ASSERT_EQ(o.decision, Decision::kRetry);
+    EXPECT_EQ(o.retry_at, clock.steady_now() + 2s) << status;
+    clock.advance(2s - 1ms);
+    EXPECT_EQ(p.next(clock.steady_now()), nullptr) << "1 ms before Retry-After";
+    clock.advance(1ms);
+    EXPECT_NE(p.next(clock.steady_now()), nullptr) << "at Retry-After";
+  }
+  {
+    WebhookPolicy p({.backoff = 10ms, .max_backoff = 300ms, .seed = 1});
+    p.offer(event(1));
+    ASSERT_NE(p.next(clock.steady_now()), nullptr);
+    const auto o = p.record(clock.steady_now(), clock.wall_now(), 503, "HTTP 503", 3600s);
+    EXPECT_EQ(o.retry_at, clock.steady_now() + 300ms) << "bounded by max_backoff";
+  }
+  {
+    WebhookPolicy p({.backoff = 10ms, .max_backoff = 5s, .seed = 1});
+    p.offer(event(1));
+    ASSERT_NE(p.next(clock.steady_now()), nullptr);
+    const auto o = p.record(clock.steady_now(), clock.wall_now(), 500, "HTTP 500", 2s);
+    EXPECT_LE(o.retry_at, clock.steady_now() + 10ms) << "a 500's Retry-After is not taken";
+  }
+}
+
+// delay-seconds and IMF-fixdate; anything else is no Retry-After.
+TEST(WebhookRetryAfterTest, ParsesSecondsAndHttpDates) {
+  // 2023-11-14T22:13:20Z, the manual clock's wall start (1.7e9 s).
+  const core::WallTime now{std::chrono::seconds(1'700'000'000)};
+  EXPECT_EQ(WebhookPolicy::parse_retry_after("0", now), core::Duration::zero());
+  EXPECT_EQ(WebhookPolicy::parse_retry_after("120", now), core::Duration(120s));
+  EXPECT_EQ(WebhookPolicy::parse_retry_after("99999999999", now), core::Duration(24h));
+  EXPECT_EQ(WebhookPolicy::parse_retry_after("Tue, 14 Nov 2023 22:13:50 GMT", now),
+            core::Duration(30s));
+  EXPECT_EQ(WebhookPolicy::parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now),
+            core::Duration::zero())
+      << "a date in the past: at once";
+  for (std::string_view bad : {"", "-1", "1.5", " 5", "5 ", "abc", "Tue, 14 Nov 2023 22:13:50 UTC",
+                               "Tue, 31 Feb 2023 22:13:50 GMT", "Xyz, 14 Nov 2023 22:13:50 GMT",
+                               "Tue, 14 Foo 2023 22:13:50 GMT", "Tue, 14 Nov 2023 25:13:50 GMT"})
+    EXPECT_EQ(WebhookPolicy::parse_retry_after(bad, now), std::nullopt) << bad;
+}
+
+}  // namespace
+}  // namespace sb::gateway

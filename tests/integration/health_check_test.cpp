@@ -40,6 +40,22 @@ class HealthCheckTest : public GatewayTest {
     }
     return last;
   }
+
+  // Polls GET /api/services/<service> until its first instance is in `state` (and its
+  // reason holds `reason`) or the deadline passes; returns the last document.
+  std::string wait_for_state(const std::string& service, const std::string& state,
+                             const std::string& reason, std::chrono::milliseconds within) {
+    const auto deadline = Clock::now() + scaled(within);
+    Response r;
+    do {
+      r = client().get("/api/services/" + service);
+      if (r.body.find("\"state\":\"" + state + "\"") != std::string::npos &&
+          r.body.find(reason) != std::string::npos)
+        return r.body;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    } while (Clock::now() < deadline);
+    return r.body;
+  }
 };
 
 // A healthy instance takes traffic, one whose checks fail gets none (503), a service
@@ -175,7 +191,8 @@ TEST_F(HealthCheckTest, SlowInstanceLosesShare) {
 // HTTP checks keep their connection between checks (one TCP handshake, not one per check).
 TEST_F(HealthCheckTest, ChecksReuseTheirConnection) {
   ASSERT_NO_FATAL_FAILURE(start_checked([&](const std::string& u) {
-    return "services:\n  kept:\n    instances: [\"" + u +
+    // No default TCP checks: they would add connections of their own to the count.
+    return "health: {default_check: none}\nservices:\n  kept:\n    instances: [\"" + u +
            "\"]\n    health_check: {path: /echo/hc}\n";
   }));
   const auto deadline = Clock::now() + scaled(std::chrono::milliseconds(10000));
@@ -223,8 +240,11 @@ TEST_F(HealthCheckTest, CheckOptions) {
                               std::chrono::milliseconds(5000)),
               200)
         << healthy;
-  // Never healthy: the body lacks the text (its checks fail, so it gets no traffic).
-  std::this_thread::sleep_for(scaled(std::chrono::milliseconds(500)));
+  // Never healthy: the body lacks the text (its checks fail, so it gets no traffic). Wait
+  // for the registry to say so, then see the effect.
+  const std::string doc = wait_for_state("body-bad", "unhealthy", "without the expected body text",
+                                         std::chrono::milliseconds(5000));
+  EXPECT_NE(doc.find("without the expected body text"), std::string::npos) << doc;
   EXPECT_EQ(client().get("/svc/body-bad/echo").status, 503);
 }
 
@@ -246,8 +266,39 @@ TEST_F(HealthCheckTest, PanicThresholdSpreadsOverAllInstances) {
         "    panic_threshold: 50\n"
         "    health_check: {path: /status/503}\n");
   }));
+  // Both instances fail their checks: wait until the registry has judged them, so that the
+  // answers below come from that decision, not from "not checked yet".
+  for (const char* service : {"calm", "panicky"}) {
+    const std::string doc =
+        wait_for_state(service, "unhealthy", "HTTP 503", std::chrono::milliseconds(5000));
+    EXPECT_NE(doc.find("\"state\":\"unhealthy\""), std::string::npos) << doc;
+  }
   EXPECT_EQ(client().get("/svc/calm/echo").status, 503);
   EXPECT_EQ(client().get("/svc/panicky/echo").status, 200);
+}
+
+// Issue 10: an instance registered through the API without a check gets the default TCP
+// check: when its process dies, the check finds it (before any client request does), and
+// the registry says why.
+TEST_F(HealthCheckTest, DefaultTcpCheckFindsADeadApiInstance) {
+  ASSERT_NO_FATAL_FAILURE(
+      start_checked([&](const std::string&) { return std::string("health: {fall: 3}\n"); }));
+  Upstream doomed("doomed");
+  ASSERT_TRUE(doomed.started()) << doomed.error();
+  Response put = client().request("PUT", "/api/services/plain/instances/a",
+                                  {{"Content-Type", "application/json"}},
+                                  "{\"url\":\"" + doomed.url() + "\"}");
+  ASSERT_EQ(put.status, 201) << put.raw;
+  ASSERT_TRUE(doomed.process().signal(SIGKILL));
+  doomed.process().wait_exit(scaled(std::chrono::milliseconds(2000)));
+  const std::string doc =
+      wait_for_state("plain", "unhealthy", "TCP connect", std::chrono::milliseconds(5000));
+  EXPECT_NE(doc.find("\"takes_traffic\":false"), std::string::npos) << doc;
+  EXPECT_NE(doc.find("check failed: TCP connect: Connection refused (3 consecutive failures)"),
+            std::string::npos)
+      << doc;
+  EXPECT_EQ(doomed.requests_logged("/"), 0u) << "no client request was needed";
+  expect_problem(client().get("/svc/plain/echo"), 503);
 }
 
 }  // namespace

@@ -50,20 +50,28 @@ class ResilienceTest : public ::testing::Test {
 
   HttpClient client() const { return HttpClient(sb_->port()); }
 
-  // The event stream from the start of the log, read for one second with curl.
+  // The event stream from the start of the log, read for one second with curl. Ids are
+  // "<epoch>-<sequence>": a first stream's snapshot names the epoch, and "<epoch>-0" (the id
+  // before this process's first event) resumes from the start.
   std::string events_from_start() const {
-    ProcessOptions o;
-    o.args = {"/usr/bin/curl",
-              "-sN",
-              "--max-time",
-              "1",
-              "-H",
-              "Last-Event-ID: 0",
-              "http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events"};
-    o.env = {{"PATH", "/usr/bin:/bin"}};
-    Process curl(o);
-    curl.wait_exit(seconds(5));
-    return curl.output(Stream::kStdout);
+    const auto curl_events = [&](const char* max_time, const std::string& last_event_id) {
+      ProcessOptions o;
+      o.args = {"/usr/bin/curl", "-sN", "--max-time", max_time};
+      if (!last_event_id.empty()) {
+        o.args.push_back("-H");
+        o.args.push_back("Last-Event-ID: " + last_event_id);
+      }
+      o.args.push_back("http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events");
+      o.env = {{"PATH", "/usr/bin:/bin"}};
+      Process curl(o);
+      curl.wait_exit(seconds(5));
+      return curl.output(Stream::kStdout);
+    };
+    const std::string snapshot = curl_events("0.3", "");
+    const auto id = snapshot.find("id: ");
+    const auto dash = snapshot.find('-', id);
+    if (id == std::string::npos || dash == std::string::npos) return snapshot;
+    return curl_events("1", snapshot.substr(id + 4, dash - id - 4) + "-0");
   }
 
   // Requests the upstreams logged for targets containing `part`, once the count has reached

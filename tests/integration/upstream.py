@@ -39,11 +39,14 @@ is allowed in front of it:
                       M ms first, then (N not 0) answer status N instead; status=0 and
                       delay_ms=0 reset. Answers 204. --delay-ms sets the initial delay.
 Options: --port N binds that port (to restart an upstream where it was); default 0.
-  /hook/<name>[/<codes>]  records the request (a webhook sink) and answers with the next of
+  /hook/<name>[/<codes>][?retry_after=V]
+                      records the request (a webhook sink) and answers with the next of
                       the comma-separated statuses in <codes> (the last one repeats;
-                      default 200). <name> must not be another keyword.
+                      default 200). <name> must not be another keyword. With retry_after,
+                      a 429 or 503 answer carries `Retry-After: V` (V as given).
   /hooks/<name>       JSON list of what /hook/<name> recorded, in arrival order: method,
-                      path, headers (lower-case names -> list of values), body, status
+                      path, query, headers (lower-case names -> list of values), body,
+                      status, at (arrival, time.monotonic() seconds)
 Every response echoes the request's X-Correlation-ID as X-Upstream-Saw-Correlation-ID.
 """
 
@@ -59,6 +62,7 @@ import ssl
 import struct
 import sys
 import tempfile
+import time
 import urllib.parse
 
 MAX_HEAD = 1 << 20  # bytes of one request head
@@ -219,8 +223,9 @@ class Server:
             out.append("Connection: keep-alive")
         return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 
-    async def send_simple(self, writer, req, status, body, content_type, keep_alive):
+    async def send_simple(self, writer, req, status, body, content_type, keep_alive, extra=()):
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        headers += list(extra)
         writer.write(self.head(req, status, headers, keep_alive))
         if req.method != "HEAD":
             writer.write(body)
@@ -360,10 +365,15 @@ class Server:
                 headers = {}
                 for (k, v) in req.headers:
                     headers.setdefault(k.lower(), []).append(v)
-                seen.append({"method": req.method, "path": req.path, "headers": headers,
-                             "body": body.decode("utf-8", "replace"), "status": code})
+                seen.append({"method": req.method, "path": req.path, "query": req.query,
+                             "headers": headers, "body": body.decode("utf-8", "replace"),
+                             "status": code, "at": time.monotonic()})
+                extra = []
+                retry_after = req.params.get("retry_after")
+                if retry_after and code in (429, 503):
+                    extra.append(("Retry-After", retry_after[0]))
                 await self.send_simple(writer, req, code, f"status {code}\n".encode(),
-                                       "text/plain", keep_alive)
+                                       "text/plain", keep_alive, extra)
             else:
                 await self.send_simple(writer, req, 200, json.dumps(seen).encode(),
                                        "application/json", keep_alive)

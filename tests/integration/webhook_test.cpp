@@ -151,8 +151,12 @@ TEST_F(WebhookTest, EventsArePostedInOrderAndFiltered) {
     EXPECT_EQ(rec.as_object().at("path"), "/hook/all");
     EXPECT_EQ(body_field(rec, "type"), types[i]) << i;
     EXPECT_EQ(body_field(rec, "instance"), instances[i]) << i;
-    EXPECT_EQ(body_field(rec, "id"), std::to_string(i + 1)) << "ids follow the log";
-    EXPECT_EQ(header(rec, "x-switchboard-event-id"), std::to_string(i + 1));
+    // "<epoch>-<sequence>": the process's epoch, then the log's sequence.
+    const std::string id = body_field(rec, "id");
+    EXPECT_EQ(id.substr(id.find('-') + 1), std::to_string(i + 1)) << "ids follow the log";
+    EXPECT_EQ(id.substr(0, id.find('-')),
+              body_field(all[0], "id").substr(0, body_field(all[0], "id").find('-')));
+    EXPECT_EQ(header(rec, "x-switchboard-event-id"), id);
     EXPECT_EQ(header(rec, "content-type"), "application/json");
     EXPECT_EQ(header(rec, "user-agent").rfind("switchboard/", 0), 0u) << header(rec, "user-agent");
     EXPECT_EQ(header(rec, "authorization"), "Bearer s3cret");
@@ -191,7 +195,9 @@ TEST_F(WebhookTest, RetriesUntilTheSinkRecovers) {
   EXPECT_EQ(put_instance("web", "a").status, 201);
   const json::array got = wait_recorded("flaky", 3, milliseconds(5000));
   ASSERT_EQ(got.size(), 3u) << json::serialize(got);
-  for (const auto& rec : got) EXPECT_EQ(header(rec, "x-switchboard-event-id"), "1");
+  const std::string id = header(got[0], "x-switchboard-event-id");
+  EXPECT_EQ(id.substr(id.find('-') + 1), "1") << id;
+  for (const auto& rec : got) EXPECT_EQ(header(rec, "x-switchboard-event-id"), id);
   EXPECT_EQ(got[2].as_object().at("status"), 200);
   const auto st = wait_sink_status(
       url, milliseconds(5000), [](const json::object& o) { return counter(o, "delivered") == 1; });
@@ -201,8 +207,56 @@ TEST_F(WebhookTest, RetriesUntilTheSinkRecovers) {
   EXPECT_EQ(st.at("last_error"), "HTTP 503");
   const std::string logs =
       sb_->process().output(Stream::kStdout) + sb_->process().output(Stream::kStderr);
-  EXPECT_NE(logs.find("event 1 attempt 1 failed: HTTP 500"), std::string::npos)
+  EXPECT_NE(logs.find("event " + id + " attempt 1 failed: HTTP 500"), std::string::npos)
       << "each failed attempt is logged";
+}
+
+// A sink URL keeps its query string (sent as given), and a 503 with Retry-After: 1 makes the
+// retry wait that second although the backoff is 10 ms.
+TEST_F(WebhookTest, QueryIsSentAndRetryAfterIsHonoured) {
+  up_ = std::make_unique<Upstream>("hooks");
+  ASSERT_TRUE(up_->started()) << up_->error();
+  const std::string url = up_->url() + "/hook/later/503,200?retry_after=1&x=a%20b";
+  SwitchboardOptions options;
+  options.args = {"--config", write_config("webhooks:\n  - url: \"" + url +
+                                           "\"\n    backoff: 10ms\n    max_backoff: 10s\n")};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+
+  EXPECT_EQ(put_instance("web", "a").status, 201);
+  const json::array got = wait_recorded("later", 2, milliseconds(5000));
+  ASSERT_EQ(got.size(), 2u) << json::serialize(got);
+  EXPECT_EQ(got[0].as_object().at("path"), "/hook/later/503,200");
+  EXPECT_EQ(got[0].as_object().at("query"), "retry_after=1&x=a%20b");
+  EXPECT_EQ(got[0].as_object().at("status"), 503);
+  EXPECT_EQ(got[1].as_object().at("status"), 200);
+  const double gap = got[1].as_object().at("at").to_number<double>() -
+                     got[0].as_object().at("at").to_number<double>();
+  EXPECT_GE(gap, 0.95) << "Retry-After: 1 was not waited for";
+  const auto st = wait_sink_status(
+      url, milliseconds(5000), [](const json::object& o) { return counter(o, "delivered") == 1; });
+  EXPECT_EQ(counter(st, "retries"), 1u) << json::serialize(st);
+}
+
+// Retry-After is bounded by max_backoff: a sink asking for an hour is retried after 200 ms.
+TEST_F(WebhookTest, RetryAfterIsBoundedByMaxBackoff) {
+  up_ = std::make_unique<Upstream>("hooks");
+  ASSERT_TRUE(up_->started()) << up_->error();
+  const std::string url = up_->url() + "/hook/busy/429,200?retry_after=3600";
+  SwitchboardOptions options;
+  options.args = {"--config", write_config("webhooks:\n  - url: \"" + url +
+                                           "\"\n    backoff: 10ms\n    max_backoff: 200ms\n")};
+  sb_ = std::make_unique<Switchboard>(std::move(options));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+
+  EXPECT_EQ(put_instance("web", "a").status, 201);
+  const json::array got = wait_recorded("busy", 2, milliseconds(5000));
+  ASSERT_EQ(got.size(), 2u) << json::serialize(got);
+  EXPECT_EQ(got[0].as_object().at("status"), 429);
+  const double gap = got[1].as_object().at("at").to_number<double>() -
+                     got[0].as_object().at("at").to_number<double>();
+  EXPECT_GE(gap, 0.19) << "Retry-After counts up to max_backoff";
+  EXPECT_LT(gap, 3.0);
 }
 
 // A sink with nothing listening and one that never answers: the healthy sink gets every

@@ -147,11 +147,11 @@ TEST(EventJsonTest, ToJsonHasEveryField) {
                 .data_json = R"({"from":"healthy","to":"unhealthy"})"};
   EXPECT_EQ(
       to_json(e),
-      R"({"id":42,"at":"2026-11-29T11:46:51.123Z","type":"health_changed","service":"api",)"
+      R"({"id":"0-42","at":"2026-11-29T11:46:51.123Z","type":"health_changed","service":"api",)"
       R"("instance":"i-1","reason":"3 failed checks","data":{"from":"healthy","to":"unhealthy"}})");
   const auto v = testing::parse_json(to_json(e));
   ASSERT_TRUE(v);
-  EXPECT_EQ(testing::json_int(*v, "id"), 42);
+  EXPECT_EQ(testing::json_string(*v, "id"), "0-42");
   EXPECT_EQ(v->at("data").at("to").as_string(), "unhealthy");
 }
 
@@ -196,7 +196,7 @@ TEST(EventJsonTest, NonAsciiKeptInvalidUtf8Replaced) {
 // An SSE frame is id, event and one data line, ended by a blank line.
 TEST(EventSseTest, FrameShape) {
   const Event e{.id = 7, .at = kAt, .type = "registered", .service = "api", .instance = "a"};
-  EXPECT_EQ(to_sse(e), "id: 7\nevent: registered\ndata: " + to_json(e) + "\n\n");
+  EXPECT_EQ(to_sse(e), "id: 0-7\nevent: registered\ndata: " + to_json(e) + "\n\n");
 }
 
 // Newlines anywhere in an event (reason, data whitespace, type) never break the data line.
@@ -226,24 +226,54 @@ TEST(EventSseTest, DataNeverHoldsARawNewline) {
 
 // The snapshot frame carries the given id and the registry document on one data line.
 TEST(EventSseTest, Snapshot) {
-  EXPECT_EQ(sse_snapshot(12, R"({"services":[]})"),
-            "id: 12\nevent: snapshot\ndata: {\"services\":[]}\n\n");
+  EXPECT_EQ(sse_snapshot((std::uint64_t{5} << 32) + 12, R"({"services":[]})"),
+            "id: 5-12\nevent: snapshot\ndata: {\"services\":[]}\n\n");
   const std::string frame = sse_snapshot(3, "{\n\"services\": []\n}");
   EXPECT_EQ(std::count(frame.begin(), frame.end(), '\n'), 4);
   EXPECT_TRUE(testing::parse_json(frame.substr(frame.find("data: ") + 6)));
 }
 
-// Last-Event-ID: 1 to 20 digits that fit in 64 bits; anything else is rejected.
+// Last-Event-ID: "<epoch>-<sequence>", each part canonical decimal below 2^32; anything
+// else (a bare number from an older Switchboard included) is rejected.
 TEST(LastEventIdTest, Parse) {
-  EXPECT_EQ(parse_last_event_id("0"), 0u);
-  EXPECT_EQ(parse_last_event_id("42"), 42u);
-  EXPECT_EQ(parse_last_event_id("007"), 7u);
-  EXPECT_EQ(parse_last_event_id("18446744073709551615"), UINT64_MAX);
-  EXPECT_EQ(parse_last_event_id("18446744073709551616"), std::nullopt);   // 2^64
-  EXPECT_EQ(parse_last_event_id("000000000000000000001"), std::nullopt);  // 21 chars
-  EXPECT_EQ(parse_last_event_id("00000000000000000001"), 1u);             // 20 chars
-  for (std::string_view bad : {"", " 1", "1 ", "+1", "-1", "1a", "0x10", "1.0", "１"})
+  EXPECT_EQ(parse_last_event_id("0-0"), 0u);
+  EXPECT_EQ(parse_last_event_id("0-42"), 42u);
+  EXPECT_EQ(parse_last_event_id("3-7"), (std::uint64_t{3} << 32) + 7);
+  EXPECT_EQ(parse_last_event_id("4294967295-4294967295"), UINT64_MAX);
+  EXPECT_EQ(format_event_id(UINT64_MAX), "4294967295-4294967295");
+  EXPECT_EQ(format_event_id((std::uint64_t{1234} << 32) + 9), "1234-9");
+  for (std::uint64_t id : {std::uint64_t{0}, std::uint64_t{1}, (std::uint64_t{77} << 32) + 5})
+    EXPECT_EQ(parse_last_event_id(format_event_id(id)), id) << "round trip";
+  // clang-format off
+  for (std::string_view bad :
+       {"", "0", "42", "-", "1-", "-1", "01-1", "1-01", "4294967296-1", "1-4294967296",
+        "99999999999-1", " 1-1", "1-1 ", "+1-1", "1-+1", "1--1", "1-1-1", "1a-1", "0x1-1",
+        "1.0-1", "１-1", "18446744073709551615"})
+    // clang-format on
     EXPECT_EQ(parse_last_event_id(bad), std::nullopt) << bad;
+}
+
+// An id of another epoch (a previous process's, lower or higher) is too old: the caller
+// sends a snapshot, never events that only look like a continuation.
+TEST(EventLogEpochTest, IdsOfAnotherEpochAreTooOld) {
+  EventLog previous(100, 7);
+  for (int i = 0; i < 3; ++i) previous.append(kAt, "registered", "api", "a", "");
+  EXPECT_EQ(format_event_id(previous.last_id()), "7-3");
+
+  EventLog log(100, 8);  // the restarted process
+  EXPECT_EQ(log.last_id(), log.origin());
+  EXPECT_FALSE(log.since(log.origin()).too_old);
+  EXPECT_TRUE(log.since(previous.last_id()).too_old) << "an older epoch";
+  for (int i = 0; i < 5; ++i) log.append(kAt, "registered", "api", "b", "");
+  EXPECT_EQ(format_event_id(log.first_id()), "8-1");
+  EXPECT_TRUE(log.since(previous.last_id()).too_old) << "7-3 must not resume at 8-4";
+  EXPECT_TRUE(log.since((std::uint64_t{9} << 32) + 1).too_old) << "a newer epoch";
+  EXPECT_TRUE(log.since(3).too_old) << "epoch 0, as ids were before epochs";
+  const auto resumed = log.since(*parse_last_event_id("8-3"));
+  ASSERT_FALSE(resumed.too_old);
+  ASSERT_EQ(resumed.events.size(), 2u);
+  EXPECT_EQ(format_event_id(resumed.events[0].id), "8-4");
+  EXPECT_EQ(log.since(log.origin()).events.size(), 5u);
 }
 
 }  // namespace

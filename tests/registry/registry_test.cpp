@@ -178,7 +178,7 @@ TEST_F(RegistryTest, PutCreatesThenReplaces) {
   ASSERT_NE(snap->find("svc"), nullptr);
   EXPECT_EQ(snap->find("svc")->instances.size(), 1u);
   EXPECT_EQ(store_.rows.size(), 1u);
-  const auto ev = r.events_since(0);
+  const auto ev = r.events_since(r.event_origin());
   ASSERT_EQ(ev.events.size(), 2u);
   EXPECT_EQ(ev.events[0].type, "registered");
   EXPECT_EQ(ev.events[1].type, "replaced");
@@ -223,7 +223,7 @@ TEST_F(RegistryTest, TtlExpiresExactlyAtTheDeadline) {
   EXPECT_EQ(r.expire(), 1u);
   EXPECT_EQ(r.snapshot()->find("svc"), nullptr);
   EXPECT_TRUE(store_.rows.empty());
-  EXPECT_EQ(r.events_since(0).events.back().type, "expired");
+  EXPECT_EQ(r.events_since(r.event_origin()).events.back().type, "expired");
 }
 
 // A heartbeat moves the deadline a whole TTL forward from now.
@@ -331,7 +331,8 @@ TEST(RegistryHealthTest, ChecksDecideTraffic) {
   ASSERT_EQ(due.size(), 1u);
   const auto v = r.version();
   r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
-  EXPECT_EQ(r.events_since(0).events.back().type, "health_changed");  // the event at once,
+  // The event at once,
+  EXPECT_EQ(r.events_since(r.event_origin()).events.back().type, "health_changed");
   EXPECT_EQ(r.version(), v);  // the snapshot with the control loop's next turn
   r.publish_pending();
   EXPECT_GT(r.version(), v);
@@ -551,7 +552,124 @@ TEST(RegistryHealthTest, DeregisterAfter) {
   const auto* s = r.snapshot()->find("svc");
   ASSERT_EQ(s->instances.size(), 1u);
   EXPECT_EQ(s->instances[0].source, core::Source::kCommandLine);
-  EXPECT_EQ(r.events_since(0).events.back().type, "deregistered");
+  EXPECT_EQ(r.events_since(r.event_origin()).events.back().type, "deregistered");
+}
+
+}  // namespace
+}  // namespace sb::registry
+
+namespace sb::registry {
+namespace {
+
+// Issue 10: event ids carry an epoch from the start time, so a registry started later (a
+// restart) answers the previous one's ids with too_old (a snapshot), not with its events.
+TEST(RegistryEventEpochTest, ARestartedRegistryDoesNotResumeOldIds) {
+  testing::ManualClock clock;
+  core::Config c;
+  std::uint64_t old_id = 0;
+  {
+    Registry r(c, clock, nullptr, std::nullopt);
+    for (const char* id : {"a", "b", "c"})
+      ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
+    old_id = r.last_event_id();
+    EXPECT_EQ(r.events_since(r.event_origin()).events.size(), 3u);
+  }
+  clock.advance(std::chrono::milliseconds(1));  // the next process starts (at least) 1 ms later
+  Registry r(c, clock, nullptr, std::nullopt);
+  EXPECT_NE(r.event_origin() >> 32, old_id >> 32) << "a new epoch";
+  EXPECT_EQ(r.last_event_id(), r.event_origin());
+  for (const char* id : {"a", "b", "c", "d", "e"})
+    ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
+  EXPECT_TRUE(r.events_since(old_id).too_old);
+  std::uint64_t missed = 0;
+  EXPECT_EQ(r.events_after(r.event_origin(), &missed).size(), 5u);
+  EXPECT_EQ(missed, 0u) << "webhooks start at the origin: nothing counts as lost";
+}
+
+// Issue 10: an instance without any check gets a TCP check (health.default_check: tcp)
+// one interval after it appears; it routes meanwhile, and failed connects take it out.
+TEST(RegistryDefaultCheckTest, UncheckedInstancesGetATcpCheck) {
+  testing::ManualClock clock;
+  core::Config c;
+  c.health.check_interval = std::chrono::seconds(10);
+  c.health.unhealthy_interval = std::chrono::seconds(2);
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
+  auto inst = [&] { return r.snapshot()->find("svc")->instances.at(0); };
+  EXPECT_TRUE(inst().takes_traffic) << "routes at once, as without checks";
+  EXPECT_TRUE(r.due_checks(10).empty()) << "not at once";
+  const auto due_at = r.next_check_due();
+  ASSERT_TRUE(due_at);
+  EXPECT_GE(*due_at, clock.steady_now() + std::chrono::seconds(9));  // 10 s, jitter 10%
+  EXPECT_LE(*due_at, clock.steady_now() + std::chrono::seconds(11));
+  clock.advance(std::chrono::seconds(11));
+  for (int i = 0; i < 3; ++i) {
+    auto due = r.due_checks(10);
+    ASSERT_EQ(due.size(), 1u) << i;
+    EXPECT_EQ(due[0].check.type, core::HealthCheckConfig::Type::kTcp);
+    r.record_check("svc", "a", false, std::chrono::milliseconds(1),
+                   "TCP connect: Connection refused");
+    if (i < 2) {
+      EXPECT_TRUE(inst().takes_traffic) << "fall is 3";
+    }
+    clock.advance(std::chrono::seconds(3));
+  }
+  r.publish_pending();
+  EXPECT_FALSE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kUnhealthy);
+  EXPECT_EQ(inst().health_reason,
+            "check failed: TCP connect: Connection refused (3 consecutive failures)");
+}
+
+// health.default_check: none keeps the old behaviour: no check at all.
+TEST(RegistryDefaultCheckTest, NoneMeansNoCheck) {
+  testing::ManualClock clock;
+  core::Config c;
+  c.health.default_check = core::HealthConfig::DefaultCheck::kNone;
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
+  EXPECT_FALSE(r.next_check_due());
+}
+
+// A live failure's reason names it once (it said "live request failed: live request failed").
+TEST(RegistryDefaultCheckTest, LiveFailureReasonSaysItOnce) {
+  testing::ManualClock clock;
+  core::Config c;
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
+  auto feed = r.make_feed();
+  const std::uint64_t uid = r.snapshot()->find("svc")->instances.at(0).uid;
+  for (int i = 0; i < 3; ++i) feed->push(LiveSample{uid, 1000, false});
+  r.harvest();
+  r.publish_pending();
+  EXPECT_EQ(r.snapshot()->find("svc")->instances.at(0).health_reason,
+            "live request failed (3 consecutive failures)");
+  // Only its TCP checks decide its traffic (the breaker and ejection act on live failures).
+  EXPECT_TRUE(r.snapshot()->find("svc")->instances.at(0).takes_traffic);
+}
+
+// A default-checked instance that failed its connects comes back after `rise` good ones.
+TEST(RegistryDefaultCheckTest, TcpCheckBringsItBack) {
+  testing::ManualClock clock;
+  core::Config c;
+  c.health.check_interval = std::chrono::seconds(1);
+  Registry r(c, clock, nullptr, std::nullopt);
+  ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", "a"))));
+  auto inst = [&] { return r.snapshot()->find("svc")->instances.at(0); };
+  auto check = [&](bool ok) {
+    clock.advance(std::chrono::seconds(2));
+    auto due = r.due_checks(10);
+    ASSERT_EQ(due.size(), 1u);
+    r.record_check("svc", "a", ok, std::chrono::milliseconds(1),
+                   ok ? "TCP connect" : "TCP connect: refused");
+  };
+  for (int i = 0; i < 3; ++i) check(false);
+  EXPECT_FALSE(inst().takes_traffic);
+  check(true);
+  EXPECT_FALSE(inst().takes_traffic) << "rise is 2";
+  check(true);
+  EXPECT_TRUE(inst().takes_traffic);
+  EXPECT_EQ(inst().state, InstanceState::kHealthy);
 }
 
 }  // namespace
