@@ -7,11 +7,13 @@
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <string_view>
 
 #include "http/message.hpp"
 #include "http/parser.hpp"
+#include "http/path.hpp"
 
 namespace {
 
@@ -116,6 +118,62 @@ void bm_parse_and_analyze_request(benchmark::State& state, std::string_view head
 BENCHMARK_CAPTURE(bm_parse_and_analyze_request, curl_get, kCurlGet);
 BENCHMARK_CAPTURE(bm_parse_and_analyze_request, browser_get, kBrowserGet);
 BENCHMARK_CAPTURE(bm_parse_and_analyze_request, post_content_length, kPostWithLength);
+
+// The same plus normalize_request_path, as the server runs it: on these (already normal)
+// paths, what normalisation adds to every request is its one scan.
+void bm_parse_analyze_normalize_request(benchmark::State& state, std::string_view head) {
+  const http::HeadLimits limits{};
+  std::string buffer(head);
+  http::RequestHead out;
+  http::RequestInfo info;
+  for (auto _ : state) {
+    std::size_t scan_from = 0;
+    auto r = http::parse_request_head(buffer.data(), buffer.size(), limits, scan_from, out);
+    auto e = http::analyze_request(out, info);
+    if (e == http::RequestError::kNone)
+      e = http::normalize_request_path(buffer.data(), out, info, false);
+    benchmark::DoNotOptimize(r);
+    benchmark::DoNotOptimize(e);
+    benchmark::DoNotOptimize(info);
+    if (r.status != http::ParseStatus::kComplete || e != http::RequestError::kNone)
+      state.SkipWithError("head refused");
+  }
+  set_counters(state, head.size());
+}
+BENCHMARK_CAPTURE(bm_parse_analyze_normalize_request, curl_get, kCurlGet);
+BENCHMARK_CAPTURE(bm_parse_analyze_normalize_request, browser_get, kBrowserGet);
+
+// path_is_normal alone: the one scan every request pays.
+void bm_path_is_normal(benchmark::State& state, std::string_view path) {
+  for (auto _ : state) {
+    bool normal = http::path_is_normal(path, false);
+    benchmark::DoNotOptimize(normal);
+    if (!normal) state.SkipWithError("path is not normal");
+  }
+  set_counters(state, path.size());
+}
+BENCHMARK_CAPTURE(bm_path_is_normal, short_16B, std::string_view("/api/v1/users/42"));
+BENCHMARK_CAPTURE(bm_path_is_normal, escaped_55B,
+                  std::string_view("/api/v1/files/reports%202024/q3%20summary%20final.pdf"));
+
+// normalize_path on paths that must be rewritten (each iteration copies the path into a
+// fresh buffer first; the copy is part of the time).
+void bm_normalize_path(benchmark::State& state, std::string_view path) {
+  char buf[128];
+  for (auto _ : state) {
+    std::memcpy(buf, path.data(), path.size());
+    std::size_t size = path.size();
+    auto e = http::normalize_path(buf, size, false);
+    benchmark::DoNotOptimize(e);
+    benchmark::DoNotOptimize(buf);
+    if (e != http::PathError::kNone) state.SkipWithError("path refused");
+  }
+  set_counters(state, path.size());
+}
+BENCHMARK_CAPTURE(bm_normalize_path, dot_segments_34B,
+                  std::string_view("/public/../admin/./secret/%2e%2e/x"));
+BENCHMARK_CAPTURE(bm_normalize_path, escapes_35B,
+                  std::string_view("/%7euser/docs/%41%42%43/file%2dname"));
 
 // Baseline: Beast's request_parser<empty_body> on the same head (it copies the fields into
 // a basic_fields container, so it also allocates).

@@ -329,6 +329,7 @@ struct ServerConfig {
   std::optional<HostPort> admin_listen{};  // health endpoints and the registry API
   unsigned threads = 0;                    // 0: the number of cores
   std::string zone{};                      // this Switchboard's zone, for zone-aware balancing
+  bool merge_slashes = false;              // request paths: runs of '/' become one
   bool operator==(const ServerConfig&) const = default;
 };
 

@@ -53,6 +53,9 @@ void visit(V& v, ServerConfig& s) {
   v.key("zone", s.zone, String{check_zone},
         {"this Switchboard's zone (up to 63 of `A-Za-z0-9-_.`): balancers prefer instances of "
          "the same zone (see `balancer.zone_min_available`); `\"\"`: no preference"});
+  v.key("merge_slashes", s.merge_slashes, Bool{},
+        {"when normalising request paths, merge runs of `/` into one (`//a///b` is `/a/b`), "
+         "before dot segments are removed; see [Request paths](#request-paths)"});
 }
 
 template <class V>

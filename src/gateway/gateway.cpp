@@ -119,6 +119,7 @@ std::optional<std::string> Gateway::prepare() {
   for (const auto& r : config_.routes)
     if (r.policy) replay = std::max(replay, r.policy->retry.max_replay_body);
   settings.replay_body_max = static_cast<std::size_t>(replay);
+  settings.merge_slashes = config_.server.merge_slashes;
   server_ = std::make_unique<http::Server>(
       settings, clock_, [this](http::Worker& w) { return make_proxy_handler(*this, w); });
   return std::nullopt;

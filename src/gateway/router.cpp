@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "http/path.hpp"
+
 namespace sb::gateway {
 namespace {
 
@@ -29,6 +31,19 @@ bool host_matches(std::string_view want_lower, std::string_view host) {
   return true;
 }
 
+// Requests are routed by their normalised path (http/path.hpp), so a prefix is compared in
+// the same form: "/%7Euser" matches what arrives as "/~user" or "/%7euser". A prefix that
+// cannot be normalised is kept as written (it can never match).
+std::string normalized_prefix(const std::string& prefix) {
+  if (prefix.empty() || prefix.front() != '/' || http::path_is_normal(prefix, false))
+    return prefix;
+  std::string out = prefix;
+  std::size_t size = out.size();
+  if (http::normalize_path(out.data(), size, false) != http::PathError::kNone) return prefix;
+  out.resize(size);
+  return out;
+}
+
 bool prefix_matches(std::string_view prefix, std::string_view path) {
   if (path.size() < prefix.size() || path.compare(0, prefix.size(), prefix) != 0) return false;
   return path.size() == prefix.size() || prefix.empty() || prefix.back() == '/' ||
@@ -43,7 +58,7 @@ Router::Router(const std::vector<core::ServiceConfig>& services,
   for (const auto& r : routes) {
     const auto it = std::find(service_names_.begin(), service_names_.end(), r.service);
     if (it == service_names_.end()) continue;  // the loader refuses these
-    routes_.push_back(Route{r.prefix, lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
+    routes_.push_back(Route{normalized_prefix(r.prefix), lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
                             static_cast<std::size_t>(it - service_names_.begin()),
                             r.policy ? &*r.policy : nullptr});
   }

@@ -5,6 +5,7 @@
 
 #include "core/correlation_id.hpp"
 #include "core/text.hpp"
+#include "http/path.hpp"
 
 namespace sb::http {
 namespace {
@@ -188,18 +189,45 @@ bool valid_host(std::string_view h) {
 // forwarded without re-coding, and lists are where smuggling hides.
 bool is_single_chunked(std::string_view v) { return iequals(trim(v), "chunked"); }
 
+// absolute-form = absolute-URI (RFC 9112 section 3.2.2), for the "http" and "https" schemes
+// only (case-insensitive): "://", an authority with a host and no userinfo, then the path
+// (maybe empty) and query. `rest` becomes what follows the authority.
+bool split_absolute_form(std::string_view target, std::string_view& authority,
+                         std::string_view& rest) {
+  std::size_t colon;
+  if (target.size() > 7 && iequals(target.substr(0, 7), "http://"))
+    colon = 4;
+  else if (target.size() > 8 && iequals(target.substr(0, 8), "https://"))
+    colon = 5;
+  else
+    return false;
+  const std::string_view after = target.substr(colon + 3);
+  const std::size_t end = after.find_first_of("/?");
+  authority = after.substr(0, end);
+  rest = end == std::string_view::npos ? std::string_view{} : after.substr(end);
+  return valid_host(authority) && authority.front() != ':';
+}
+
 }  // namespace
 
 RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
   out = RequestInfo{};
   out.method = parse_method(head.method);
   const std::string_view target = head.target;
+  std::string_view authority;  // of an absolute-form target
   if (target.front() == '/') {
     const std::size_t q = target.find('?');
     out.path = target.substr(0, q);
     out.query = q == std::string_view::npos ? std::string_view{} : target.substr(q);
   } else if (target == "*" && out.method == Method::kOptions) {
     out.path = target;
+  } else if (std::string_view rest; split_absolute_form(target, authority, rest)) {
+    const std::size_t q = rest.find('?');
+    out.path = rest.substr(0, q);
+    out.query = q == std::string_view::npos ? std::string_view{} : rest.substr(q);
+    // An empty path is "/" (RFC 9112 section 3.2.1), or "*" for OPTIONS (section 3.2.4).
+    if (out.path.empty())
+      out.path = out.method == Method::kOptions && out.query.empty() ? "*" : "/";
   } else {
     return RequestError::kBadTarget;
   }
@@ -287,6 +315,9 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
     }
   }
   if (out.correlation_id.empty()) out.correlation_id = request_id;
+  // RFC 9112 section 3.2.2: the target's authority wins over the Host field, which is
+  // still dropped (the upstream gets its own Host).
+  if (!authority.empty()) out.host = authority;
   if (have_cl && have_te) return RequestError::kContentLengthAndTe;
   if (have_te && head.version_minor == 0) return RequestError::kBadTransferEncoding;
   if (!have_host && head.version_minor == 1) return RequestError::kMissingHost;
@@ -303,6 +334,36 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
     for (std::size_t i = 0; i < head.field_count; ++i)
       if (!out.drop.test(i) && conn.lists(head.fields[i].name)) out.drop.set(i);
   }
+  return RequestError::kNone;
+}
+
+RequestError normalize_request_path(char* buffer, RequestHead& head, RequestInfo& info,
+                                    bool merge_slashes) {
+  if (info.path.front() != '/' || path_is_normal(info.path, merge_slashes))
+    return RequestError::kNone;  // "*", or already normal: nothing to write
+  char* const path = buffer + (info.path.data() - buffer);
+  std::size_t size = info.path.size();
+  switch (normalize_path(path, size, merge_slashes)) {
+    case PathError::kNone:
+      break;
+    case PathError::kBadEscape:
+      return RequestError::kBadPercentEncoding;
+    case PathError::kNul:
+      return RequestError::kNulInPath;
+    case PathError::kEscapedSlash:
+      return RequestError::kEscapedSlash;
+    case PathError::kBackslash:
+      return RequestError::kBackslashInPath;
+    case PathError::kAboveRoot:
+      return RequestError::kPathAboveRoot;
+  }
+  const std::size_t removed = info.path.size() - size;
+  if (!info.query.empty()) {
+    std::memmove(path + size, info.query.data(), info.query.size());
+    info.query = std::string_view(path + size, info.query.size());
+  }
+  info.path = std::string_view(path, size);
+  head.target = std::string_view(head.target.data(), head.target.size() - removed);
   return RequestError::kNone;
 }
 
@@ -443,11 +504,22 @@ const char* describe(RequestError e) {
     case RequestError::kUnsupportedExpect:
       return "Expect other than 100-continue";
     case RequestError::kBadTarget:
-      return "request target must be an absolute path";
+      return "request target must be a path (/...), an http:// or https:// URL, or * for "
+             "OPTIONS";
     case RequestError::kUpgrade:
       return "protocol upgrade is not supported";
     case RequestError::kDuplicateTimeout:
       return "more than one X-Request-Timeout-Ms or grpc-timeout field";
+    case RequestError::kBadPercentEncoding:
+      return describe(PathError::kBadEscape);
+    case RequestError::kNulInPath:
+      return describe(PathError::kNul);
+    case RequestError::kEscapedSlash:
+      return describe(PathError::kEscapedSlash);
+    case RequestError::kBackslashInPath:
+      return describe(PathError::kBackslash);
+    case RequestError::kPathAboveRoot:
+      return describe(PathError::kAboveRoot);
   }
   return "bad request";
 }

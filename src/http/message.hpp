@@ -33,16 +33,22 @@ enum class RequestError : std::uint8_t {
   kContentLengthAndTe,   // both present: a smuggling vector
   kBadTransferEncoding,  // anything but a single "chunked" (501), or on HTTP/1.0
   kUnsupportedExpect,    // Expect other than 100-continue (417)
-  kBadTarget,            // not origin-form ("/..."), nor "*" for OPTIONS
-  kUpgrade,              // protocol upgrades are not proxied (501)
-  kDuplicateTimeout,     // X-Request-Timeout-Ms or grpc-timeout more than once
+  kBadTarget,  // not origin-form ("/..."), absolute-form (http/https), nor "*" for OPTIONS
+  kUpgrade,           // protocol upgrades are not proxied (501)
+  kDuplicateTimeout,  // X-Request-Timeout-Ms or grpc-timeout more than once
+  // The path cannot be normalised (normalize_request_path; see http/path.hpp):
+  kBadPercentEncoding,  // '%' not followed by two hex digits
+  kNulInPath,           // %00
+  kEscapedSlash,        // %2F or %5C
+  kBackslashInPath,     // '\'
+  kPathAboveRoot,       // ".." with nothing left to remove
 };
 
 struct RequestInfo {
   Method method = Method::kOther;
-  std::string_view path;   // target up to '?'
+  std::string_view path;   // the target's path (up to '?'; "/" for "http://h"), or "*"
   std::string_view query;  // from '?' (included), or empty
-  std::string_view host;   // Host field value
+  std::string_view host;   // the authority of an absolute-form target, else the Host value
   Framing framing = Framing::kNone;
   std::uint64_t content_length = 0;
   bool keep_alive = true;
@@ -57,8 +63,22 @@ struct RequestInfo {
   std::bitset<kMaxFields> drop;  // fields not forwarded (hop-by-hop and rewritten ones)
 };
 
-/// Reads the request head's fields. Never fails on a field it does not know.
+/// Reads the request target and the head's fields. Never fails on a field it does not know.
+/// An absolute-form target ("http://host/path?q", RFC 9112 section 3.2.2) is taken apart:
+/// `host` is its authority (the Host field, still required on HTTP/1.1, is ignored),
+/// `path` and `query` its path and query, so it is routed like origin-form.
 RequestError analyze_request(const RequestHead& head, RequestInfo& out);
+
+/// Normalises info.path (see http/path.hpp) where it lies: `buffer` is the writable buffer
+/// that `head` was parsed from. A path already in normal form (nearly every one) costs one
+/// scan and stays as it is. Otherwise the path is rewritten in place, the query moved up
+/// to follow it, and info.path, info.query and head.target narrowed to match: routing, the
+/// access log (head.target) and the upstream request line then all see the normalised
+/// target. Call once, after analyze_request() succeeded and once the buffer will not move
+/// again (the bytes between the new and the old end of the target are stale). A path that
+/// cannot be normalised is an error (400), and may be left partly rewritten.
+RequestError normalize_request_path(char* buffer, RequestHead& head, RequestInfo& info,
+                                    bool merge_slashes);
 
 /// Why an upstream response head is refused (every one answers 502).
 enum class ResponseError : std::uint8_t {

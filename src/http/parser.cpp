@@ -136,15 +136,22 @@ int parse_version(const char* p, const char* end) {
 
 namespace {
 
-// What an incomplete request head already breaks: the request-line limit (414) and the
-// head limit (431).
-ParseResult incomplete_request(const char* data, std::size_t size, const HeadLimits& limits) {
-  const std::size_t window = std::min(size, limits.max_request_line + 2);
-  if (std::memchr(data, '\n', window) == nullptr && size > limits.max_request_line + 1)
+// What an incomplete request head already breaks: the request-line limit (414, counted from
+// `line`, where the request line starts) and the head limit (431).
+ParseResult incomplete_request(const char* data, std::size_t size, const char* line,
+                               const HeadLimits& limits) {
+  const std::size_t line_bytes = size - static_cast<std::size_t>(line - data);
+  const std::size_t window = std::min(line_bytes, limits.max_request_line + 2);
+  if (std::memchr(line, '\n', window) == nullptr && line_bytes > limits.max_request_line + 1)
     return {ParseStatus::kError, HeadError::kUriTooLong};
   if (size >= limits.max_head_bytes) return {ParseStatus::kError, HeadError::kHeadTooLarge};
   return {ParseStatus::kIncomplete};
 }
+
+// RFC 9112 section 2.2: a server SHOULD ignore at least one empty line received before the
+// request line (clients have sent a CRLF after a POST body). A few are skipped; more, and
+// the connection is someone's game.
+constexpr std::size_t kMaxLeadingEmptyLines = 4;
 
 ParseResult parse_request_line(const char* data, const char* line_end, RequestHead& out) {
   const char* p = data;
@@ -195,6 +202,62 @@ ParseResult parse_status_line(const char* data, const char* line_end, ResponseHe
   return {ParseStatus::kComplete};
 }
 
+// RFC 9110 section 5.6.4: qdtext and the byte after a '\\' in a quoted-pair.
+inline bool is_qdtext(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u == '\t' || u == ' ' || u == 0x21 || (u >= 0x23 && u <= 0x5b) ||
+         (u >= 0x5d && u <= 0x7e) || u >= 0x80;
+}
+inline bool is_quoted_pair_byte(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
+
+// RFC 9112 section 7.1.1, for [p, end) = what follows the chunk size up to its CRLF:
+//   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+//   chunk-ext-name = token
+//   chunk-ext-val  = token / quoted-string
+bool valid_chunk_ext(const char* p, const char* end) {
+  const auto skip_bws = [&] {
+    while (p < end && is_ows(*p)) ++p;
+  };
+  const auto token = [&] {
+    const char* from = p;
+    while (p < end && is_tchar(*p)) ++p;
+    return p != from;
+  };
+  while (p < end) {
+    skip_bws();
+    if (p == end || *p != ';') return false;  // also: whitespace with nothing after it
+    ++p;
+    skip_bws();
+    if (!token()) return false;
+    const char* after_name = p;
+    skip_bws();
+    if (p == end || *p != '=') {
+      p = after_name;  // that whitespace, if any, must lead to the next ';'
+      continue;
+    }
+    ++p;
+    skip_bws();
+    if (p < end && *p == '"') {
+      for (++p;; ++p) {
+        if (p == end) return false;
+        if (*p == '"') break;
+        if (*p == '\\') {
+          if (++p == end || !is_quoted_pair_byte(*p)) return false;
+        } else if (!is_qdtext(*p)) {
+          return false;
+        }
+      }
+      ++p;
+    } else if (!token()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 // Heads usually arrive whole: the first call parses in one pass. When it finds the head
@@ -205,18 +268,28 @@ ParseResult parse_status_line(const char* data, const char* line_end, ResponseHe
 // between calls; a caller that moves them sets `scan_from` to 0.
 ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
                                std::size_t& scan_from, RequestHead& out) {
+  // The request line starts after the empty lines before it (nearly always none). Offsets
+  // (scan_from, head_size) stay those of `data`.
+  const char* line = data;
+  for (std::size_t n = 0; size - static_cast<std::size_t>(line - data) >= 2 && line[0] == '\r' &&
+                          line[1] == '\n';
+       ++n) {
+    if (n == kMaxLeadingEmptyLines) return {ParseStatus::kError, HeadError::kBadRequestLine};
+    line += 2;
+  }
   const char* fields;
   if (scan_from > 0) {
     if (std::memchr(data + scan_from, '\n', size - scan_from) == nullptr)
-      return incomplete_request(data, size, limits);
+      return incomplete_request(data, size, line, limits);
     fields = data + scan_from;
   } else {
-    const std::size_t window = std::min(size, limits.max_request_line + 2);
-    const char* lf = static_cast<const char*>(std::memchr(data, '\n', window));
-    if (lf == nullptr) return incomplete_request(data, size, limits);
-    if (lf == data || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
-    const ParseResult line = parse_request_line(data, lf - 1, out);
-    if (line.status != ParseStatus::kComplete) return line;
+    const std::size_t line_bytes = size - static_cast<std::size_t>(line - data);
+    const std::size_t window = std::min(line_bytes, limits.max_request_line + 2);
+    const char* lf = static_cast<const char*>(std::memchr(line, '\n', window));
+    if (lf == nullptr) return incomplete_request(data, size, line, limits);
+    if (lf == line || lf[-1] != '\r') return {ParseStatus::kError, HeadError::kBareLf};
+    const ParseResult r = parse_request_line(line, lf - 1, out);
+    if (r.status != ParseStatus::kComplete) return r;
     out.field_count = 0;
     fields = lf + 1;
   }
@@ -225,7 +298,7 @@ ParseResult parse_request_head(const char* data, std::size_t size, const HeadLim
       parse_field_lines(data, size, fields, limits.max_head_bytes, limits.max_fields, out, stop);
   if (r.status == ParseStatus::kIncomplete) {
     scan_from = stop;
-    return incomplete_request(data, size, limits);
+    return incomplete_request(data, size, line, limits);
   }
   return r;
 }
@@ -297,19 +370,8 @@ ChunkedDecoder::Step ChunkedDecoder::step(const char* p, std::size_t n) {
           ++d;
         }
         if (d == q) break;
-        // chunk-ext: BWS ";" ... with no CTLs; anything else after the size is refused.
-        const char* x = d;
-        while (x < line_end && is_ows(*x)) ++x;
-        if (x < line_end) {
-          if (*x != ';') break;
-          for (const char* c = x; c < line_end; ++c)
-            if (!is_vchar_or_obs(*c)) {
-              state_ = State::kError;
-              return {Status::kError, {}, used};
-            }
-        } else if (x != d) {
-          break;  // trailing whitespace with no extension
-        }
+        // Extensions are checked against their grammar, then dropped: bodies are re-framed.
+        if (!valid_chunk_ext(d, line_end)) break;
         used += static_cast<std::size_t>(e + 1 - q);
         if (size == 0) {
           state_ = State::kTrailer;

@@ -70,8 +70,9 @@ struct ParseResult {
 /// `out`) resumes there, so a head arriving in many pieces is parsed once and exactly as it
 /// would be whole. Bytes before `scan_from` must not move between calls (set it to 0 after
 /// moving them).
-/// Leading empty lines (RFC 9112 section 2.2) are refused: clients that send them are rare
-/// and the robustness rule invites request smuggling games.
+/// Up to four empty lines (CRLF) before the request line are skipped (RFC 9112 section 2.2:
+/// some clients send a CRLF after a body); a fifth is kBadRequestLine. `method` then starts
+/// after them; `head_size` and `scan_from` still count from `data`.
 ParseResult parse_request_head(const char* data, std::size_t size, const HeadLimits& limits,
                                std::size_t& scan_from, RequestHead& out);
 
@@ -81,6 +82,8 @@ ParseResult parse_response_head(const char* data, std::size_t size, std::size_t 
                                 std::size_t& scan_from, ResponseHead& out);
 
 /// Decodes a chunked body in place. Feed it bytes; it hands back the data parts as views.
+/// Chunk extensions must follow RFC 9112 section 7.1.1 (`;name`, `;name=token`,
+/// `;name="quoted string"`, BWS around ';' and '='); they are checked, never handed out.
 class ChunkedDecoder {
  public:
   enum class Status : std::uint8_t { kData, kNeedMore, kDone, kError };

@@ -592,6 +592,10 @@ Exchange::HeadStep Exchange::parse_head() {
           scan_from_ = 0;
           continue;
         }
+        // Only now, with the head where it stays: a rewritten path is not parsed again.
+        const RequestError pe = normalize_request_path(buf_.get(), req_->head, info_,
+                                                       worker_.server().settings().merge_slashes);
+        if (pe != RequestError::kNone) return refuse(status_for(pe), describe(pe));
         if (!info_.correlation_id.empty())
           correlation_id_ = info_.correlation_id;
         else

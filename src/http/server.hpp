@@ -33,6 +33,8 @@ struct ServerSettings {
   /// retried (idempotent methods, Idempotency-Key), get room in the exchange's buffer so
   /// that Exchange::buffer_body() can keep them whole for a replay. 0: none.
   std::size_t replay_body_max = 0;
+  /// Request paths have runs of '/' merged into one when normalised (server.merge_slashes).
+  bool merge_slashes = false;
 };
 
 class Server;

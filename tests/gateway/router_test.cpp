@@ -58,6 +58,19 @@ TEST(RouterTest, PrefixRewrite) {
   EXPECT_EQ(upstream_path(r.match("h", "/ai/chat")), "/v1/chat");
 }
 
+// Issue 10: requests arrive with normalised paths (http/path.hpp), so prefixes are
+// normalised too: a prefix written with escapes of unreserved characters or lower-case hex
+// matches the path those requests get.
+TEST(RouterTest, PrefixesAreNormalisedLikePaths) {
+  Router r(services({"a", "b"}), {{.prefix = "/%7Euser", .service = "a", .rewrite = "/u"},
+                                  {.prefix = "/x%3ay", .service = "b"}});
+  EXPECT_EQ(r.match("h", "/~user/page").service, 0u);
+  EXPECT_EQ(upstream_path(r.match("h", "/~user/page")), "/u/page");
+  EXPECT_EQ(r.match("h", "/x%3Ay/z").kind, RouteMatch::Kind::kMatched);
+  EXPECT_EQ(r.match("h", "/x%3Ay/z").service, 1u);
+  EXPECT_EQ(r.match("h", "/%7Euser").kind, RouteMatch::Kind::kNoRoute);  // never arrives so
+}
+
 // Host routes match without the port, case-insensitively, and beat host-less routes.
 TEST(RouterTest, HostRoutes) {
   Router r(services({"front", "api"}),

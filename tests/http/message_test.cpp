@@ -102,9 +102,113 @@ TEST(AnalyzeRequestTest, HostRules) {
 }
 
 TEST(AnalyzeRequestTest, TargetForms) {
-  EXPECT_EQ(error_of("GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kBadTarget);
   EXPECT_EQ(error_of("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kNone);
   EXPECT_EQ(error_of("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kBadTarget);
+  EXPECT_EQ(error_of("GET x/y HTTP/1.1\r\nHost: h\r\n\r\n"), RequestError::kBadTarget);
+  // Authority-form is CONNECT's, which is not proxied.
+  EXPECT_EQ(error_of("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), RequestError::kBadTarget);
+}
+
+// Issue 10: absolute-form (RFC 9112 section 3.2.2) is routed like origin-form: the path and
+// query come from the URL, the host from its authority, whatever the Host field says.
+TEST(AnalyzeRequestTest, AbsoluteFormTakesHostFromAuthority) {
+  auto p = request("GET http://api.example:8080/a/b?x=1 HTTP/1.1\r\nHost: other\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_EQ(p->info.path, "/a/b");
+  EXPECT_EQ(p->info.query, "?x=1");
+  EXPECT_EQ(p->info.host, "api.example:8080");
+  EXPECT_TRUE(p->info.drop.test(0));  // the Host field is not forwarded as it came
+  auto s = request("GET HTTPS://[::1]:8443/ HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
+  ASSERT_EQ(s->error, RequestError::kNone);
+  EXPECT_EQ(s->info.host, "[::1]:8443");
+  EXPECT_EQ(s->info.path, "/");
+  // An empty path is "/" (RFC 9112 section 3.2.1), but "*" for OPTIONS (section 3.2.4).
+  auto e = request("GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(e->error, RequestError::kNone);
+  EXPECT_EQ(e->info.path, "/");
+  EXPECT_EQ(e->info.query, "?q");
+  auto o = request("OPTIONS http://h HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(o->error, RequestError::kNone);
+  EXPECT_EQ(o->info.path, "*");
+  // HTTP/1.0 needs no Host field.
+  auto old = request("GET http://h/x HTTP/1.0\r\n\r\n");
+  ASSERT_EQ(old->error, RequestError::kNone);
+  EXPECT_EQ(old->info.host, "h");
+}
+
+// Only http and https URLs with a host (and no userinfo) are accepted; the Host field rules
+// still apply (RFC 9112 section 3.2).
+TEST(AnalyzeRequestTest, AbsoluteFormRefusals) {
+  for (const char* target : {"ftp://h/x", "http:/h/x", "http:h/x", "http://", "http:///x",
+                             "http://u@h/x", "http://:80/x", "httpx://h/x", "ws://h/x", "//h/x"}) {
+    const std::string text = std::string("GET ") + target + " HTTP/1.1\r\nHost: h\r\n\r\n";
+    auto p = request(text);
+    if (std::string_view(target) == "//h/x") {  // origin-form with an empty first segment
+      EXPECT_EQ(p->error, RequestError::kNone);
+      continue;
+    }
+    EXPECT_EQ(p->error, RequestError::kBadTarget) << target;
+  }
+  EXPECT_EQ(error_of("GET http://h/x HTTP/1.1\r\n\r\n"), RequestError::kMissingHost);
+  EXPECT_EQ(error_of("GET http://h/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            RequestError::kDuplicateHost);
+}
+
+// Parses, analyzes and normalises the path of a request head, as the server does.
+std::unique_ptr<Parsed> normalized(std::string text, bool merge_slashes = false) {
+  auto p = request(std::move(text));
+  if (p->error == RequestError::kNone)
+    p->error = normalize_request_path(p->text.data(), p->head, p->info, merge_slashes);
+  return p;
+}
+
+// Issue 10: the normalised path replaces the raw one in the buffer: info.path, the query
+// after it and head.target all show it (so routing, the access log and the upstream agree).
+TEST(NormalizeRequestPathTest, RewritesPathInPlaceAndKeepsQuery) {
+  auto p = normalized("GET /public/%2e%2e/admin/%7e/x%3a?q=%2e%2e/y HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_EQ(p->info.path, "/admin/~/x%3A");
+  EXPECT_EQ(p->info.query, "?q=%2e%2e/y");
+  EXPECT_EQ(p->head.target, "/admin/~/x%3A?q=%2e%2e/y");
+  EXPECT_EQ(p->info.path.data(), p->head.target.data());
+  EXPECT_EQ(p->info.query.data(), p->info.path.data() + p->info.path.size());
+  EXPECT_EQ(p->head.fields[0].value, "h");  // the fields are where they were
+  auto a = normalized("GET http://h/a/./b/../c HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(a->error, RequestError::kNone);
+  EXPECT_EQ(a->info.path, "/a/c");
+  EXPECT_EQ(a->head.target, "http://h/a/c");
+}
+
+// A path already normal is left exactly where it is.
+TEST(NormalizeRequestPathTest, NormalPathIsUntouched) {
+  auto p = normalized("GET /a/b%20c/.d/..e/?x=/../ HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(p->error, RequestError::kNone);
+  EXPECT_EQ(p->info.path, "/a/b%20c/.d/..e/");
+  EXPECT_EQ(p->head.target, "/a/b%20c/.d/..e/?x=/../");
+  auto o = normalized("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+  ASSERT_EQ(o->error, RequestError::kNone);
+  EXPECT_EQ(o->info.path, "*");
+}
+
+TEST(NormalizeRequestPathTest, MergesSlashesWhenAsked) {
+  EXPECT_EQ(normalized("GET /a//b/ HTTP/1.1\r\nHost: h\r\n\r\n")->info.path, "/a//b/");
+  EXPECT_EQ(normalized("GET /a//b/ HTTP/1.1\r\nHost: h\r\n\r\n", true)->info.path, "/a/b/");
+}
+
+// Each path that cannot be normalised has its own error, and every one answers 400.
+TEST(NormalizeRequestPathTest, RefusalsAre400) {
+  const std::pair<const char*, RequestError> cases[] = {
+      {"/../a", RequestError::kPathAboveRoot},     {"/a/../..", RequestError::kPathAboveRoot},
+      {"/a%2Fb", RequestError::kEscapedSlash},     {"/a%2fb", RequestError::kEscapedSlash},
+      {"/a%5Cb", RequestError::kEscapedSlash},     {"/a\\b", RequestError::kBackslashInPath},
+      {"/a%zz", RequestError::kBadPercentEncoding}, {"/a%", RequestError::kBadPercentEncoding},
+      {"/a%4", RequestError::kBadPercentEncoding}, {"/a%00b", RequestError::kNulInPath},
+  };
+  for (const auto& [path, want] : cases) {
+    auto p = normalized(std::string("GET ") + path + "?q HTTP/1.1\r\nHost: h\r\n\r\n");
+    EXPECT_EQ(p->error, want) << path;
+    EXPECT_EQ(status_for(p->error), 400) << path;
+  }
 }
 
 TEST(AnalyzeRequestTest, ExpectAndUpgrade) {

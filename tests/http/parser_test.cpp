@@ -142,7 +142,6 @@ TEST(RequestHeadTest, RefusesMalformedRequestLines) {
   EXPECT_EQ(error_of("GET  / HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
   EXPECT_EQ(error_of("GET / HTTP/1.1 \r\n\r\n"), HeadError::kBadRequestLine);
   EXPECT_EQ(error_of("GET /\r\n\r\n"), HeadError::kBadRequestLine);
-  EXPECT_EQ(error_of("\r\nGET / HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
   EXPECT_EQ(error_of("G(T / HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
   EXPECT_EQ(error_of("GET /a\x01 HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
   EXPECT_EQ(error_of("GET / http/1.1\r\n\r\n"), HeadError::kBadRequestLine);
@@ -152,6 +151,54 @@ TEST(RequestHeadTest, RefusesMalformedRequestLines) {
 
 // The request-line limit answers 414 even before the head is complete, and not one byte
 // before the limit.
+// Issue 10: up to four empty lines before the request line are skipped (RFC 9112 section
+// 2.2: a client may send a CRLF after a body); the head then starts after them.
+TEST(RequestHeadTest, LeadingEmptyLinesAreSkipped) {
+  for (const std::string lead : {"\r\n", "\r\n\r\n", "\r\n\r\n\r\n\r\n"}) {
+    const std::string s = lead + "GET /x HTTP/1.1\r\nHost: h\r\n\r\nBODY";
+    RequestHead head;
+    ASSERT_EQ(parse(s, head).status, ParseStatus::kComplete) << lead.size();
+    EXPECT_EQ(head.method, "GET");
+    EXPECT_EQ(head.method.data(), s.data() + lead.size());
+    EXPECT_EQ(head.target, "/x");
+    ASSERT_EQ(head.field_count, 1u);
+    EXPECT_EQ(head.head_size, s.size() - 4);  // offsets stay those of the buffer
+    // And split anywhere.
+    for (std::size_t cut = 1; cut < s.size() - 4; ++cut) {
+      RequestHead h;
+      std::size_t scan = 0;
+      ASSERT_EQ(parse_request_head(s.data(), cut, kLimits, scan, h).status,
+                ParseStatus::kIncomplete)
+          << "cut " << cut;
+      ASSERT_EQ(parse_request_head(s.data(), s.size(), kLimits, scan, h).status,
+                ParseStatus::kComplete)
+          << "cut " << cut;
+      EXPECT_EQ(h.head_size, s.size() - 4);
+      EXPECT_EQ(h.target, "/x");
+    }
+  }
+}
+
+// More than four empty lines, or an empty line ended by a bare LF, is refused.
+TEST(RequestHeadTest, LeadingEmptyLinesAreBounded) {
+  EXPECT_EQ(error_of("\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
+  EXPECT_EQ(error_of("\r\n\r\n\r\n\r\n\r\n"), HeadError::kBadRequestLine);
+  EXPECT_EQ(error_of("\nGET / HTTP/1.1\r\n\r\n"), HeadError::kBareLf);
+  EXPECT_EQ(error_of("\r\n\nGET / HTTP/1.1\r\n\r\n"), HeadError::kBareLf);
+  EXPECT_EQ(error_of("\r\n\rGET / HTTP/1.1\r\n\r\n"), HeadError::kBadRequestLine);
+  // Only empty lines so far: more is awaited.
+  RequestHead head;
+  EXPECT_EQ(parse("\r\n\r\n\r", head).status, ParseStatus::kIncomplete);
+}
+
+// The request-line limit counts from the request line, not from the empty lines before it.
+TEST(RequestHeadTest, RequestLineLimitAfterEmptyLines) {
+  const std::string line = "GET /" + std::string(64 - 14, 'a') + " HTTP/1.1";  // 64 bytes
+  RequestHead head;
+  EXPECT_EQ(parse("\r\n\r\n" + line + "\r\nHost: h\r\n\r\n", head).status, ParseStatus::kComplete);
+  EXPECT_EQ(error_of("\r\n\r\n" + line + std::string(200, 'a')), HeadError::kUriTooLong);
+}
+
 TEST(RequestHeadTest, RequestLineLimitEdges) {
   const std::string at_limit = "GET /" + std::string(64 - 14, 'a') + " HTTP/1.1";  // 64 bytes
   ASSERT_EQ(at_limit.size(), 64u);
@@ -283,6 +330,37 @@ TEST(ChunkedDecoderTest, RefusesMalformedFraming) {
     ChunkedDecoder::Status last;
     decode_all(s, s.size(), &last);
     EXPECT_EQ(last, ChunkedDecoder::Status::kError) << s;
+  }
+}
+
+// Issue 10: chunk extensions as RFC 9112 section 7.1.1 writes them are accepted (and not
+// passed on): a token name, an optional token or quoted-string value, BWS around ';' and
+// '='.
+TEST(ChunkedDecoderTest, AcceptsChunkExtensionsOfTheGrammar) {
+  for (const std::string ext :
+       {";a", ";a=b", ";a=\"\"", ";a=\"quoted string\"", ";a=\"q\\\"e\\\\s\\ c\"", ";a;b=1;c=\"x\"",
+        " ;a", "\t; a", " ; a = b", ";a =b", ";a= \"v\"", ";a ;b", ";!#$%&'*+-.^_`|~=x",
+        ";a=\"tab\there\"", ";a=\"obs\xc3\xa9\"", ";a=\"(),/:;<=>?@[]{}\""}) {
+    const std::string body = "5" + ext + "\r\nhello\r\n0" + ext + "\r\n\r\n";
+    for (std::size_t piece = 1; piece <= body.size(); ++piece) {
+      ChunkedDecoder::Status last;
+      EXPECT_EQ(decode_all(body, piece, &last), "hello") << ext << " piece " << piece;
+      ASSERT_EQ(last, ChunkedDecoder::Status::kDone) << ext << " piece " << piece;
+    }
+  }
+}
+
+// Anything else after the chunk size is refused, on data chunks and the last chunk alike.
+TEST(ChunkedDecoderTest, RefusesChunkExtensionsOutsideTheGrammar) {
+  for (const std::string ext :
+       {";", "; ", ";=b", ";a=", ";a= ", ";a=b c", ";a=\"unterminated", ";a=\"x\"y", ";a b",
+        ";a;", ";a=\"bad\\\x01\"", ";a=\"ctl\x01\"", ";a=\"cr\rlf\"", ";a=b\r", ";a\x7f",
+        ";a=(b)", ";a=\"x\";", "x", " ", ";a ", ";a=b ;", ";a=\"\\\"", ";@", ";a=b,c", ",a", " ; a = b "}) {
+    for (const std::string& body : {"5" + ext + "\r\nhello\r\n0\r\n\r\n", "0" + ext + "\r\n\r\n"}) {
+      ChunkedDecoder::Status last;
+      decode_all(body, body.size(), &last);
+      EXPECT_EQ(last, ChunkedDecoder::Status::kError) << "[" << ext << "]";
+    }
   }
 }
 

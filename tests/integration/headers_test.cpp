@@ -138,5 +138,24 @@ TEST_F(HeadersTest, AppendsToIncomingForwardedFor) {
   EXPECT_EQ(upstream_saw(doc, "x-forwarded-for"), "203.0.113.7, 127.0.0.1");
 }
 
+// Issue 10: an empty line before the request line on a kept connection is ignored (RFC 9112
+// section 2.2), a few of them at most; more is a 400.
+TEST_F(HeadersTest, LeadingEmptyLinesBeforeRequestLineAreIgnored) {
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw(format_request("GET", "/svc/x/echo")));
+  ASSERT_EQ(c.read_response().status, 200);
+  // The extra CRLF some clients send after a body, then the next request.
+  ASSERT_TRUE(c.send_raw("\r\n" + format_request("GET", "/svc/x/echo/2")));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  EXPECT_NE(r.body.find("/echo/2"), std::string::npos) << r.body;
+  ASSERT_TRUE(c.send_raw("\r\n\r\n\r\n\r\n" + format_request("GET", "/svc/x/echo/3")));
+  EXPECT_EQ(c.read_response().status, 200);
+  // Five empty lines are beyond the bound.
+  ASSERT_TRUE(c.send_raw("\r\n\r\n\r\n\r\n\r\n" + format_request("GET", "/svc/x/echo/4")));
+  expect_problem(c.read_response(), 400);
+  EXPECT_EQ(up_->requests_logged("/echo/4"), 0u);
+}
+
 }  // namespace
 }  // namespace sb::testing

@@ -138,3 +138,107 @@ TEST_F(ApiPrefixTest, OnlyApiServicesIsReserved) {
 
 }  // namespace
 }  // namespace sb::testing
+
+namespace sb::testing {
+namespace {
+
+// Issue 10: routes see the normalised path (dot segments removed, unreserved escapes
+// decoded), and the upstream gets that path; what cannot be normalised is a 400.
+class PathNormalisationTest : public GatewayTest {
+ protected:
+  static constexpr std::string_view kRoutes =
+      "routes:\n"
+      "  - {prefix: /public/, service: x, rewrite: /pub/}\n"
+      "  - {prefix: /admin/, service: x, rewrite: /adm/}\n";
+
+  // The path and query the upstream saw for GET `target`; "<status>" when it was not 200.
+  std::pair<std::string, std::string> upstream_path(std::string_view target) {
+    Response r = client().get(target);
+    if (r.status != 200) return {"<" + std::to_string(r.status) + ">", r.raw};
+    auto doc = parse_json(r.body);
+    if (!doc) return {"<bad json>", r.body};
+    return {json_string(*doc, "path").value_or("<none>"),
+            json_string(*doc, "query").value_or("<none>")};
+  }
+};
+
+TEST_F(PathNormalisationTest, DotSegmentsAreRemovedBeforeRouting) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(kRoutes));
+  EXPECT_EQ(upstream_path("/public/echo").first, "/pub/echo");
+  EXPECT_EQ(upstream_path("/public/../admin/echo").first, "/adm/echo");
+  EXPECT_EQ(upstream_path("/public/%2e%2e/admin/echo").first, "/adm/echo");
+  EXPECT_EQ(upstream_path("/public/%2E./admin/./x/../echo").first, "/adm/echo");
+  EXPECT_EQ(upstream_path("/public/a/b/../../echo/.").first, "/pub/echo/");
+  // Without merge_slashes an empty segment is a segment: ".." removes it.
+  EXPECT_EQ(upstream_path("/public//../echo").first, "/pub/echo");
+}
+
+// Unreserved characters are decoded, other escapes kept with upper-case hex; the query is
+// not touched.
+TEST_F(PathNormalisationTest, EscapesAreNormalisedAndQueryKept) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(kRoutes));
+  const auto [path, query] = upstream_path("/public/%7euser/%3a%41%20/../echo?a=%2e%2e/b&c=%7e");
+  EXPECT_EQ(path, "/pub/~user/echo");
+  EXPECT_EQ(query, "a=%2e%2e/b&c=%7e");
+  EXPECT_EQ(upstream_path("/public/%3a%41/echo").first, "/pub/%3AA/echo");
+}
+
+// What cannot be normalised without guessing is refused before any upstream sees it.
+TEST_F(PathNormalisationTest, UnnormalisablePathsAre400) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(kRoutes));
+  for (const char* target :
+       {"/../public/echo", "/public/../../echo", "/public/a%2F..%2F..%2Fadmin/echo",
+        "/public/a%5c../echo", "/public/a\\..\\echo", "/public/%zz/echo", "/public/echo%",
+        "/public/echo%4", "/public/%00/echo"}) {
+    Response r = client().get(target);
+    expect_problem(r, 400);
+    EXPECT_NE(r.body.find("path"), std::string::npos) << target << ": " << r.body;
+  }
+  EXPECT_EQ(up_->requests_logged("echo"), 0u);
+}
+
+// server.merge_slashes: runs of '/' become one before dot segments are removed.
+TEST_F(PathNormalisationTest, MergeSlashes) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(std::string(kRoutes) + "server:\n  merge_slashes: true\n"));
+  EXPECT_EQ(upstream_path("/public//..//admin///echo").first, "/adm/echo");
+  EXPECT_EQ(upstream_path("//public/echo//").first, "/pub/echo/");
+}
+
+// Issue 10: absolute-form targets (RFC 9112 section 3.2.2) are routed like origin-form;
+// their authority is the request's host, whatever the Host field says.
+class AbsoluteFormTest : public GatewayTest {};
+
+TEST_F(AbsoluteFormTest, AuthorityReplacesHostAndPathIsRouted) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway(
+      "routes:\n  - {host: api.example, prefix: /, service: x, rewrite: /by-host/}\n"));
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw(
+      "GET http://API.example:8080/a/../echo?q=1 HTTP/1.1\r\nHost: other.example\r\n\r\n"));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  auto doc = parse_json(r.body);
+  ASSERT_TRUE(doc) << r.body;
+  EXPECT_EQ(json_string(*doc, "path"), "/by-host/echo");
+  EXPECT_EQ(json_string(*doc, "query"), "q=1");
+  EXPECT_NE(r.body.find("\"x-forwarded-host\": [\"API.example:8080\"]"), std::string::npos)
+      << r.body;
+  // https too, and the /svc/ form; the connection stays usable.
+  ASSERT_TRUE(c.send_raw("GET https://h/svc/x/echo HTTP/1.1\r\nHost: h\r\n\r\n"));
+  r = c.read_response();
+  ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  EXPECT_NE(r.body.find("\"path\": \"/echo\""), std::string::npos) << r.body;
+}
+
+TEST_F(AbsoluteFormTest, OtherSchemesAndAuthorityFormAre400) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  for (const char* line : {"GET ftp://h/svc/x/echo HTTP/1.1", "GET http:///svc/x/echo HTTP/1.1",
+                           "GET http://u@h/svc/x/echo HTTP/1.1", "CONNECT h:443 HTTP/1.1"}) {
+    HttpClient c = client();
+    ASSERT_TRUE(c.send_raw(std::string(line) + "\r\nHost: h\r\n\r\n"));
+    expect_problem(c.read_response(), 400);
+  }
+  EXPECT_EQ(up_->requests_logged("echo"), 0u);
+}
+
+}  // namespace
+}  // namespace sb::testing
