@@ -10,6 +10,7 @@
 
 #include "resilience/balancer.hpp"
 #include "resilience/circuit_breaker.hpp"
+#include "resilience/epoch_window.hpp"
 #include "resilience/retry.hpp"
 
 namespace {
@@ -125,5 +126,34 @@ void bm_budget_record_request(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(bm_budget_record_request);
+
+// The shared sliding-window counter on its own. add(): what the breaker pays per recorded
+// outcome and the retry budget per request; totals(): per breaker trip check and budget ask.
+void bm_epoch_window_add(benchmark::State& state) {
+  sb::resilience::EpochWindow<3> w(std::chrono::seconds(10), 10);
+  SteadyTime now = SteadyTime{} + 1000s;
+  for (auto _ : state) {
+    now += 1us;
+    bool ok = w.add(w.epoch_of(now), 0);
+    benchmark::DoNotOptimize(ok);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(bm_epoch_window_add);
+
+void bm_epoch_window_totals(benchmark::State& state) {
+  sb::resilience::EpochWindow<3> w(std::chrono::seconds(10), 10);
+  SteadyTime now = SteadyTime{} + 1000s;
+  for (int i = 0; i < 10'000; ++i) {
+    now += 1ms;
+    w.add(w.epoch_of(now), static_cast<std::size_t>(i % 3));
+  }
+  for (auto _ : state) {
+    auto t = w.totals(w.epoch_of(now));
+    benchmark::DoNotOptimize(t);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(bm_epoch_window_totals);
 
 }  // namespace

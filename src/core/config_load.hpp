@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/config_text.hpp"  // parse_duration, parse_size, ... (the value formats)
 
 namespace sb::core {
 
@@ -55,25 +56,15 @@ LoadResult load_config(const LoadOptions& options);
 /// The current process environment as a map.
 std::map<std::string, std::string> environ_map();
 
-/// Parses "250ms", "30s", "2m", "1h", "1500" (bare numbers are rejected unless
-/// `bare_unit_ms`, where they mean milliseconds). Returns nullopt on error.
-std::optional<Millis> parse_duration(std::string_view text, bool bare_unit_ms = false);
-
-/// Parses a byte size: "65536", "512KiB", "64MiB", "1GiB", "1TiB" (binary units only).
-/// Returns nullopt on error or overflow.
-std::optional<std::uint64_t> parse_size(std::string_view text);
-
-/// Parses "HOST:PORT" ("[::1]:80" for IPv6). Returns nullopt on error.
-std::optional<HostPort> parse_host_port(std::string_view text);
-
-/// Parses an upstream URL (http/https, host required, no userinfo, query or fragment;
-/// `allow_query` takes a query, kept as written in UpstreamUrl::query: webhook URLs).
-/// On error returns nullopt and sets `why`.
-std::optional<UpstreamUrl> parse_upstream_url(std::string_view text, std::string* why,
-                                              bool allow_query = false);
-
 /// The effective configuration as YAML, each value followed by a comment saying where it
 /// came from (`--print-config`).
 std::string render_config(const Config& config);
+
+/// The docs table (Markdown) of one part of the configuration, made from the key
+/// declarations: "server", "limits", ..., "environment" (see config_docs_tables()); nullopt
+/// for an unknown name. docs/configuration.md holds each between `<!-- keys:NAME -->` and
+/// `<!-- /keys -->`, and a test checks that it is the same.
+std::optional<std::string> config_docs_table(std::string_view name);
+std::vector<std::string_view> config_docs_tables();
 
 }  // namespace sb::core

@@ -2,16 +2,10 @@
 
 #include <optional>
 
+#include "core/text.hpp"
+
 namespace sb::core {
 namespace {
-
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_blank(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 bool is_key_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
 bool is_key_char(char c) { return is_key_start(c) || (c >= '0' && c <= '9'); }

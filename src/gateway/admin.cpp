@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/logging.hpp"
+#include "core/text.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/guards.hpp"
 #include "http/server.hpp"
@@ -17,12 +18,7 @@
 namespace sb::gateway {
 namespace {
 
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  core::append_json_escaped(out, s);
-  out += '"';
-  return out;
-}
+using core::quote;
 
 // A service is usable while one of its instances takes traffic (healthy, or not checked).
 bool usable(const registry::Service& s) {
@@ -36,7 +32,7 @@ AdminResponse health(Gateway& gw, core::SteadyTime now) {
   std::string body = fmt::format(
       "{{\"status\":{},\"version\":\"{}\",\"uptime_seconds\":{:.3f},\"workers\":{},"
       "\"connections\":{},\"in_flight\":{},\"services\":{{",
-      quoted(server.draining() ? "draining" : "ok"), SB_VERSION, uptime, server.workers().size(),
+      quote(server.draining() ? "draining" : "ok"), SB_VERSION, uptime, server.workers().size(),
       server.connections(), server.in_flight());
   bool first = true;
   const auto snap = gw.registry().snapshot();
@@ -47,9 +43,9 @@ AdminResponse health(Gateway& gw, core::SteadyTime now) {
     const auto b = breakers.find(s.name);
     body += fmt::format(
         "{}:{{\"instances\":{},\"critical\":{},\"source\":{},\"state\":{},\"breaker\":{}}}",
-        quoted(s.name), s.instances.size(), s.config.critical ? "true" : "false",
-        quoted(core::to_string(s.source)), quoted(usable(s) ? "available" : "unavailable"),
-        quoted(b == breakers.end() ? "closed" : b->second));
+        quote(s.name), s.instances.size(), s.config.critical ? "true" : "false",
+        quote(core::to_string(s.source)), quote(usable(s) ? "available" : "unavailable"),
+        quote(b == breakers.end() ? "closed" : b->second));
   }
   body += "}}\n";
   return {200, std::move(body), {}};
@@ -72,7 +68,7 @@ AdminResponse ready(Gateway& gw) {
       if (s.config.critical && !usable(s))
         return {503,
                 "{\"status\":\"not_ready\",\"detail\":" +
-                    quoted("critical service " + s.name + " has no usable instance") + "}\n",
+                    quote("critical service " + s.name + " has no usable instance") + "}\n",
                 {}};
     }
   }

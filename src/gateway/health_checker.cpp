@@ -248,9 +248,8 @@ HealthChecker::~HealthChecker() { stop(); }
 
 void HealthChecker::start() {
   // A change of the registry (a registration with its first check due) wakes the loop.
-  impl_->registry.set_on_change([impl = impl_.get()] {
-    asio::post(impl->ctx, [impl] { impl->tick.cancel(); });
-  });
+  impl_->registry.set_on_change(
+      [impl = impl_.get()] { asio::post(impl->ctx, [impl] { impl->tick.cancel(); }); });
   asio::co_spawn(impl_->ctx, impl_->loop(), asio::detached);
   thread_ = std::thread([this] { impl_->ctx.run(); });
 }

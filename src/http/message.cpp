@@ -4,11 +4,14 @@
 #include <cstring>
 
 #include "core/correlation_id.hpp"
+#include "core/text.hpp"
 #include "http/byte_class.hpp"
 #include "http/path.hpp"
 
 namespace sb::http {
 namespace {
+
+using core::trim;
 
 enum class Known : std::uint8_t {
   kOther,
@@ -95,11 +98,6 @@ Known classify(std::string_view n) {
   return Known::kOther;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
 
 // Connection option names (RFC 9110 section 7.6.1), at most kMax of them.
 struct ConnectionOptions {

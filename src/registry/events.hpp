@@ -105,7 +105,8 @@ std::string format_rfc3339_ms(core::WallTime at);
 std::string format_event_id(std::uint64_t id);
 
 /// The event as one RFC 8259 JSON object on one line:
-/// `{"id":"<epoch>-<sequence>","at":"<RFC 3339>","type":..,"service":..,"instance":..,"reason":..,"data":{..}}`.
+/// `{"id":"<epoch>-<sequence>","at":"<RFC 3339>","type":..,"service":..,"instance":..,
+/// "reason":..,"data":{..}}`.
 /// Strings are escaped (quotes, backslashes, control bytes); bytes that are not valid UTF-8
 /// become U+FFFD. The result never contains a raw CR or LF.
 std::string to_json(const Event& event);

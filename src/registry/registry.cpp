@@ -7,6 +7,7 @@
 
 #include "core/config_load.hpp"
 #include "core/logging.hpp"
+#include "core/names.hpp"
 #include "registry/store.hpp"
 
 namespace sb::registry {
@@ -16,16 +17,6 @@ namespace {
 
 constexpr std::int64_t kMaxTtlSeconds = 7 * 24 * 3600;
 constexpr std::uint32_t kMaxWeight = 10'000;
-
-bool valid_zone(std::string_view z) {
-  if (z.size() > 63) return false;
-  for (char c : z) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 std::int64_t unix_ms(core::WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -76,17 +67,22 @@ ApiError bad(std::string field, std::string detail) {
 }  // namespace
 
 bool valid_service_name(std::string_view name, std::string* why) {
-  auto fail = [&](const char* w) {
-    if (why) *why = w;
-    return false;
-  };
-  if (name.empty() || name.size() > 63) return fail("must be 1 to 63 characters");
-  for (char c : name) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-      return fail("may hold only a-z, 0-9 and '-'");
+  const char* w = nullptr;
+  switch (core::service_name_problem(name)) {
+    case core::ServiceNameProblem::kNone:
+      return true;
+    case core::ServiceNameProblem::kLength:
+      w = "must be 1 to 63 characters";
+      break;
+    case core::ServiceNameProblem::kCharacters:
+      w = "may hold only a-z, 0-9 and '-'";
+      break;
+    case core::ServiceNameProblem::kReserved:
+      w = "is reserved";
+      break;
   }
-  if (name == "status" || name == "events") return fail("is reserved");
-  return true;
+  if (why) *why = w;
+  return false;
 }
 
 bool valid_instance_id(std::string_view id) {
@@ -130,8 +126,8 @@ std::variant<Registration, ApiError> parse_registration(std::string_view service
         return bad("ttl_seconds", fmt::format("must be 1..{}", kMaxTtlSeconds));
       r.ttl_seconds = ttl;
     } else if (key == "zone") {
-      if (!value.is_string() || !valid_zone(value.as_string()))
-        return bad("zone", "must be a string of up to 63 of A-Z, a-z, 0-9, '-', '_', '.'");
+      if (!value.is_string() || !core::valid_zone(value.as_string()))
+        return bad("zone", fmt::format("must be a string of {}", core::kZoneRule));
       r.zone = std::string(value.as_string());
     } else if (key == "weight") {
       if (!value.is_int64() && !value.is_uint64()) return bad("weight", "must be an integer");
@@ -330,8 +326,8 @@ void Registry::track(const Service& s, Instance& inst) {
   const core::SteadyTime first =
       by_default ? scheduler.next_check(now, InstanceState::kHealthy) : now;
   auto [it, inserted] = health_.insert_or_assign(
-      key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false,
-                  s.name, inst.id, inst.config.url, check, s.config.tls, inst.uid});
+      key, Health{HealthTracker(settings, now), std::move(scheduler), first, checked, false, s.name,
+                  inst.id, inst.config.url, check, s.config.tls, inst.uid});
   by_uid_[inst.uid] = &it->second;
   it->second.by_default = by_default;
   if (checked) schedule_.emplace(first, &it->second);
@@ -483,8 +479,8 @@ void Registry::record_check(std::string_view service, std::string_view id, bool 
           if (inst.id == id) inst.takes_traffic = !down;
       dirty_ = true;
       if (!transition)  // the tracker was already unhealthy (live failures): say why now
-        spdlog::info("registry: {}/{} {} traffic ({})", service, id,
-                     down ? "gets no" : "takes", reason);
+        spdlog::info("registry: {}/{} {} traffic ({})", service, id, down ? "gets no" : "takes",
+                     reason);
     }
   }
   apply(service, id, h, transition);

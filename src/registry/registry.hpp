@@ -51,7 +51,8 @@ struct Registration {
 
 inline constexpr std::size_t kMaxRegistrationBody = 64 * 1024;
 
-/// `[a-z0-9-]{1,63}`, not a reserved name ("status", "events").
+/// core::valid_service_name (`[a-z0-9-]{1,63}`, not "status" or "events"); `why` gets the
+/// API's wording of the problem ("must be 1 to 63 characters", ...).
 bool valid_service_name(std::string_view name, std::string* why = nullptr);
 /// `[A-Za-z0-9._-]{1,128}`.
 bool valid_instance_id(std::string_view id);

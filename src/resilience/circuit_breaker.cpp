@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/text.hpp"
 #include "resilience/random.hpp"
 
 namespace sb::resilience {
 namespace {
+
+using core::human;
 
 using Rep = core::Duration::rep;
 constexpr Rep kNsPerMs = 1'000'000;
@@ -65,13 +68,6 @@ std::chrono::seconds ceil_seconds_at_least_1(core::Duration d) {
   return std::max(s, std::chrono::seconds(1));
 }
 
-// "10 s" for whole seconds, "1500 ms" otherwise.
-std::string human(core::Duration d) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  if (ms % 1000 == 0) return fmt::format("{} s", ms / 1000);
-  return fmt::format("{} ms", ms);
-}
-
 }  // namespace
 
 const char* to_string(BreakerState s) {
@@ -90,21 +86,11 @@ const char* to_string(BreakerState s) {
   return "unknown";
 }
 
-struct CircuitBreaker::Bucket {
-  std::atomic<std::int64_t> epoch{INT64_MIN};  // window step this bucket holds
-  std::atomic<std::uint32_t> calls{0};
-  std::atomic<std::uint32_t> failures{0};
-  std::atomic<std::uint32_t> slow{0};
-};
-
 CircuitBreaker::CircuitBreaker(const core::BreakerConfig& config, std::uint64_t seed)
     : config_(config),
       failure_status_(core::StatusSet::parse(config.failure_status)),
       seed_(seed),
-      bucket_width_(std::max<Rep>(1, core::Duration(config.window).count() /
-                                         std::max<std::uint32_t>(1, config.window_buckets))),
-      buckets_n_(std::max<std::uint32_t>(1, config.window_buckets)),
-      buckets_(new Bucket[buckets_n_]),
+      window_(config.window, config.window_buckets),
       word_(make_word(BreakerState::kClosed, 0, 0, 0)) {
   // Zero probes could never close it; one is the least that can.
   config_.half_open_probes = std::clamp<std::uint32_t>(config_.half_open_probes, 1, 0xffff);
@@ -116,53 +102,19 @@ BreakerState CircuitBreaker::state() const {
   return state_of(word_.load(std::memory_order_acquire));
 }
 
-std::int64_t CircuitBreaker::epoch_of(core::SteadyTime now) const {
-  const Rep ns = now.time_since_epoch().count();
-  const Rep w = bucket_width_.count();
-  return ns >= 0 ? ns / w : -((-ns + w - 1) / w);
-}
-
 void CircuitBreaker::add_to_window(std::int64_t epoch, bool failure, bool slow) {
-  Bucket& b = buckets_[static_cast<std::size_t>(((epoch % buckets_n_) + buckets_n_) % buckets_n_)];
-  std::int64_t held = b.epoch.load(std::memory_order_acquire);
-  if (held != epoch) {
-    // A sample older than the bucket's step belongs to a window that has moved on.
-    if (held > epoch) return;
-    if (b.epoch.compare_exchange_strong(held, epoch, std::memory_order_acq_rel)) {
-      // Racing increments for `epoch` that landed before these stores are lost: the
-      // documented approximation, bounded by the threads recording in the same instant.
-      b.calls.store(0, std::memory_order_relaxed);
-      b.failures.store(0, std::memory_order_relaxed);
-      b.slow.store(0, std::memory_order_relaxed);
-    } else if (held != epoch) {
-      if (held > epoch) return;
-    }
-  }
-  b.calls.fetch_add(1, std::memory_order_relaxed);
-  if (failure) b.failures.fetch_add(1, std::memory_order_relaxed);
-  if (slow) b.slow.fetch_add(1, std::memory_order_relaxed);
+  if (!window_.add(epoch, kCalls)) return;  // a sample for a window that has moved on
+  if (failure) window_.add(epoch, kFailures);
+  if (slow) window_.add(epoch, kSlow);
 }
 
 CircuitBreaker::WindowTotals CircuitBreaker::window_totals(std::int64_t epoch) const {
-  WindowTotals t;
-  for (std::uint32_t i = 0; i < buckets_n_; ++i) {
-    const Bucket& b = buckets_[i];
-    const std::int64_t e = b.epoch.load(std::memory_order_acquire);
-    if (e > epoch || e <= epoch - static_cast<std::int64_t>(buckets_n_)) continue;
-    t.calls += b.calls.load(std::memory_order_relaxed);
-    t.failures += b.failures.load(std::memory_order_relaxed);
-    t.slow += b.slow.load(std::memory_order_relaxed);
-  }
-  return t;
+  const auto c = window_.totals(epoch);
+  return {c[kCalls], c[kFailures], c[kSlow]};
 }
 
 void CircuitBreaker::clear_counters() {
-  for (std::uint32_t i = 0; i < buckets_n_; ++i) {
-    buckets_[i].epoch.store(INT64_MIN, std::memory_order_release);
-    buckets_[i].calls.store(0, std::memory_order_relaxed);
-    buckets_[i].failures.store(0, std::memory_order_relaxed);
-    buckets_[i].slow.store(0, std::memory_order_relaxed);
-  }
+  window_.clear();
   consecutive_.store(0, std::memory_order_relaxed);
 }
 
@@ -351,7 +303,7 @@ std::optional<BreakerTransition> CircuitBreaker::record(core::SteadyTime now, Pe
   if (s != BreakerState::kClosed && s != BreakerState::kForcedClosed) return std::nullopt;
   if (permit.generation != gen_of(w)) return std::nullopt;  // admitted in an earlier period
   const bool slow = latency > config_.slow_call_duration;
-  const std::int64_t epoch = epoch_of(now);
+  const std::int64_t epoch = window_.epoch_of(now);
   add_to_window(epoch, failure, slow);
   std::uint32_t consecutive = 0;
   if (failure) {
@@ -397,7 +349,7 @@ BreakerSnapshot CircuitBreaker::snapshot(core::SteadyTime now) const {
   s.backoff_level = level_of(w);
   s.consecutive_failures = consecutive_.load(std::memory_order_relaxed);
   s.times_opened = times_opened_.load(std::memory_order_relaxed);
-  const WindowTotals t = window_totals(epoch_of(now));
+  const WindowTotals t = window_totals(window_.epoch_of(now));
   s.window_calls = t.calls;
   s.window_failures = t.failures;
   s.window_slow_calls = t.slow;

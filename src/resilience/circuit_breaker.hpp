@@ -12,6 +12,7 @@
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "resilience/epoch_window.hpp"
 #include "resilience/outcome.hpp"
 
 namespace sb::resilience {
@@ -162,7 +163,6 @@ class CircuitBreaker {
   const core::BreakerConfig& config() const { return config_; }
 
  private:
-  struct Bucket;
   struct WindowTotals {
     std::uint64_t calls = 0, failures = 0, slow = 0;
   };
@@ -170,7 +170,6 @@ class CircuitBreaker {
   void add_to_window(std::int64_t epoch, bool failure, bool slow);
   WindowTotals window_totals(std::int64_t epoch) const;
   void clear_counters();
-  std::int64_t epoch_of(core::SteadyTime now) const;
   core::Duration open_time(std::uint32_t level, std::uint16_t generation) const;
   /// CAS `expected` -> a word for `to`; on success builds the transition.
   std::optional<BreakerTransition> transit(std::uint64_t expected, BreakerState to,
@@ -184,9 +183,9 @@ class CircuitBreaker {
   core::BreakerConfig config_;
   core::StatusSet failure_status_;
   std::uint64_t seed_;
-  core::Duration bucket_width_;
-  std::uint32_t buckets_n_;
-  std::unique_ptr<Bucket[]> buckets_;
+  // calls, failures, slow calls over the last `window`.
+  static constexpr std::size_t kCalls = 0, kFailures = 1, kSlow = 2;
+  EpochWindow<3> window_;
 
   // state 3 bits | backoff level 5 | generation 16 | time in ms 40 (see the .cpp).
   alignas(64) std::atomic<std::uint64_t> word_;

@@ -6,18 +6,16 @@
 #include <climits>
 #include <cmath>
 
+#include "core/text.hpp"
+
 namespace sb::resilience {
 namespace {
+
+using core::human;
 
 constexpr std::int64_t kNotEjected = INT64_MIN;
 
 std::int64_t ns_of(core::SteadyTime t) { return t.time_since_epoch().count(); }
-
-std::string human(core::Duration d) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  if (ms % 1000 == 0) return fmt::format("{} s", ms / 1000);
-  return fmt::format("{} ms", ms);
-}
 
 }  // namespace
 

@@ -15,55 +15,16 @@ std::int64_t floor_div(Rep a, Rep b) { return a >= 0 ? a / b : -((-a + b - 1) / 
 
 }  // namespace
 
-struct RetryBudget::Bucket {
-  std::atomic<std::int64_t> epoch{INT64_MIN};
-  std::atomic<std::uint32_t> requests{0};
-  std::atomic<std::uint32_t> retries{0};
-};
-
 RetryBudget::RetryBudget(const core::RetryConfig& config)
     : percent_(config.budget_percent),
       min_per_second_(static_cast<std::uint32_t>(
           std::min<std::uint64_t>(config.budget_min_per_second, kFloorCountMask))),
-      bucket_width_(std::max<Rep>(1, core::Duration(config.budget_window).count() / kBuckets)),
-      buckets_(new Bucket[kBuckets]) {}
+      window_(config.budget_window, kBuckets) {}
 
 RetryBudget::~RetryBudget() = default;
 
-std::int64_t RetryBudget::epoch_of(core::SteadyTime now) const {
-  return floor_div(now.time_since_epoch().count(), bucket_width_.count());
-}
-
-RetryBudget::Bucket& RetryBudget::bucket_for(std::int64_t epoch) {
-  Bucket& b = buckets_[static_cast<std::size_t>(((epoch % kBuckets) + kBuckets) % kBuckets)];
-  std::int64_t held = b.epoch.load(std::memory_order_acquire);
-  if (held < epoch && b.epoch.compare_exchange_strong(held, epoch, std::memory_order_acq_rel)) {
-    // Increments that raced with this recycle may be lost: the documented approximation.
-    b.requests.store(0, std::memory_order_relaxed);
-    b.retries.store(0, std::memory_order_relaxed);
-  }
-  return b;
-}
-
-RetryBudget::Totals RetryBudget::totals(std::int64_t epoch) const {
-  Totals t;
-  for (std::uint32_t i = 0; i < kBuckets; ++i) {
-    const Bucket& b = buckets_[i];
-    const std::int64_t e = b.epoch.load(std::memory_order_acquire);
-    if (e > epoch || e <= epoch - static_cast<std::int64_t>(kBuckets)) continue;
-    t.requests += b.requests.load(std::memory_order_relaxed);
-    t.retries += b.retries.load(std::memory_order_relaxed);
-  }
-  return t;
-}
-
 void RetryBudget::record_request(core::SteadyTime now) {
-  const std::int64_t epoch = epoch_of(now);
-  Bucket& b = bucket_for(epoch);
-  // A sample from before the bucket's step (a slow thread) is dropped, not misfiled.
-  if (b.epoch.load(std::memory_order_relaxed) == epoch) {
-    b.requests.fetch_add(1, std::memory_order_relaxed);
-  }
+  window_.add(window_.epoch_of(now), kRequests);
 }
 
 // Counts one retry in `second`; unless `force`, only while under the floor.
@@ -81,36 +42,34 @@ bool RetryBudget::take_floor(std::int64_t second, bool force) {
 }
 
 bool RetryBudget::try_acquire(core::SteadyTime now) {
-  const std::int64_t epoch = epoch_of(now);
+  const std::int64_t epoch = window_.epoch_of(now);
   const std::int64_t second =
       std::max<std::int64_t>(0, floor_div(now.time_since_epoch().count(), kNsPerSecond));
   // Count this retry first, then check with it included, and take it back when refused:
   // threads racing for the last retry then see each other's claims, so the budget is never
   // over-granted (at worst a racing claim makes another thread refuse).
-  Bucket& b = bucket_for(epoch);
-  const bool counted = b.epoch.load(std::memory_order_relaxed) == epoch;
-  if (counted) b.retries.fetch_add(1, std::memory_order_acq_rel);
-  const Totals t = totals(epoch);
-  const std::uint64_t before = t.retries - (counted && t.retries > 0 ? 1 : 0);
-  const bool by_percent = (before + 1) * 100 <= std::uint64_t{percent_} * t.requests;
+  const bool counted = window_.add(epoch, kRetries);
+  const auto t = window_.totals(epoch);
+  const std::uint64_t before = t[kRetries] - (counted && t[kRetries] > 0 ? 1 : 0);
+  const bool by_percent = (before + 1) * 100 <= std::uint64_t{percent_} * t[kRequests];
   // The floor is a minimum, not an addition: it lets a quiet service retry up to
   // budget_min_per_second, but once the window holds that many retries only the percentage
   // counts (so a busy service in a total outage sends at most 1.2x its requests).
   const std::uint64_t floor_cap =
       std::uint64_t{min_per_second_} *
       static_cast<std::uint64_t>(
-          (bucket_width_ * kBuckets + std::chrono::seconds(1) - core::Duration(1)) /
+          (window_.step() * kBuckets + std::chrono::seconds(1) - core::Duration(1)) /
           std::chrono::seconds(1));
   const bool granted = (by_percent || before < floor_cap) && take_floor(second, by_percent);
-  if (!granted && counted) b.retries.fetch_sub(1, std::memory_order_acq_rel);
+  if (!granted && counted) window_.sub(epoch, kRetries);
   return granted;
 }
 
 BudgetSnapshot RetryBudget::snapshot(core::SteadyTime now) const {
   BudgetSnapshot s;
-  const Totals t = totals(epoch_of(now));
-  s.window_requests = t.requests;
-  s.window_retries = t.retries;
+  const auto t = window_.totals(window_.epoch_of(now));
+  s.window_requests = t[kRequests];
+  s.window_retries = t[kRetries];
   const std::uint64_t f = floor_.load(std::memory_order_acquire);
   const std::int64_t second = floor_div(now.time_since_epoch().count(), kNsPerSecond);
   if (static_cast<std::int64_t>(f >> kFloorCountBits) == second) {

@@ -12,6 +12,7 @@
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "resilience/epoch_window.hpp"
 #include "resilience/outcome.hpp"
 #include "resilience/random.hpp"
 
@@ -56,20 +57,13 @@ class RetryBudget {
   BudgetSnapshot snapshot(core::SteadyTime now) const;
 
  private:
-  struct Bucket;
-  struct Totals {
-    std::uint64_t requests = 0, retries = 0;
-  };
-  Bucket& bucket_for(std::int64_t epoch);
-  Totals totals(std::int64_t epoch) const;
-  std::int64_t epoch_of(core::SteadyTime now) const;
   bool take_floor(std::int64_t second, bool force);
 
   static constexpr std::uint32_t kBuckets = 10;
   std::uint32_t percent_;
   std::uint32_t min_per_second_;
-  core::Duration bucket_width_;
-  std::unique_ptr<Bucket[]> buckets_;
+  static constexpr std::size_t kRequests = 0, kRetries = 1;
+  EpochWindow<2> window_;
   // second 40 bits | retries granted in it 24 bits.
   alignas(64) std::atomic<std::uint64_t> floor_{0};
 };

@@ -269,8 +269,8 @@ TEST_F(HealthCheckTest, PanicThresholdSpreadsOverAllInstances) {
   // Both instances fail their checks: wait until the registry has judged them, so that the
   // answers below come from that decision, not from "not checked yet".
   for (const char* service : {"calm", "panicky"}) {
-    const std::string doc = wait_for_state(service, "unhealthy", "HTTP 503",
-                                           std::chrono::milliseconds(5000));
+    const std::string doc =
+        wait_for_state(service, "unhealthy", "HTTP 503", std::chrono::milliseconds(5000));
     EXPECT_NE(doc.find("\"state\":\"unhealthy\""), std::string::npos) << doc;
   }
   EXPECT_EQ(client().get("/svc/calm/echo").status, 503);
@@ -291,8 +291,8 @@ TEST_F(HealthCheckTest, DefaultTcpCheckFindsADeadApiInstance) {
   ASSERT_EQ(put.status, 201) << put.raw;
   ASSERT_TRUE(doomed.process().signal(SIGKILL));
   doomed.process().wait_exit(scaled(std::chrono::milliseconds(2000)));
-  const std::string doc = wait_for_state("plain", "unhealthy", "TCP connect",
-                                         std::chrono::milliseconds(5000));
+  const std::string doc =
+      wait_for_state("plain", "unhealthy", "TCP connect", std::chrono::milliseconds(5000));
   EXPECT_NE(doc.find("\"takes_traffic\":false"), std::string::npos) << doc;
   EXPECT_NE(doc.find("check failed: TCP connect: Connection refused (3 consecutive failures)"),
             std::string::npos)

@@ -72,8 +72,7 @@ class ResilienceTest : public ::testing::Test {
         o.args.push_back("-H");
         o.args.push_back("Last-Event-ID: " + last_event_id);
       }
-      o.args.push_back("http://127.0.0.1:" + std::to_string(sb_->port()) +
-                       "/api/services/events");
+      o.args.push_back("http://127.0.0.1:" + std::to_string(sb_->port()) + "/api/services/events");
       o.env = {{"PATH", "/usr/bin:/bin"}};
       Process curl(o);
       curl.wait_exit(seconds(5));

@@ -230,8 +230,8 @@ TEST_F(WebhookTest, QueryIsSentAndRetryAfterIsHonoured) {
   EXPECT_EQ(got[0].as_object().at("query"), "retry_after=1&x=a%20b");
   EXPECT_EQ(got[0].as_object().at("status"), 503);
   EXPECT_EQ(got[1].as_object().at("status"), 200);
-  const double gap =
-      got[1].as_object().at("at").to_number<double>() - got[0].as_object().at("at").to_number<double>();
+  const double gap = got[1].as_object().at("at").to_number<double>() -
+                     got[0].as_object().at("at").to_number<double>();
   EXPECT_GE(gap, 0.95) << "Retry-After: 1 was not waited for";
   const auto st = wait_sink_status(
       url, milliseconds(5000), [](const json::object& o) { return counter(o, "delivered") == 1; });
@@ -253,8 +253,8 @@ TEST_F(WebhookTest, RetryAfterIsBoundedByMaxBackoff) {
   const json::array got = wait_recorded("busy", 2, milliseconds(5000));
   ASSERT_EQ(got.size(), 2u) << json::serialize(got);
   EXPECT_EQ(got[0].as_object().at("status"), 429);
-  const double gap =
-      got[1].as_object().at("at").to_number<double>() - got[0].as_object().at("at").to_number<double>();
+  const double gap = got[1].as_object().at("at").to_number<double>() -
+                     got[0].as_object().at("at").to_number<double>();
   EXPECT_GE(gap, 0.19) << "Retry-After counts up to max_backoff";
   EXPECT_LT(gap, 3.0);
 }

@@ -245,10 +245,12 @@ TEST(LastEventIdTest, Parse) {
   EXPECT_EQ(format_event_id((std::uint64_t{1234} << 32) + 9), "1234-9");
   for (std::uint64_t id : {std::uint64_t{0}, std::uint64_t{1}, (std::uint64_t{77} << 32) + 5})
     EXPECT_EQ(parse_last_event_id(format_event_id(id)), id) << "round trip";
+  // clang-format off
   for (std::string_view bad :
        {"", "00", "42", "-", "1-", "-1", "01-1", "1-01", "4294967296-1", "1-4294967296",
         "99999999999-1", " 1-1", "1-1 ", "+1-1", "1-+1", "1--1", "1-1-1", "1a-1", "0x1-1",
         "1.0-1", "１-1", "18446744073709551615"})
+    // clang-format on
     EXPECT_EQ(parse_last_event_id(bad), std::nullopt) << bad;
 }
 

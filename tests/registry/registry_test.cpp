@@ -331,7 +331,8 @@ TEST(RegistryHealthTest, ChecksDecideTraffic) {
   ASSERT_EQ(due.size(), 1u);
   const auto v = r.version();
   r.record_check("svc", due[0].id, true, std::chrono::milliseconds(3), "HTTP 200");
-  EXPECT_EQ(r.events_since(r.event_origin()).events.back().type, "health_changed");  // the event at once,
+  // The event at once,
+  EXPECT_EQ(r.events_since(r.event_origin()).events.back().type, "health_changed");
   EXPECT_EQ(r.version(), v);  // the snapshot with the control loop's next turn
   r.publish_pending();
   EXPECT_GT(r.version(), v);
@@ -568,7 +569,8 @@ TEST(RegistryEventEpochTest, ARestartedRegistryDoesNotResumeOldIds) {
   std::uint64_t old_id = 0;
   {
     Registry r(c, clock, nullptr, std::nullopt);
-    for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
+    for (const char* id : {"a", "b", "c"})
+      ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
     old_id = r.last_event_id();
     EXPECT_EQ(r.events_since(r.event_origin()).events.size(), 3u);
   }
@@ -576,7 +578,8 @@ TEST(RegistryEventEpochTest, ARestartedRegistryDoesNotResumeOldIds) {
   Registry r(c, clock, nullptr, std::nullopt);
   EXPECT_NE(r.event_origin() >> 32, old_id >> 32) << "a new epoch";
   EXPECT_EQ(r.last_event_id(), r.event_origin());
-  for (const char* id : {"a", "b", "c", "d", "e"}) ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
+  for (const char* id : {"a", "b", "c", "d", "e"})
+    ASSERT_TRUE(std::holds_alternative<Registry::PutOutcome>(r.put(reg("svc", id))));
   EXPECT_TRUE(r.events_since(old_id).too_old);
   std::uint64_t missed = 0;
   EXPECT_EQ(r.events_after(r.event_origin(), &missed).size(), 5u);
