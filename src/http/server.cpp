@@ -51,6 +51,8 @@ std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, st
   return asio::ip::tcp::endpoint(addr, hp.port);
 }
 
+thread_local Worker* t_current_worker = nullptr;
+
 Task<void> run_exchange(std::unique_ptr<Exchange> ex) { co_await ex->run(); }
 
 Task<void> refuse_connection(Socket socket, std::string response) {
@@ -81,6 +83,8 @@ struct Worker::Impl {
   std::vector<std::function<void()>> mail;
   asio::posix::basic_stream_descriptor<Executor> mail_ready;
 };
+
+Worker* Worker::current() { return t_current_worker; }
 
 void Worker::deliver(std::function<void()> fn) {
   {
@@ -216,7 +220,10 @@ void Worker::accept_loop(int which) {
 // Server
 
 Server::Server(ServerSettings settings, core::Clock& clock, HandlerFactory factory)
-    : settings_(std::move(settings)), clock_(clock), factory_(std::move(factory)) {}
+    : settings_(std::move(settings)),
+      clock_(clock),
+      factory_(std::move(factory)),
+      resolver_(std::make_unique<NameResolver>()) {}
 
 Server::~Server() { stop(); }
 
@@ -302,7 +309,10 @@ void Server::start() {
       }
     };
     asio::co_spawn(*w->ctx_, mailbox(*w), asio::detached);
-    w->thread_ = std::thread([ctx = w->ctx_.get()] { ctx->run(); });
+    w->thread_ = std::thread([worker = w.get()] {
+      t_current_worker = worker;
+      worker->ctx_->run();
+    });
   }
 }
 
@@ -339,6 +349,8 @@ void Server::stop() {
   stop_requested_.store(true, std::memory_order_release);
   for (auto& w : workers_)
     if (w->thread_.joinable()) w->thread_.join();
+  // Its letters go to workers: stopped before they are destroyed (~Server runs stop()).
+  resolver_->stop();
 }
 
 // ---------------------------------------------------------------------------------------
