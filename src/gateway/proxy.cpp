@@ -237,6 +237,7 @@ class ProxyHandler final : public http::Handler {
         co_return;
       }
       plan.began = gw_.clock().steady_now();
+      if (!ex.body_fits()) plan.may_retry = false;  // a chunked body too long to keep streams
     }
     Try t;
     ExchangeWatch watch(ex);
