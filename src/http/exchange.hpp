@@ -130,6 +130,9 @@ class Exchange {
   /// on success; kTooLarge when !body_fits() (or a chunked body passes
   /// limits.max_body_bytes).
   Task<BodyPiece::Error> buffer_body();
+  /// The length of the body buffer_body() kept whole (for a chunked one, what it decoded),
+  /// for the retry's max_replay_body; 0 before it did.
+  std::uint64_t buffered_body_bytes() const { return buffered_body_bytes_; }
 
   /// Writes what the socket takes right now, without waiting (one sendmsg): most responses
   /// leave whole this way, skipping the reactor. Returns the bytes written; sets `failed`
@@ -248,6 +251,7 @@ class Exchange {
   bool body_done_ = true;
   bool body_read_from_socket_ = false;
   bool body_kept_part_ = false;  // buffer_body() found a chunked body longer than the buffer
+  std::uint64_t buffered_body_bytes_ = 0;
   bool continue_sent_ = false;
   bool body_too_slow_ = false;  // the last kTimeout was limits.min_body_rate's
   BodyRate body_rate_;

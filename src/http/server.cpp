@@ -639,6 +639,7 @@ Exchange::HeadStep Exchange::parse_head() {
         body_done_ = info_.framing == Framing::kNone;
         body_read_from_socket_ = false;
         body_kept_part_ = false;
+        buffered_body_bytes_ = 0;
         continue_sent_ = false;
         body_too_slow_ = false;
         body_rate_.reset();
@@ -743,6 +744,7 @@ Task<BodyPiece::Error> Exchange::buffer_body() {
           if (scan.body_bytes() > limits().max_body_bytes) co_return BodyPiece::Error::kTooLarge;
           continue;
         case ChunkedDecoder::Status::kDone:
+          buffered_body_bytes_ = scan.body_bytes();
           co_return BodyPiece::Error::kNone;
         case ChunkedDecoder::Status::kError:
           co_return BodyPiece::Error::kMalformed;
@@ -763,6 +765,7 @@ Task<BodyPiece::Error> Exchange::buffer_body() {
   while (len_ < end)
     if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
       co_return e;
+  buffered_body_bytes_ = info_.content_length;
   co_return BodyPiece::Error::kNone;
 }
 

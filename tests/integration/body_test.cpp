@@ -240,5 +240,28 @@ TEST_F(ChunkedBufferingTest, RetriedPutIsReplayedWhole) {
     EXPECT_EQ(json_string(req, "body"), part1 + part2) << seen.body.substr(0, 300);
 }
 
+// ... but not when the service's retry.max_replay_body is smaller than the decoded body:
+// the 503 is relayed and the instance saw the request once.
+TEST_F(ChunkedBufferingTest, ChunkedPutOverMaxReplayBodyIsNotRetried) {
+  up_ = std::make_unique<Upstream>("up");
+  ASSERT_TRUE(up_->started()) << up_->error();
+  SwitchboardOptions o;
+  o.args = {"--config", write_config("services:\n  x:\n    instances: [\"" + up_->url() +
+                                     "\"]\n    retry: {max_replay_body: 1000}\n")};
+  sb_ = std::make_unique<Switchboard>(std::move(o));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw(
+      "PUT /svc/x/hook/big/503,200 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3e9\r\n" +
+      std::string(1001, 'p') + "\r\n0\r\n\r\n"));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 503) << r.error << r.raw;
+  Response seen = c.get("/svc/x/hooks/big");
+  auto doc = parse_json(seen.body);
+  ASSERT_TRUE(doc && doc->is_array()) << seen.body;
+  EXPECT_EQ(doc->as_array().size(), 1u) << seen.body.substr(0, 300);
+}
+
 }  // namespace
 }  // namespace sb::testing
