@@ -387,8 +387,9 @@ void visit(V& v, RetryConfig& r) {
          "floor for quiet services, not an addition: a busy service in a total outage sends at "
          "most 1.2 requests per request)"});
   v.key("max_replay_body", r.max_replay_body, Size{0, kMiB},
-        {"request bodies up to this size (with `Content-Length`) are kept whole to be resent; "
-         "larger ones are not retried"});
+        {"request bodies up to this size are kept whole to be resent (a chunked one counts its "
+         "encoded bytes against the buffer and its decoded ones against this); larger ones are "
+         "not retried"});
 }
 
 template <class V>

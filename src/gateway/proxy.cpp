@@ -236,6 +236,8 @@ class ProxyHandler final : public http::Handler {
         co_return;
       }
       plan.began = gw_.clock().steady_now();
+      if (!ex.body_fits() || !plan.retry->body_replayable(ex.buffered_body_bytes()))
+        plan.may_retry = false;  // a chunked body too long to keep streams, or over the limit
     }
     Try t;
     ExchangeWatch watch(ex);

@@ -115,14 +115,24 @@ class Exchange {
   /// Reads and discards the rest of the body (so the connection can be reused); false if
   /// that failed or is more than `max` bytes away.
   Task<bool> drain_body(std::uint64_t max);
-  /// Whether the whole body fits the buffer (it already holds it, or it has Content-Length
-  /// and parse_head() made room: see ServerSettings::replay_body_max), so buffer_body() can
-  /// make it replayable.
+  /// Whether the whole body fits the buffer, so that buffer_body() can make it replayable:
+  /// the buffer already holds it, or it has a Content-Length and parse_head() made room
+  /// (see ServerSettings::replay_body_max). A chunked body's size shows only at its end:
+  /// true until buffer_body() found it longer than the buffer (false from then on), and
+  /// false once read_body() has streamed part of it.
   bool body_fits() const;
   /// Reads the rest of a body that fits into the buffer, without handing it out: afterwards
   /// read_body() serves it from memory and rewind_body() can replay it (for retries).
-  /// Sends "100 Continue" first when the client asked. kNone on success.
+  /// A chunked body is read up to its last chunk and its framing checked whole, so a
+  /// malformed one is kMalformed before any of it was handed out; one longer than the
+  /// buffer stops there with kNone and body_fits() false: read_body() hands out what was
+  /// read, then streams the rest. Sends "100 Continue" first when the client asked. kNone
+  /// on success; kTooLarge when !body_fits() (or a chunked body passes
+  /// limits.max_body_bytes).
   Task<BodyPiece::Error> buffer_body();
+  /// The length of the body buffer_body() kept whole (for a chunked one, what it decoded),
+  /// for the retry's max_replay_body; 0 before it did.
+  std::uint64_t buffered_body_bytes() const { return buffered_body_bytes_; }
 
   /// Writes what the socket takes right now, without waiting (one sendmsg): most responses
   /// leave whole this way, skipping the reactor. Returns the bytes written; sets `failed`
@@ -211,6 +221,9 @@ class Exchange {
   static char* lend_for_recv(void* self, std::size_t& size);
   static void give_back_for_recv(void* self);
   void new_correlation_id();
+  /// Whether buf_ from `from` to len_ holds a whole chunked body (its last chunk and
+  /// trailer), checked with a decoder of its own.
+  bool chunked_whole_in(std::size_t from) const;
 
   Worker& worker_;
   Socket socket_;
@@ -237,6 +250,8 @@ class Exchange {
   ChunkedDecoder chunked_;
   bool body_done_ = true;
   bool body_read_from_socket_ = false;
+  bool body_kept_part_ = false;  // buffer_body() found a chunked body longer than the buffer
+  std::uint64_t buffered_body_bytes_ = 0;
   bool continue_sent_ = false;
   bool body_too_slow_ = false;  // the last kTimeout was limits.min_body_rate's
   BodyRate body_rate_;

@@ -18,6 +18,7 @@
 #include <system_error>
 #include <tuple>
 
+#include "core/assert.hpp"
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
@@ -51,6 +52,8 @@ std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, st
   return asio::ip::tcp::endpoint(addr, hp.port);
 }
 
+thread_local Worker* t_current_worker = nullptr;
+
 Task<void> run_exchange(std::unique_ptr<Exchange> ex) { co_await ex->run(); }
 
 Task<void> refuse_connection(Socket socket, std::string response) {
@@ -81,6 +84,8 @@ struct Worker::Impl {
   std::vector<std::function<void()>> mail;
   asio::posix::basic_stream_descriptor<Executor> mail_ready;
 };
+
+Worker* Worker::current() { return t_current_worker; }
 
 void Worker::deliver(std::function<void()> fn) {
   {
@@ -129,6 +134,7 @@ void Worker::add(Exchange* ex) {
 }
 
 void Worker::remove(Exchange* ex) {
+  SB_ASSERT(ex->prev_ != nullptr || head_ == ex);  // on this worker's list
   if (ex->prev_ != nullptr)
     ex->prev_->next_ = ex->next_;
   else
@@ -216,7 +222,10 @@ void Worker::accept_loop(int which) {
 // Server
 
 Server::Server(ServerSettings settings, core::Clock& clock, HandlerFactory factory)
-    : settings_(std::move(settings)), clock_(clock), factory_(std::move(factory)) {}
+    : settings_(std::move(settings)),
+      clock_(clock),
+      factory_(std::move(factory)),
+      resolver_(std::make_unique<NameResolver>()) {}
 
 Server::~Server() { stop(); }
 
@@ -302,7 +311,10 @@ void Server::start() {
       }
     };
     asio::co_spawn(*w->ctx_, mailbox(*w), asio::detached);
-    w->thread_ = std::thread([ctx = w->ctx_.get()] { ctx->run(); });
+    w->thread_ = std::thread([worker = w.get()] {
+      t_current_worker = worker;
+      worker->ctx_->run();
+    });
   }
 }
 
@@ -339,6 +351,8 @@ void Server::stop() {
   stop_requested_.store(true, std::memory_order_release);
   for (auto& w : workers_)
     if (w->thread_.joinable()) w->thread_.join();
+  // Its letters go to workers: stopped before they are destroyed (~Server runs stop()).
+  resolver_->stop();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -543,22 +557,6 @@ Task<void> Exchange::reject(int status, std::string_view detail) {
   closed_ = true;
 }
 
-namespace {
-// Requests a retry may resend: their bodies are worth keeping whole.
-bool may_be_retried(const RequestInfo& info) {
-  switch (info.method) {
-    case Method::kGet:
-    case Method::kHead:
-    case Method::kOptions:
-    case Method::kPut:
-    case Method::kDelete:
-      return true;
-    default:
-      return info.idempotency_key;
-  }
-}
-}  // namespace
-
 void Exchange::begin_head() {
   const auto& lim = limits();
   idle_ = len_ == 0;
@@ -589,10 +587,18 @@ Exchange::HeadStep Exchange::parse_head() {
         const RequestError re = analyze_request(req_->head, info_);
         if (re != RequestError::kNone) return refuse(status_for(re), describe(re));
         std::size_t want = req_->head.head_size + kMinBodySpace;
-        if (info_.framing == Framing::kLength &&
-            info_.content_length <= worker_.server().settings().replay_body_max &&
-            info_.content_length <= lim.max_body_bytes && may_be_retried(info_))
+        const std::size_t replay_max = worker_.server().settings().replay_body_max;
+        // A Content-Length body up to replay_max gets room to be read whole: to be resent
+        // by a retry, or checked before an upstream is called (request_buffering).
+        if (info_.framing == Framing::kLength && info_.content_length <= replay_max &&
+            info_.content_length <= lim.max_body_bytes)
           want = std::max<std::size_t>(want, req_->head.head_size + info_.content_length);
+        // A chunked body's size shows only at its end: room for replay_max encoded bytes,
+        // so that buffer_body() can keep a small one whole, unless it already is (the
+        // usual small body comes with its head, and then the buffer needs no growing).
+        if (info_.framing == Framing::kChunked && cap_ < req_->head.head_size + replay_max &&
+            !chunked_whole_in(req_->head.head_size))
+          want = std::max(want, req_->head.head_size + replay_max);
         if (cap_ < want) {
           // Keep the head where it is for the whole exchange: grow now, then parse (and
           // analyze) again so that every view points into the final buffer.
@@ -618,6 +624,8 @@ Exchange::HeadStep Exchange::parse_head() {
         chunked_.reset();
         body_done_ = info_.framing == Framing::kNone;
         body_read_from_socket_ = false;
+        body_kept_part_ = false;
+        buffered_body_bytes_ = 0;
         continue_sent_ = false;
         body_too_slow_ = false;
         body_rate_.reset();
@@ -630,9 +638,11 @@ Exchange::HeadStep Exchange::parse_head() {
     }
     if (len_ == cap_) {
       ensure_capacity(std::min<std::size_t>(cap_ * 2, lim.max_header_bytes + kMinBodySpace));
-      scan_from_ = 0;    // the head moved: parse it again from the start
-      if (len_ == cap_)  // cannot happen: the parser refuses heads at the limit first
+      scan_from_ = 0;      // the head moved: parse it again from the start
+      if (len_ == cap_) {  // the parser refuses heads at the limit before the buffer is full
+        SB_BUG("request buffer full of an unrefused head");
         return refuse(431, describe(HeadError::kHeadTooLarge));
+      }
     }
     return HeadStep::kNeedMore;
   }
@@ -685,19 +695,63 @@ std::string_view Exchange::body_timeout_detail() const {
              : "request body not received within limits.body_timeout";
 }
 
+bool Exchange::chunked_whole_in(std::size_t from) const {
+  ChunkedDecoder scan;
+  for (std::size_t pos = from;;) {
+    const auto step = scan.step(buf_.get() + pos, len_ - pos);
+    pos += step.consumed;
+    if (step.status != ChunkedDecoder::Status::kData)
+      return step.status == ChunkedDecoder::Status::kDone;
+  }
+}
+
 bool Exchange::body_fits() const {
-  if (body_done_ && !body_read_from_socket_) return true;
-  return info_.framing == Framing::kLength && !body_read_from_socket_ &&
-         req_->head.head_size + info_.content_length <= cap_;
+  if (body_read_from_socket_) return false;
+  if (body_done_) return true;
+  if (info_.framing == Framing::kChunked) return !body_kept_part_;
+  return info_.framing == Framing::kLength && req_->head.head_size + info_.content_length <= cap_;
 }
 
 Task<BodyPiece::Error> Exchange::buffer_body() {
   if (!body_fits()) co_return BodyPiece::Error::kTooLarge;
-  if (info_.framing != Framing::kLength) co_return BodyPiece::Error::kNone;
+  if (body_done_) co_return BodyPiece::Error::kNone;
+  if (info_.framing == Framing::kChunked) {
+    // Reads until the last chunk, checking the framing with a decoder of its own: the
+    // body stays encoded in the buffer (from body_pos_) for read_body() to hand out, and
+    // chunked_ stays where read_body() left it. The buffer is not grown here: the head's
+    // views point into it (parse_head() made the room).
+    ChunkedDecoder scan = chunked_;
+    std::size_t pos = body_pos_;
+    for (;;) {
+      const auto step = scan.step(buf_.get() + pos, len_ - pos);
+      pos += step.consumed;
+      switch (step.status) {
+        case ChunkedDecoder::Status::kData:
+          if (scan.body_bytes() > limits().max_body_bytes) co_return BodyPiece::Error::kTooLarge;
+          continue;
+        case ChunkedDecoder::Status::kDone:
+          buffered_body_bytes_ = scan.body_bytes();
+          co_return BodyPiece::Error::kNone;
+        case ChunkedDecoder::Status::kError:
+          co_return BodyPiece::Error::kMalformed;
+        case ChunkedDecoder::Status::kNeedMore:
+          break;
+      }
+      if (len_ == cap_) {
+        // Longer than the buffer: read_body() hands out what is here, then streams the
+        // rest from the socket (and the body can no longer be replayed).
+        body_kept_part_ = true;
+        co_return BodyPiece::Error::kNone;
+      }
+      if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
+        co_return e;
+    }
+  }
   const std::size_t end = req_->head.head_size + static_cast<std::size_t>(info_.content_length);
   while (len_ < end)
     if (const BodyPiece::Error e = co_await read_more_body(); e != BodyPiece::Error::kNone)
       co_return e;
+  buffered_body_bytes_ = info_.content_length;
   co_return BodyPiece::Error::kNone;
 }
 

@@ -23,6 +23,7 @@ namespace sb::http {
 
 class Handler;
 class Exchange;
+class NameResolver;
 
 struct ServerSettings {
   core::HostPort listen;
@@ -44,6 +45,9 @@ class Worker {
  public:
   Worker(Server& server, unsigned index);
   ~Worker();
+
+  /// The worker whose thread calls this, or nullptr off the workers' threads.
+  static Worker* current();
 
   unsigned index() const { return index_; }
   boost::asio::io_context& context() { return *ctx_; }
@@ -124,6 +128,8 @@ class Server {
   bool workers_alive(core::SteadyTime now, std::chrono::nanoseconds stall) const;
   const ServerSettings& settings() const { return settings_; }
   core::Clock& clock() { return clock_; }
+  /// Resolves upstream host names off the workers (http/upstream.hpp).
+  NameResolver& resolver() { return *resolver_; }
   std::vector<std::unique_ptr<Worker>>& workers() { return workers_; }
   /// Process-wide connection count, for limits.max_connections.
   std::atomic<std::uint32_t> total_connections{0};
@@ -134,6 +140,7 @@ class Server {
   core::Clock& clock_;
   HandlerFactory factory_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<NameResolver> resolver_;  // stopped after the workers, before they go
   core::HostPort bound_proxy_;
   std::optional<core::HostPort> bound_admin_;
   std::atomic<bool> draining_{false};

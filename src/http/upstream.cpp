@@ -4,6 +4,7 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <boost/asio/connect.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include "core/assert.hpp"
 #include "core/logging.hpp"
 #include "http/exchange.hpp"
 #include "http/free_list.hpp"
@@ -128,6 +130,66 @@ const char* describe(AcquireError e) {
   return "error";
 }
 
+NameResolver::NameResolver() = default;
+
+NameResolver::~NameResolver() { stop(); }
+
+void NameResolver::resolve(Worker& worker, std::string host, std::uint16_t port, Done done) {
+  const std::lock_guard lock(mu_);
+  if (stopping_) return;  // the server is stopping: nobody waits for the answer
+  jobs_.push_back(Job{&worker, std::move(host), port, std::move(done)});
+  if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  wake_.notify_one();
+}
+
+void NameResolver::stop() {
+  std::deque<Job> dropped;
+  {
+    const std::lock_guard lock(mu_);
+    stopping_ = true;
+    dropped.swap(jobs_);
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void NameResolver::run() {
+  asio::io_context ctx;  // the synchronous resolver needs one; it is never run
+  asio::ip::tcp::resolver resolver(ctx);
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (stopping_) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    // No address_configured (AI_ADDRCONFIG): it drops IPv4 answers on a host whose only
+    // IPv4 address is the loopback one (a container without a network), "localhost" too.
+    error_code ec;
+    auto results = resolver.resolve(job.host, std::to_string(job.port),
+                                    asio::ip::resolver_base::numeric_service, ec);
+    Endpoints endpoints;
+    if (!ec)
+      for (const auto& r : results) endpoints.push_back(r.endpoint());
+    if (!ec && endpoints.empty()) ec = asio::error::host_not_found;
+    lock.lock();
+    // Delivered under the lock: once stop() has returned, no worker gets a letter from here.
+    if (stopping_) return;
+    job.worker->deliver(
+        [done = std::move(job.done), ec, found = std::move(endpoints)]() { done(ec, found); });
+  }
+}
+
+/// One resolution of a pool's host name, shared by the connects waiting for it and the
+/// letter that brings the answer (which may come after the pool is gone).
+struct UpstreamPool::Resolution {
+  explicit Resolution(Executor ex) : wake(ex) {}
+  UpstreamPool* pool = nullptr;  // null once nobody in the pool waits for this answer
+  Timer wake;                    // expires at the connect timeout; the answer cancels it
+  bool answered = false;
+  error_code ec;
+};
+
 UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig pool,
                            core::Millis connect_timeout)
     : ex_(ex), target_(std::move(target)), pool_(pool), connect_timeout_(connect_timeout) {
@@ -137,7 +199,47 @@ UpstreamPool::UpstreamPool(Executor ex, UpstreamTarget target, core::PoolConfig 
   idle_.reserve(pool_.max_idle);
 }
 
-UpstreamPool::~UpstreamPool() = default;
+UpstreamPool::~UpstreamPool() {
+  if (resolving_) resolving_->pool = nullptr;
+}
+
+Task<std::optional<UpstreamPool::Lease>> UpstreamPool::resolve() {
+  Worker* worker = Worker::current();
+  if (worker == nullptr) {
+    SB_BUG("UpstreamPool::connect() for a host name off a worker thread");
+    co_return Lease{nullptr, AcquireError::kResolve,
+                    target_.host + ": no worker thread to resolve it on"};
+  }
+  std::shared_ptr<Resolution> r = resolving_;
+  if (!r) {
+    r = std::make_shared<Resolution>(ex_);
+    r->pool = this;
+    r->wake.expires_after(connect_timeout_);
+    resolving_ = r;
+    worker->server().resolver().resolve(*worker, target_.host, target_.port,
+                                        [r](error_code ec, NameResolver::Endpoints found) {
+                                          r->answered = true;
+                                          r->ec = ec;
+                                          if (r->pool != nullptr) {
+                                            if (!ec) r->pool->endpoints_ = std::move(found);
+                                            r->pool->resolving_.reset();
+                                          }
+                                          r->wake.cancel();
+                                        });
+  }
+  co_await r->wake.async_wait(kUse);
+  if (!r->answered) {
+    // The next connect asks again; this answer, when it comes, is dropped.
+    r->pool = nullptr;
+    if (resolving_ == r) resolving_.reset();
+    co_return Lease{nullptr, AcquireError::kTimeout,
+                    target_.host + ": no address within upstream timeouts.connect (" +
+                        std::to_string(connect_timeout_.count()) + " ms)"};
+  }
+  if (r->ec)
+    co_return Lease{nullptr, AcquireError::kResolve, target_.host + ": " + r->ec.message()};
+  co_return std::nullopt;
+}
 
 bool UpstreamConnection::idle_clean() {
   // MSG_PEEK takes nothing from the socket: an alive, quiet connection stays as it was.
@@ -193,12 +295,9 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
     return f;
   };
   if (endpoints_.empty()) {
-    Resolver resolver(ex_);
-    auto [ec, results] =
-        co_await resolver.async_resolve(target_.host, std::to_string(target_.port), kUse);
-    if (ec || results.empty())
-      co_return Lease{nullptr, AcquireError::kResolve, target_.host + ": " + ec.message()};
-    for (const auto& r : results) endpoints_.push_back(r.endpoint());
+    // Only for a host name (a literal address was parsed by the constructor), the first
+    // time and after a connect to all of its addresses failed: the slow path.
+    if (auto failed = co_await resolve()) co_return std::move(*failed);
   }
 
   auto conn = std::make_unique<UpstreamConnection>(ex_);
@@ -210,7 +309,9 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
     }
   } unwatch{watch};
   error_code ec = asio::error::host_not_found;
-  for (const auto& ep : endpoints_) {
+  std::size_t used = 0;
+  for (; used < endpoints_.size(); ++used) {
+    const auto ep = endpoints_[used];  // a copy: endpoints_ may change while connecting
     error_code close_ec;
     conn->socket_.close(close_ec);
     arm(conn->socket_);
@@ -222,6 +323,8 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
                           std::to_string(connect_timeout_.count()) + " ms)"};
     if (!ec) break;
   }
+  if (!ec && used > 0 && used < endpoints_.size())
+    std::swap(endpoints_[0], endpoints_[used]);  // "localhost": ::1 refused, 127.0.0.1 taken
   if (ec) {
     // Re-resolve names next time; literal addresses stay.
     error_code parse_ec;
@@ -245,6 +348,7 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now) {
+  SB_ASSERT(busy_ > 0);  // only a connection this pool lent comes back
   --busy_;
   if (idle_.size() >= pool_.max_idle) return;  // closed by its destructor
   conn->give_back();
@@ -254,6 +358,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::Stead
 }
 
 void UpstreamPool::discard(std::unique_ptr<UpstreamConnection> conn) {
+  SB_ASSERT(busy_ > 0);
   --busy_;
   conn.reset();
 }

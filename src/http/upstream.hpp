@@ -2,9 +2,15 @@
 // that lends them out. Internal (includes Asio); TLS details stay in upstream.cpp.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -24,6 +30,45 @@ class context;
 namespace sb::http {
 
 class Exchange;
+class Worker;
+
+/// Resolves upstream host names for the workers of one server, on a thread of its own.
+/// getaddrinfo() blocks (for seconds when a DNS server does not answer), and a worker's
+/// io_context cannot run Asio's async resolver: it is lock-free
+/// (BOOST_ASIO_CONCURRENCY_HINT_UNSAFE), and Asio refuses to resolve on such a context
+/// ("Operation not supported"). The thread starts on the first name; the answer goes back
+/// to the asking worker through its mailbox (Worker::deliver), so a worker never waits.
+class NameResolver {
+ public:
+  using Endpoints = std::vector<asio::ip::tcp::endpoint>;
+  /// Gets the error (host_not_found when there is no address) or at least one endpoint.
+  using Done = std::function<void(error_code, Endpoints)>;
+
+  NameResolver();
+  ~NameResolver();  // stop()
+
+  /// Resolves `host` (a name or a literal address) with `port`, then runs `done` on
+  /// `worker`'s thread. Thread-safe. Names are asked in the order they come; no
+  /// AI_ADDRCONFIG, so "localhost" resolves on a host whose only addresses are loopback.
+  void resolve(Worker& worker, std::string host, std::uint16_t port, Done done);
+  /// Finishes the resolution under way and joins the thread; what is still queued is
+  /// dropped unanswered. Call before the workers are destroyed. Idempotent.
+  void stop();
+
+ private:
+  struct Job {
+    Worker* worker;
+    std::string host;
+    std::uint16_t port;
+    Done done;
+  };
+  void run();
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<Job> jobs_;   // under mu_
+  bool stopping_ = false;  // under mu_
+  std::thread thread_;     // started by the first resolve() (under mu_)
+};
 
 /// Makes the TLS client context for a service's upstreams (verification, CA file).
 /// Shared by all workers (an SSL_CTX is safe to share once configured). On error returns
@@ -178,6 +223,11 @@ class UpstreamPool {
   const UpstreamTarget& target() const { return target_; }
 
  private:
+  struct Resolution;
+  /// Fills endpoints_ for a host name: one resolution in flight per pool (callers that
+  /// come while it runs wait for the same answer), bounded by the connect timeout. Returns
+  /// a failed Lease, or nothing when endpoints_ is filled.
+  Task<std::optional<Lease>> resolve();
   Executor ex_;
   UpstreamTarget target_;
   core::PoolConfig pool_;
@@ -185,7 +235,10 @@ class UpstreamPool {
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // back = most recent
   std::size_t busy_ = 0;
   std::uint64_t stale_discarded_ = 0;
-  std::vector<asio::ip::tcp::endpoint> endpoints_;  // resolved once, refreshed on failure
+  // A literal address is parsed once; a name is resolved when first needed and the answer
+  // kept until a connect to all of its addresses fails (then resolved again).
+  std::vector<asio::ip::tcp::endpoint> endpoints_;
+  std::shared_ptr<Resolution> resolving_;  // the resolution in flight, if any
 };
 
 }  // namespace sb::http

@@ -7,6 +7,7 @@
 #include <array>
 #include <string_view>
 
+#include "core/assert.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
 
@@ -17,14 +18,25 @@ class WriteBatch {
   static constexpr std::size_t kMaxBuffers = 48;
   static constexpr std::size_t kMaxChunks = 15;
 
+  /// At most kMaxBuffers pieces between clear()s: callers flush when full(). Past that,
+  /// a bug: debug aborts; release drops the piece (the response is cut short, which the
+  /// client sees) rather than write past the array.
   void add(std::string_view s) {
     if (s.empty()) return;
+    if (n_ == kMaxBuffers) [[unlikely]] {
+      SB_BUG("WriteBatch::add() past kMaxBuffers: the caller did not flush when full()");
+      return;
+    }
     bufs_[n_++] = asio::const_buffer(s.data(), s.size());
     bytes_ += s.size();
   }
   /// One chunk of chunked framing: size line, data, CRLF.
   void add_chunk(std::string_view data) {
     if (data.empty()) return;
+    if (lines_used_ == kMaxChunks) [[unlikely]] {
+      SB_BUG("WriteBatch::add_chunk() past kMaxChunks: the caller did not flush when full()");
+      return;
+    }
     char* line = lines_[lines_used_++].data();
     add({line, format_chunk_size(data.size(), line)});
     add(data);
@@ -38,6 +50,7 @@ class WriteBatch {
   std::size_t bytes() const { return bytes_; }
   /// Drops the first `n` bytes (after a partial write).
   void consume(std::size_t n) {
+    SB_ASSERT(n <= bytes_);  // a write never reports more than it was given
     bytes_ -= n;
     while (n > 0) {
       asio::const_buffer& b = bufs_[first_];

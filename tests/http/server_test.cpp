@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "http/exchange.hpp"
+#include "http/upstream.hpp"
 #include "testing/manual_clock.hpp"
 
 namespace sb::http {
@@ -176,6 +177,49 @@ TEST(ServerTest, IdleKeepAliveConnectionHoldsNoBuffers) {
   EXPECT_FALSE(held);
   EXPECT_EQ(free, 1u);
   ::close(fd);
+  server.stop();
+}
+
+// Issue 10: a host name is resolved off the worker (whose lock-free io_context cannot run
+// Asio's resolver) and the answer runs on the asking worker's thread; "localhost" resolves
+// (no AI_ADDRCONFIG), a name that cannot exist does not.
+TEST(ServerTest, ResolverAnswersOnTheAskingWorker) {
+  testing::ManualClock clock;
+  Server server(local(1), clock, null_factory());
+  ASSERT_FALSE(server.bind().has_value());
+  server.start();
+  EXPECT_EQ(Worker::current(), nullptr);  // not a worker's thread
+  Worker& worker = *server.workers()[0];
+  struct Answer {
+    bool on_worker = false;
+    error_code ec;
+    NameResolver::Endpoints endpoints;
+  };
+  auto ask = [&](std::string host) {
+    auto result = std::make_shared<std::promise<Answer>>();
+    auto fut = result->get_future();
+    worker.deliver([&, host, result] {
+      server.resolver().resolve(worker, host, 8080,
+                                [&worker, result](error_code ec, NameResolver::Endpoints eps) {
+                                  result->set_value({Worker::current() == &worker, ec, eps});
+                                });
+    });
+    return fut.get();
+  };
+  const Answer local_host = ask("localhost");
+  EXPECT_TRUE(local_host.on_worker);
+  ASSERT_FALSE(local_host.ec) << local_host.ec.message();
+  ASSERT_FALSE(local_host.endpoints.empty());
+  bool loopback = false;
+  for (const auto& ep : local_host.endpoints) {
+    EXPECT_EQ(ep.port(), 8080);
+    loopback = loopback || ep.address().is_loopback();
+  }
+  EXPECT_TRUE(loopback);
+  const Answer none = ask("no-such-host.invalid");  // RFC 6761: never resolves
+  EXPECT_TRUE(none.on_worker);
+  EXPECT_TRUE(none.ec);
+  EXPECT_TRUE(none.endpoints.empty());
   server.stop();
 }
 

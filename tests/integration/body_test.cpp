@@ -161,5 +161,107 @@ TEST_F(ChunkExtensionTest, ValidExtensionsPassAndBadOnesAre400) {
   expect_problem(bad.read_response(), 400);
 }
 
+// Issue 10: a chunked body that fits the request buffer is read and checked whole before
+// an upstream is called, so one whose framing fails late (after 1000 good bytes) is a 400
+// that no upstream ever sees, and a good one arrives whole.
+class ChunkedBufferingTest : public GatewayTest {
+ protected:
+  // A chunked POST to `target`: 1000 good bytes in one chunk, then `tail`.
+  Response post_chunked(const std::string& target, const std::string& tail) {
+    HttpClient c = client();
+    if (!c.send_raw("POST " + target +
+                    " HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" +
+                    std::string(1000, 'a') + "\r\n" + tail)) {
+      Response r;
+      r.error = "send failed: " + c.last_error();
+      return r;
+    }
+    return c.read_response();
+  }
+};
+
+TEST_F(ChunkedBufferingTest, MalformedLateIs400AndNeverReachesTheUpstream) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  const std::pair<const char*, std::string> cases[] = {
+      {"bare-lf", "5\r\nhello\n0\r\n\r\n"},                 // chunk data ended by a bare LF
+      {"too-long", "5\r\nhello, world\r\n0\r\n\r\n"},       // a chunk longer than its size
+      {"overflow", "fffffffffffffffff\r\nx\r\n0\r\n\r\n"},  // a size past 64 bits
+      {"bad-last", "0\nX\r\n\r\n"},                         // a last chunk line without CR
+  };
+  for (const auto& [name, tail] : cases)
+    expect_problem(post_chunked(std::string("/svc/x/echo-body?bad=") + name, tail), 400);
+  // The client stops before the last chunk: no answer (it has gone), and no upstream call.
+  {
+    HttpClient c = client();
+    ASSERT_TRUE(
+        c.send_raw("POST /svc/x/echo-body?bad=unfinished HTTP/1.1\r\nHost: h\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n3e8\r\n" +
+                   std::string(1000, 'a') + "\r\n"));
+    c.shutdown_write();
+    EXPECT_TRUE(c.wait_closed(scaled(std::chrono::milliseconds(5000))));
+  }
+  // A request after them reaches the upstream; none of them did.
+  EXPECT_EQ(client().get("/svc/x/echo/after").status, 200);
+  EXPECT_EQ(up_->requests_logged("/echo/after"), 1u);
+  EXPECT_EQ(up_->requests_logged("?bad="), 0u);
+}
+
+TEST_F(ChunkedBufferingTest, GoodBodyInPiecesArrivesWhole) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw(
+      "POST /svc/x/echo-body HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" +
+      std::string(1000, 'a') + "\r\n"));
+  ASSERT_TRUE(c.send_raw("6;ext=1\r\nbbbbbb\r\n"));
+  ASSERT_TRUE(c.send_raw("0\r\n\r\n"));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  EXPECT_EQ(r.body, std::string(1000, 'a') + "bbbbbb");
+}
+
+// A chunked PUT (safe to retry) that fits the buffer is replayed whole on a retry: the
+// instance answers 503 first, then 200, and saw the same body both times.
+TEST_F(ChunkedBufferingTest, RetriedPutIsReplayedWhole) {
+  ASSERT_NO_FATAL_FAILURE(start_gateway());  // retries 503 by default (retry.retry_on_status)
+  HttpClient c = client();
+  const std::string part1(3000, 'p'), part2(2000, 'q');
+  ASSERT_TRUE(c.send_raw(
+      "PUT /svc/x/hook/put/503,200 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "bb8\r\n" +
+      part1 + "\r\n7d0\r\n" + part2 + "\r\n0\r\n\r\n"));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  Response seen = c.get("/svc/x/hooks/put");
+  ASSERT_EQ(seen.status, 200) << seen.raw;
+  auto doc = parse_json(seen.body);
+  ASSERT_TRUE(doc && doc->is_array()) << seen.body;
+  ASSERT_EQ(doc->as_array().size(), 2u) << seen.body;
+  for (const auto& req : doc->as_array())
+    EXPECT_EQ(json_string(req, "body"), part1 + part2) << seen.body.substr(0, 300);
+}
+
+// ... but not when the service's retry.max_replay_body is smaller than the decoded body:
+// the 503 is relayed and the instance saw the request once.
+TEST_F(ChunkedBufferingTest, ChunkedPutOverMaxReplayBodyIsNotRetried) {
+  up_ = std::make_unique<Upstream>("up");
+  ASSERT_TRUE(up_->started()) << up_->error();
+  SwitchboardOptions o;
+  o.args = {"--config", write_config("services:\n  x:\n    instances: [\"" + up_->url() +
+                                     "\"]\n    retry: {max_replay_body: 1000}\n")};
+  sb_ = std::make_unique<Switchboard>(std::move(o));
+  ASSERT_TRUE(sb_->started()) << sb_->error();
+  HttpClient c = client();
+  ASSERT_TRUE(c.send_raw(
+      "PUT /svc/x/hook/big/503,200 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3e9\r\n" +
+      std::string(1001, 'p') + "\r\n0\r\n\r\n"));
+  Response r = c.read_response();
+  ASSERT_EQ(r.status, 503) << r.error << r.raw;
+  Response seen = c.get("/svc/x/hooks/big");
+  auto doc = parse_json(seen.body);
+  ASSERT_TRUE(doc && doc->is_array()) << seen.body;
+  EXPECT_EQ(doc->as_array().size(), 1u) << seen.body.substr(0, 300);
+}
+
 }  // namespace
 }  // namespace sb::testing

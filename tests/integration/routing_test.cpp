@@ -57,6 +57,21 @@ TEST_F(RoutingTest, RefusedUpstreamIsProblem502) {
   expect_problem(c.get("/svc/x/echo"), 502);
 }
 
+// Issue 10: an instance given by host name (http://localhost:PORT) is resolved, off the
+// worker thread, and proxied to; it answered 502 "name resolution failed" before.
+TEST_F(RoutingTest, InstanceGivenByHostNameIsResolved) {
+  Upstream up("up");
+  ASSERT_TRUE(up.started()) << up.error();
+  Switchboard sb(
+      std::vector<std::string>{"--service", "x=http://localhost:" + std::to_string(up.port())});
+  ASSERT_TRUE(sb.started()) << sb.error();
+  HttpClient c(sb.port());
+  for (int i = 0; i < 3; ++i) {  // the first resolves; the others use the cached address
+    Response r = c.get("/svc/x/echo");
+    ASSERT_EQ(r.status, 200) << r.error << r.raw;
+  }
+}
+
 // An upstream that resets the connection instead of answering is a 502 problem.
 TEST_F(RoutingTest, UpstreamResetIsProblem502) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
