@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include <boost/asio/write.hpp>
+
 #include "core/assert.hpp"
 #include "core/correlation_id.hpp"
 #include "core/logging.hpp"

@@ -13,6 +13,9 @@ namespace sb::registry {
 namespace json = boost::json;
 namespace {
 
+constexpr std::int64_t kMaxTtlSeconds = 7 * 24 * 3600;
+constexpr std::uint32_t kMaxWeight = 10'000;
+
 ApiError bad(std::string field, std::string detail) {
   return ApiError{400, std::move(field), std::move(detail)};
 }

@@ -14,9 +14,6 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::int64_t kMaxTtlSeconds = 7 * 24 * 3600;
-constexpr std::uint32_t kMaxWeight = 10'000;
-
 std::int64_t unix_ms(core::WallTime t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
