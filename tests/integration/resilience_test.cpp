@@ -282,7 +282,9 @@ TEST_F(ResilienceTest, BreakerOpensHalfOpensAndCloses) {
 
 // (d) A total outage under load (every instance answers 503; breakers and ejection off so
 // that only the retry budget limits retries): the upstreams see at most 1.2 requests per
-// client request.
+// client request, plus what the budget's floor (retry.budget_min_per_second, 10 per second)
+// may grant while the window's percentage does not yet allow a retry: at most 10 per second
+// of the run. (The bound was exactly 1.2x; an ASan run overshot it by one request.)
 TEST_F(ResilienceTest, RetryBudgetBoundsAnOutage) {
   ASSERT_NO_FATAL_FAILURE(start_upstreams(2));
   ASSERT_NO_FATAL_FAILURE(start("services:\n  down:\n    instances: " + instance_list() +
@@ -294,7 +296,7 @@ TEST_F(ResilienceTest, RetryBudgetBoundsAnOutage) {
   EXPECT_EQ(failed, total);
   const std::size_t upstream = logged("/echo/o", total);
   EXPECT_GT(total, 200u);
-  EXPECT_LE(static_cast<double>(upstream), 1.2 * static_cast<double>(total))
+  EXPECT_LE(static_cast<double>(upstream), 1.2 * static_cast<double>(total) + 10 * 4)
       << upstream << " upstream requests for " << total << " client requests";
   EXPECT_GT(upstream, total) << "some requests were retried";
 }
