@@ -23,8 +23,8 @@ std::uint64_t bugs_seen();
   ((cond) ? static_cast<void>(0) : ::sb::core::assert_failed(#cond, __FILE__, __LINE__))
 #endif
 
-#define SB_BUG(what)                                        \
-  do {                                                      \
-    static bool sb_bug_logged_ = false;                     \
+#define SB_BUG(what)                                              \
+  do {                                                            \
+    static bool sb_bug_logged_ = false;                           \
     ::sb::core::bug((what), __FILE__, __LINE__, &sb_bug_logged_); \
   } while (0)

@@ -251,9 +251,9 @@ struct LimitsConfig {
   std::uint64_t max_body_bytes = 128ull << 20;  // else 413
   Millis header_timeout{10'000};                // whole request head, from its first byte, else 408
   Millis body_timeout{30'000};                  // between two reads of the request body, else 408
-  std::uint64_t min_body_rate = 500;            // bytes/s a request body must keep up, else 408; 0: off
-  Millis body_rate_grace{20'000};               // body read time allowed before min_body_rate counts
-  Millis keepalive_timeout{75'000};             // idle client connection between requests
+  std::uint64_t min_body_rate = 500;  // bytes/s a request body must keep up, else 408; 0: off
+  Millis body_rate_grace{20'000};     // body read time allowed before min_body_rate counts
+  Millis keepalive_timeout{75'000};   // idle client connection between requests
   std::uint32_t max_response_header_bytes = 65'536;  // upstream response head, else 502
   bool operator==(const LimitsConfig&) const = default;
 };

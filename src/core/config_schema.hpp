@@ -352,11 +352,10 @@ void visit(V& v, BalancerConfig& b) {
   v.key("decay", b.decay, Duration{Millis(1)}, {"how fast the latency estimate forgets"});
   v.key("default_rtt", b.default_rtt, Duration{Millis(1)},
         {"the latency assumed before the first answer"});
-  v.key(
-      "slow_start", b.slow_start, Duration{Millis(0)},
-      {"an instance that becomes available (new, back from failing its checks, or back from "
-       "an outlier ejection) ramps from 10% to full weight over this",
-       "`0s` (off)"});
+  v.key("slow_start", b.slow_start, Duration{Millis(0)},
+        {"an instance that becomes available (new, back from failing its checks, or back from "
+         "an outlier ejection) ramps from 10% to full weight over this",
+         "`0s` (off)"});
   v.key("zone_min_available", b.zone_min_available, Percent{},
         {"with `server.zone` set, instances of that zone are preferred while at least this "
          "share of them is available"});

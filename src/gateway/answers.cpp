@@ -56,9 +56,9 @@ void prepare_failure(Exchange& ex, RequestOutcome& out, const Service& svc, cons
       const int status = timeout ? 504 : t.acquire == http::AcquireError::kLimit ? 503 : 502;
       SB_REQ_LOG(warn, ex.correlation_id(), "upstream {} ({}): {}: {}", name, url,
                  http::describe(t.acquire), t.detail);
-      prepare_problem(
-          ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
-          "instance of \"" + name + "\": " + http::describe(t.acquire) + ": " + std::string(t.detail));
+      prepare_problem(ex, out, status, timeout ? "upstream-timeout" : "upstream-unavailable",
+                      "instance of \"" + name + "\": " + http::describe(t.acquire) + ": " +
+                          std::string(t.detail));
       break;
     }
     case AttemptKind::kTimeout: {
@@ -140,8 +140,8 @@ void prepare_admin(Gateway& gw, Exchange& ex, RequestOutcome& out, core::SteadyT
 /// The request head for the upstream, into ex.scratch(). A deadline the client sent goes on
 /// reduced by the time spent here.
 void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc,
-                           const Instance& inst, const resilience::Deadline& deadline, core::SteadyTime now,
-                           http::HeadBuffer& h) {
+                           const Instance& inst, const resilience::Deadline& deadline,
+                           core::SteadyTime now, http::HeadBuffer& h) {
   const auto& head = ex.head();
   const auto& info = ex.info();
   http::HeadWriter w(h);
@@ -161,8 +161,7 @@ void prepare_upstream_head(Exchange& ex, const RouteMatch& m, const Service& svc
   if (!info.host.empty()) w.field("X-Forwarded-Host", info.host);
   w.field("X-Correlation-ID", ex.correlation_id());
   if (info.has_request_timeout)
-    w.field("X-Request-Timeout-Ms",
-            static_cast<std::uint64_t>(deadline.forward_timeout_ms(now)));
+    w.field("X-Request-Timeout-Ms", static_cast<std::uint64_t>(deadline.forward_timeout_ms(now)));
   if (info.has_grpc_timeout) w.field("grpc-timeout", deadline.grpc_timeout_value(now));
   if (info.framing == Framing::kLength) {
     w.field("Content-Length", info.content_length);

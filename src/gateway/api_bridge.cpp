@@ -19,8 +19,8 @@ namespace sb::gateway {
 
 using http::Exchange;
 using http::Framing;
-using http::Task;
 using http::kUse;
+using http::Task;
 namespace asio = http::asio;
 using BodyError = http::BodyPiece::Error;
 
@@ -48,8 +48,7 @@ auto run_on(asio::thread_pool& where, http::Worker& home, Job job) {
 /// Appends the SSE frames of the events after `sent` to `frames` and advances `sent`. A new
 /// stream (`fresh`), or one whose events the bounded log no longer holds, gets a `snapshot`
 /// event holding the whole registry first, then what follows it.
-void append_events(registry::Registry& reg, bool fresh, std::uint64_t& sent,
-                          std::string& frames) {
+void append_events(registry::Registry& reg, bool fresh, std::uint64_t& sent, std::string& frames) {
   auto since = reg.events_since(sent);
   if (fresh || since.too_old) {
     sent = reg.last_event_id();
@@ -152,22 +151,22 @@ Task<void> answer_api(Gateway& gw, http::Worker& worker, Exchange& ex, RequestOu
   // the disk meanwhile. Reads go the same way, so they see every change answered before.
   // Named, so that it lives in this frame until it has launched: GCC 12 may destroy a
   // temporary of the co_await expression (and the strings it owns) before that.
-  auto call = run_on(
-      gw.registry_writer(), worker,
-      [&gw = gw, method = std::string(ex.head().method), path = std::string(ex.info().path),
-       body = std::move(body), id = std::string(ex.correlation_id()),
-       peer = std::string(ex.peer_address())] {
-        try {
-          return handle_api(gw, method, path, body, id, peer);
-        } catch (const std::exception& e) {  // nothing may escape the writer's thread
-          const core::RequestLogScope scope(id);
-          spdlog::error("registry API call failed: {}", e.what());
-          return ApiResponse{500,
-                             "application/problem+json",
-                             problem_body(500, "internal-error", e.what(), "", id),
-                             {}};
-        }
-      });
+  auto call =
+      run_on(gw.registry_writer(), worker,
+             [&gw = gw, method = std::string(ex.head().method), path = std::string(ex.info().path),
+              body = std::move(body), id = std::string(ex.correlation_id()),
+              peer = std::string(ex.peer_address())] {
+               try {
+                 return handle_api(gw, method, path, body, id, peer);
+               } catch (const std::exception& e) {  // nothing may escape the writer's thread
+                 const core::RequestLogScope scope(id);
+                 spdlog::error("registry API call failed: {}", e.what());
+                 return ApiResponse{500,
+                                    "application/problem+json",
+                                    problem_body(500, "internal-error", e.what(), "", id),
+                                    {}};
+               }
+             });
   auto [r] = co_await std::move(call);
   prepare_response(ex, out, r.status, r.content_type, r.body, r.extra_fields);
   co_await send_scratch(ex);

@@ -53,7 +53,8 @@ http::Task<void> run_hedge(HedgeContext c, http::Exchange& ex, const RouteMatch&
   race->view = c.view.current(svcp);
   Service& svc = *race->view;
   Instance* inst = nullptr;
-  if (!race->primary_done && svc.guard->budget.try_acquire(now)) inst = c.planner.choose(svc, p, now);
+  if (!race->primary_done && svc.guard->budget.try_acquire(now))
+    inst = c.planner.choose(svc, p, now);
   if (inst != nullptr && (inst == primary || race->primary_done)) {  // nowhere else to go
     c.planner.abandon_attempt(p, /*started=*/false);
     inst = nullptr;

@@ -14,7 +14,6 @@
 #include "http/parser.hpp"
 #include "http/upstream.hpp"
 
-
 namespace sb::gateway {
 
 namespace asio = http::asio;

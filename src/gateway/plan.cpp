@@ -62,8 +62,9 @@ Start Planner::begin(const RequestFacts& facts, Service& svc, const core::Reques
   plan.began = now;  // the first attempt starts now
   svc.guard->budget.record_request(now);
   plan.idempotent = resilience::RetryPolicy::is_idempotent(facts.method, facts.idempotency_key);
-  plan.may_retry = retry.attempts_left(0) && plan.idempotent &&
-                   (facts.body_done || (facts.body_fits && retry.body_replayable(facts.content_length)));
+  plan.may_retry =
+      retry.attempts_left(0) && plan.idempotent &&
+      (facts.body_done || (facts.body_fits && retry.body_replayable(facts.content_length)));
   return s;
 }
 

@@ -39,8 +39,8 @@ enum class AttemptKind : std::uint8_t {
 /// What the plan learns from an attempt.
 struct AttemptEnd {
   AttemptKind kind = AttemptKind::kReset;
-  int status = 0;                                // kResponse
-  std::optional<core::Duration> retry_after{};   // a 429/503's Retry-After
+  int status = 0;                               // kResponse
+  std::optional<core::Duration> retry_after{};  // a 429/503's Retry-After
 };
 
 resilience::Outcome outcome_of(const AttemptEnd& e);
@@ -53,8 +53,8 @@ struct RequestFacts {
   std::string_view request_timeout_ms;
   bool has_grpc_timeout = false;
   std::string_view grpc_timeout;
-  bool body_done = true;            // no body, or all of it read
-  bool body_fits = true;            // the body fits the request buffer (kept for replays)
+  bool body_done = true;  // no body, or all of it read
+  bool body_fits = true;  // the body fits the request buffer (kept for replays)
   std::uint64_t content_length = 0;
 };
 
@@ -65,7 +65,7 @@ struct Plan {
   resilience::Deadline deadline{core::SteadyTime{}, core::Duration{}};
   resilience::Permit service_permit{};
   // The current attempt.
-  Service* view = nullptr;     // the view whose order `index` is in
+  Service* view = nullptr;  // the view whose order `index` is in
   Instance* instance = nullptr;
   resilience::Permit permit{};  // from its instance's breaker
   std::size_t index = 0;        // its instance in view->instances
@@ -76,8 +76,8 @@ struct Plan {
   std::uint32_t retries = 0;
   bool idempotent = false;  // safe to send twice (RFC 9110 9.2.2, or an Idempotency-Key)
   bool may_retry = false;
-  bool failed = false;       // the last attempt failed (breaker classification)
-  bool sent = true;          // an attempt reached an instance
+  bool failed = false;         // the last attempt failed (breaker classification)
+  bool sent = true;            // an attempt reached an instance
   bool client_failed = false;  // the client's side ended the request (says nothing upstream)
   AttemptKind last_kind = AttemptKind::kReset;
   int last_status = 0;       // the last attempt's response status

@@ -47,15 +47,9 @@ constexpr std::size_t kCoalesceBody = 1024;
 
 RequestFacts facts_of(const Exchange& ex) {
   const auto& info = ex.info();
-  return RequestFacts{ex.head().method,
-                      info.idempotency_key,
-                      info.has_request_timeout,
-                      info.request_timeout_ms,
-                      info.has_grpc_timeout,
-                      info.grpc_timeout,
-                      ex.body_done(),
-                      ex.body_fits(),
-                      info.content_length};
+  return RequestFacts{ex.head().method,        info.idempotency_key,  info.has_request_timeout,
+                      info.request_timeout_ms, info.has_grpc_timeout, info.grpc_timeout,
+                      ex.body_done(),          ex.body_fits(),        info.content_length};
 }
 
 class ProxyHandler final : public http::Handler {
@@ -294,10 +288,10 @@ class ProxyHandler final : public http::Handler {
           conn = std::move(lease.conn);
         }
         if (race) race->primary = conn.get();  // so that a winning hedge can cut it
-        t.kind = co_await exchange(
-            ex, out, *conn,
-            ExchangeRequest{ex.scratch(), true, now, Planner::per_try(plan, svc), plan.deadline.at()},
-            watch, gw_.clock(), t.why, t.info);
+        t.kind = co_await exchange(ex, out, *conn,
+                                   ExchangeRequest{ex.scratch(), true, now,
+                                                   Planner::per_try(plan, svc), plan.deadline.at()},
+                                   watch, gw_.clock(), t.why, t.info);
         if (race) race->primary = nullptr;
         if (t.kind == AttemptKind::kResponse) {
           t.conn = std::move(conn);
@@ -381,7 +375,7 @@ class ProxyHandler final : public http::Handler {
       planner_.record_only(plan, t.end(), gw_.clock().steady_now());
     if (t.conn) plan.instance->pool->discard(std::move(t.conn));
     if (race.view != out.service) {  // the hedge picked from a newer view
-      out.service = race.view;         // the old one (and what plan points into) may go now
+      out.service = race.view;       // the old one (and what plan points into) may go now
       if (m.policy == nullptr) {
         plan.policy = &race.view->config->policy;
         plan.retry = &race.view->retry;

@@ -35,8 +35,7 @@ bool host_matches(std::string_view want_lower, std::string_view host) {
 // the same form: "/%7Euser" matches what arrives as "/~user" or "/%7euser". A prefix that
 // cannot be normalised is kept as written (it can never match).
 std::string normalized_prefix(const std::string& prefix) {
-  if (prefix.empty() || prefix.front() != '/' || http::path_is_normal(prefix, false))
-    return prefix;
+  if (prefix.empty() || prefix.front() != '/' || http::path_is_normal(prefix, false)) return prefix;
   std::string out = prefix;
   std::size_t size = out.size();
   if (http::normalize_path(out.data(), size, false) != http::PathError::kNone) return prefix;
@@ -58,9 +57,9 @@ Router::Router(const std::vector<core::ServiceConfig>& services,
   for (const auto& r : routes) {
     const auto it = std::find(service_names_.begin(), service_names_.end(), r.service);
     if (it == service_names_.end()) continue;  // the loader refuses these
-    routes_.push_back(Route{normalized_prefix(r.prefix), lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
-                            static_cast<std::size_t>(it - service_names_.begin()),
-                            r.policy ? &*r.policy : nullptr});
+    routes_.push_back(Route{
+        normalized_prefix(r.prefix), lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
+        static_cast<std::size_t>(it - service_names_.begin()), r.policy ? &*r.policy : nullptr});
   }
   // Like virtual hosts: routes for the request's Host are tried first, then the others;
   // within each group the longest prefix wins.

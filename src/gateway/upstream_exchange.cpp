@@ -161,8 +161,8 @@ http::Task<AttemptKind> exchange(http::Exchange& ex, RequestOutcome& out, Upstre
       }
     }
     watch.arm(conn.socket(), until);
-    auto [ec, n] =
-        co_await conn.read_some(conn.buf() + conn.len, UpstreamConnection::kBufferSize - conn.len, start);
+    auto [ec, n] = co_await conn.read_some(conn.buf() + conn.len,
+                                           UpstreamConnection::kBufferSize - conn.len, start);
     start = UpstreamConnection::ReadStart::kTryNow;
     watch.disarm();
     if (ec || n == 0) break;

@@ -17,7 +17,6 @@
 #include "registry/events.hpp"
 #include "registry/registry.hpp"
 
-
 namespace sb::gateway {
 
 namespace asio = http::asio;

@@ -98,7 +98,6 @@ Known classify(std::string_view n) {
   return Known::kOther;
 }
 
-
 // Connection option names (RFC 9110 section 7.6.1), at most kMax of them.
 struct ConnectionOptions {
   static constexpr std::size_t kMax = 16;

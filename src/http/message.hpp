@@ -33,7 +33,7 @@ enum class RequestError : std::uint8_t {
   kContentLengthAndTe,   // both present: a smuggling vector
   kBadTransferEncoding,  // anything but a single "chunked" (501), or on HTTP/1.0
   kUnsupportedExpect,    // Expect other than 100-continue (417)
-  kBadTarget,  // not origin-form ("/..."), absolute-form (http/https), nor "*" for OPTIONS
+  kBadTarget,         // not origin-form ("/..."), absolute-form (http/https), nor "*" for OPTIONS
   kUpgrade,           // protocol upgrades are not proxied (501)
   kDuplicateTimeout,  // X-Request-Timeout-Ms or grpc-timeout more than once
   // The path cannot be normalised (normalize_request_path; see http/path.hpp):

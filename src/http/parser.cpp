@@ -265,8 +265,8 @@ ParseResult parse_request_head(const char* data, std::size_t size, const HeadLim
   // The request line starts after the empty lines before it (nearly always none). Offsets
   // (scan_from, head_size) stay those of `data`.
   const char* line = data;
-  for (std::size_t n = 0; size - static_cast<std::size_t>(line - data) >= 2 && line[0] == '\r' &&
-                          line[1] == '\n';
+  for (std::size_t n = 0;
+       size - static_cast<std::size_t>(line - data) >= 2 && line[0] == '\r' && line[1] == '\n';
        ++n) {
     if (n == kMaxLeadingEmptyLines) return {ParseStatus::kError, HeadError::kBadRequestLine};
     line += 2;

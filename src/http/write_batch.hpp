@@ -1,7 +1,8 @@
 // Gathers the pieces of one write (head, chunk-size lines, data, CRLFs) so that each read
 // from an upstream costs one writev. Written with write_some() and consume() rather than
-// asio::async_write, whose composed operation costs ~400 instructions per write here. Fixed storage, no allocation. It lives in the
-// Exchange rather than on coroutine frames (each frame is allocated per coroutine call).
+// asio::async_write, whose composed operation costs ~400 instructions per write here. Fixed
+// storage, no allocation. It lives in the Exchange rather than on coroutine frames (each frame is
+// allocated per coroutine call).
 #pragma once
 
 #include <array>

@@ -42,7 +42,8 @@ class PlanTest : public ::testing::Test {
       registry::Instance i;
       i.id = id;
       std::string why;
-      i.config.url = *core::parse_upstream_url("http://127.0.0.1:" + std::to_string(port(id)), &why);
+      i.config.url =
+          *core::parse_upstream_url("http://127.0.0.1:" + std::to_string(port(id)), &why);
       i.takes_traffic = std::find(down.begin(), down.end(), id) == down.end();
       i.uid = port(id);
       s.instances.push_back(std::move(i));
@@ -173,7 +174,9 @@ TEST_F(PlanTest, ResponsesRelayRetryableOnesRetryAndOthersFail) {
   ASSERT_TRUE(begin(*svc, post, facts("POST")));
   ASSERT_NE(planner_.choose(*svc, post, clock_.steady_now()), nullptr);
   planner_.start_attempt(post, clock_.steady_now());
-  EXPECT_EQ(planner_.finish_attempt(post, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()), Next::kFail);
+  EXPECT_EQ(
+      planner_.finish_attempt(post, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()),
+      Next::kFail);
   // A 404 is an answer, relayed.
   Plan nf;
   ASSERT_TRUE(begin(*svc, nf));
@@ -189,7 +192,9 @@ TEST_F(PlanTest, NoRetryPastTheDeadlineOrTheAttempts) {
   ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr);
   planner_.start_attempt(plan, clock_.steady_now());
   clock_.advance(milliseconds(19));
-  EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kTimeout, 0, {}}, clock_.steady_now()), Next::kFail);
+  EXPECT_EQ(
+      planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kTimeout, 0, {}}, clock_.steady_now()),
+      Next::kFail);
 
   Plan many;
   ASSERT_TRUE(begin(*svc, many));
@@ -217,8 +222,9 @@ TEST_F(PlanTest, FallbackReplacesFailuresAndFailedResponses) {
   ASSERT_TRUE(begin(*svc, reset));
   ASSERT_NE(planner_.choose(*svc, reset, clock_.steady_now()), nullptr);
   planner_.start_attempt(reset, clock_.steady_now());
-  EXPECT_EQ(planner_.finish_attempt(reset, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()),
-            Next::kFallback);
+  EXPECT_EQ(
+      planner_.finish_attempt(reset, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()),
+      Next::kFallback);
 }
 
 // What the client's side ends says nothing of the instance or the service: five client
@@ -232,24 +238,25 @@ TEST_F(PlanTest, ClientFailuresNeverCountAgainstInstanceOrService) {
     ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr) << i;
     planner_.start_attempt(plan, clock_.steady_now());
     clock_.advance(seconds(6));  // slow, too
-    EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kClient, 0, {}}, clock_.steady_now()),
-              Next::kPrepared);
+    EXPECT_EQ(
+        planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kClient, 0, {}}, clock_.steady_now()),
+        Next::kPrepared);
     planner_.finish_request(*svc, plan, 408, false, clock_.steady_now() - seconds(6),
                             clock_.steady_now());
   }
   EXPECT_EQ(svc->guard->breaker.state(), resilience::BreakerState::kClosed);
-  EXPECT_EQ(svc->instances[0]->guard->breaker.state(),
-            resilience::BreakerState::kClosed);
+  EXPECT_EQ(svc->instances[0]->guard->breaker.state(), resilience::BreakerState::kClosed);
   for (int i = 0; i < 5; ++i) {
     Plan plan;
     ASSERT_TRUE(begin(*svc, plan, facts("POST")));
     ASSERT_NE(planner_.choose(*svc, plan, clock_.steady_now()), nullptr) << i;
     planner_.start_attempt(plan, clock_.steady_now());
-    EXPECT_EQ(planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()), Next::kFail);
+    EXPECT_EQ(
+        planner_.finish_attempt(plan, AttemptEnd{AttemptKind::kReset, 0, {}}, clock_.steady_now()),
+        Next::kFail);
     planner_.finish_request(*svc, plan, 502, false, clock_.steady_now(), clock_.steady_now());
   }
-  EXPECT_EQ(svc->instances[0]->guard->breaker.state(),
-            resilience::BreakerState::kOpen);
+  EXPECT_EQ(svc->instances[0]->guard->breaker.state(), resilience::BreakerState::kOpen);
 }
 
 TEST_F(PlanTest, HedgeOnlyFirstGetAttemptsWithAnotherInstanceAndTimeLeft) {
@@ -324,7 +331,8 @@ TEST_F(PlanTest, InstancesBackFromFailingChecksOrEjectionRampUp) {
   // a is ejected (one gateway error), then its ejection ends: it ramps up too.
   Instance& a = *v3->instances[0];
   ASSERT_TRUE(a.guard->outlier);
-  a.guard->report(a.guard->outlier->record(clock_.steady_now(), resilience::Outcome::response(503)));
+  a.guard->report(
+      a.guard->outlier->record(clock_.steady_now(), resilience::Outcome::response(503)));
   ASSERT_TRUE(a.guard->outlier->ejected(clock_.steady_now()));
   view_.tick(clock_.steady_now());  // still ejected: nothing to ramp yet
   clock_.advance(seconds(31));      // base_ejection_time is 30 s

@@ -38,9 +38,9 @@ TEST(RouterTest, UnknownServiceAndNoRoute) {
 
 // Prefixes match on segment boundaries; the longest one wins.
 TEST(RouterTest, LongestPrefixOnSegmentBoundary) {
-  Router r(services({"a", "b", "c"}),
-           {{.prefix = "/api", .service = "a"}, {.prefix = "/api/v2", .service = "b"},
-            {.prefix = "/", .service = "c"}});
+  Router r(services({"a", "b", "c"}), {{.prefix = "/api", .service = "a"},
+                                       {.prefix = "/api/v2", .service = "b"},
+                                       {.prefix = "/", .service = "c"}});
   EXPECT_EQ(r.match("h", "/api").service, 0u);
   EXPECT_EQ(r.match("h", "/api/users").service, 0u);
   EXPECT_EQ(r.match("h", "/api/v2/users").service, 1u);
@@ -74,7 +74,8 @@ TEST(RouterTest, PrefixesAreNormalisedLikePaths) {
 // Host routes match without the port, case-insensitively, and beat host-less routes.
 TEST(RouterTest, HostRoutes) {
   Router r(services({"front", "api"}),
-           {{.prefix = "/", .service = "front"}, {.prefix = "/", .host = "API.example.com", .service = "api"},
+           {{.prefix = "/", .service = "front"},
+            {.prefix = "/", .host = "API.example.com", .service = "api"},
             {.host = "bare.example", .service = "api"}});
   EXPECT_EQ(r.match("api.example.com:8080", "/x").service, 1u);
   EXPECT_EQ(r.match("Api.Example.Com", "/x").service, 1u);

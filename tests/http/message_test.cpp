@@ -198,11 +198,11 @@ TEST(NormalizeRequestPathTest, MergesSlashesWhenAsked) {
 // Each path that cannot be normalised has its own error, and every one answers 400.
 TEST(NormalizeRequestPathTest, RefusalsAre400) {
   const std::pair<const char*, RequestError> cases[] = {
-      {"/../a", RequestError::kPathAboveRoot},     {"/a/../..", RequestError::kPathAboveRoot},
-      {"/a%2Fb", RequestError::kEscapedSlash},     {"/a%2fb", RequestError::kEscapedSlash},
-      {"/a%5Cb", RequestError::kEscapedSlash},     {"/a\\b", RequestError::kBackslashInPath},
+      {"/../a", RequestError::kPathAboveRoot},      {"/a/../..", RequestError::kPathAboveRoot},
+      {"/a%2Fb", RequestError::kEscapedSlash},      {"/a%2fb", RequestError::kEscapedSlash},
+      {"/a%5Cb", RequestError::kEscapedSlash},      {"/a\\b", RequestError::kBackslashInPath},
       {"/a%zz", RequestError::kBadPercentEncoding}, {"/a%", RequestError::kBadPercentEncoding},
-      {"/a%4", RequestError::kBadPercentEncoding}, {"/a%00b", RequestError::kNulInPath},
+      {"/a%4", RequestError::kBadPercentEncoding},  {"/a%00b", RequestError::kNulInPath},
   };
   for (const auto& [path, want] : cases) {
     auto p = normalized(std::string("GET ") + path + "?q HTTP/1.1\r\nHost: h\r\n\r\n");

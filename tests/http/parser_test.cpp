@@ -352,10 +352,32 @@ TEST(ChunkedDecoderTest, AcceptsChunkExtensionsOfTheGrammar) {
 
 // Anything else after the chunk size is refused, on data chunks and the last chunk alike.
 TEST(ChunkedDecoderTest, RefusesChunkExtensionsOutsideTheGrammar) {
-  for (const std::string ext :
-       {";", "; ", ";=b", ";a=", ";a= ", ";a=b c", ";a=\"unterminated", ";a=\"x\"y", ";a b",
-        ";a;", ";a=\"bad\\\x01\"", ";a=\"ctl\x01\"", ";a=\"cr\rlf\"", ";a=b\r", ";a\x7f",
-        ";a=(b)", ";a=\"x\";", "x", " ", ";a ", ";a=b ;", ";a=\"\\\"", ";@", ";a=b,c", ",a", " ; a = b "}) {
+  for (const std::string ext : {";",
+                                "; ",
+                                ";=b",
+                                ";a=",
+                                ";a= ",
+                                ";a=b c",
+                                ";a=\"unterminated",
+                                ";a=\"x\"y",
+                                ";a b",
+                                ";a;",
+                                ";a=\"bad\\\x01\"",
+                                ";a=\"ctl\x01\"",
+                                ";a=\"cr\rlf\"",
+                                ";a=b\r",
+                                ";a\x7f",
+                                ";a=(b)",
+                                ";a=\"x\";",
+                                "x",
+                                " ",
+                                ";a ",
+                                ";a=b ;",
+                                ";a=\"\\\"",
+                                ";@",
+                                ";a=b,c",
+                                ",a",
+                                " ; a = b "}) {
     for (const std::string& body : {"5" + ext + "\r\nhello\r\n0\r\n\r\n", "0" + ext + "\r\n\r\n"}) {
       ChunkedDecoder::Status last;
       decode_all(body, body.size(), &last);

@@ -155,9 +155,9 @@ TEST_F(ChunkExtensionTest, ValidExtensionsPassAndBadOnesAre400) {
   ASSERT_EQ(r.status, 200) << r.error << r.raw;
   EXPECT_EQ(r.body, "hello world");
   HttpClient bad = client();
-  ASSERT_TRUE(bad.send_raw(
-      "POST /svc/x/echo-body HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "5;\r\nhello\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      bad.send_raw("POST /svc/x/echo-body HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   "5;\r\nhello\r\n0\r\n\r\n"));
   expect_problem(bad.read_response(), 400);
 }
 

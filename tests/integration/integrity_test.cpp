@@ -43,8 +43,7 @@ TEST_F(IntegrityTest, PostOnAClosedKeptConnectionIsNotSentTwice) {
 
   // With an Idempotency-Key the client says a second send is safe. (The pool holds the
   // connection the GET above used, which drops the next request on it.)
-  Response keyed =
-      c.request("POST", "/svc/x/drop-reused/d", {{"Idempotency-Key", "k-1"}}, "three");
+  Response keyed = c.request("POST", "/svc/x/drop-reused/d", {{"Idempotency-Key", "k-1"}}, "three");
   EXPECT_EQ(keyed.status, 200) << keyed.raw;
   // A GET too (on the connection the keyed POST was sent again on).
   Response get = c.get("/svc/x/drop-reused/f");
@@ -102,8 +101,7 @@ TEST_F(IntegrityTest, SmallPostBodyIsReadWholeBeforeTheUpstreamIsCalled) {
 TEST_F(IntegrityTest, BothDeadlineHeadersTheSmallerCounts) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
   HttpClient c = client();
-  Response ok =
-      c.get("/svc/x/echo", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "800m"}});
+  Response ok = c.get("/svc/x/echo", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "800m"}});
   ASSERT_EQ(ok.status, 200) << ok.raw;
   auto doc = parse_json(ok.body);
   ASSERT_TRUE(doc.has_value());
@@ -113,8 +111,8 @@ TEST_F(IntegrityTest, BothDeadlineHeadersTheSmallerCounts) {
             800)
       << ok.body;
   const auto began = std::chrono::steady_clock::now();
-  expect_problem(c.get("/svc/x/slow/5000", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "200m"}}),
-                 504);
+  expect_problem(
+      c.get("/svc/x/slow/5000", {{"X-Request-Timeout-Ms", "5000"}, {"grpc-timeout", "200m"}}), 504);
   EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::milliseconds(3000));
   // Either one malformed: 400 naming it.
   Response bad = c.get("/svc/x/echo", {{"X-Request-Timeout-Ms", "100"}, {"grpc-timeout", "x"}});
