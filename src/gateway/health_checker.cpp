@@ -199,7 +199,6 @@ struct HealthChecker::Impl {
   static constexpr auto kHarvestEvery = std::chrono::milliseconds(50);
   static constexpr auto kSweepEvery = std::chrono::seconds(10);
   Timer tick{ctx.get_executor()};
-  std::atomic<std::uint64_t> wakeups{0};
 
   // Sleeps until the next thing it services is due: the next harvest of live samples (every
   // 50 ms), the next check (unless the cap is reached: then a check's end wakes it), the
@@ -210,7 +209,6 @@ struct HealthChecker::Impl {
     auto next_harvest = now;
     auto next_sweep = now + kSweepEvery;
     while (!stopping.load()) {
-      wakeups.fetch_add(1, std::memory_order_relaxed);
       now = clock.steady_now();
       if (now >= next_harvest) {
         registry.harvest();  // live request outcomes from the workers
@@ -227,9 +225,9 @@ struct HealthChecker::Impl {
         }
       }
       registry.publish_pending();  // this turn's health changes, as one snapshot
-      auto wake = std::min(next_harvest, next_sweep);
-      if (running < max_concurrent)
-        if (auto due = registry.next_check_due()) wake = std::min(wake, *due);
+      const auto wake =
+          next_wake(next_harvest, next_sweep,
+                    running < max_concurrent ? registry.next_check_due() : std::nullopt);
       now = clock.steady_now();
       if (wake > now) {
         tick.expires_after(wake - now);
@@ -262,8 +260,10 @@ void HealthChecker::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::uint64_t HealthChecker::wakeups_for_test() const {
-  return impl_->wakeups.load(std::memory_order_relaxed);
+core::SteadyTime HealthChecker::next_wake(core::SteadyTime harvest, core::SteadyTime sweep,
+                                          std::optional<core::SteadyTime> check) {
+  const core::SteadyTime wake = std::min(harvest, sweep);
+  return check ? std::min(wake, *check) : wake;
 }
 
 }  // namespace sb::gateway

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <thread>
 
@@ -32,8 +33,11 @@ class HealthChecker {
   void start();
   /// Stops the thread; checks in flight are abandoned.
   void stop();
-  /// How many times the loop woke up (it sleeps until its next deadline). Thread-safe.
-  std::uint64_t wakeups_for_test() const;
+  /// When the loop looks again after a turn: the next harvest of live samples, the next
+  /// sweep of kept connections, or the next due check (nullopt while the concurrency cap
+  /// is reached: a check's end wakes it then). Nothing else: an idle loop does not tick.
+  static core::SteadyTime next_wake(core::SteadyTime harvest, core::SteadyTime sweep,
+                                    std::optional<core::SteadyTime> check);
 
  private:
   struct Impl;

@@ -45,16 +45,15 @@ class HealthCheckTest : public GatewayTest {
   // reason holds `reason`) or the deadline passes; returns the last document.
   std::string wait_for_state(const std::string& service, const std::string& state,
                              const std::string& reason, std::chrono::milliseconds within) {
-    const auto deadline = Clock::now() + scaled(within);
-    Response r;
-    do {
-      r = client().get("/api/services/" + service);
-      if (r.body.find("\"state\":\"" + state + "\"") != std::string::npos &&
-          r.body.find(reason) != std::string::npos)
-        return r.body;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    } while (Clock::now() < deadline);
-    return r.body;
+    std::string doc;
+    eventually(
+        [&] {
+          doc = client().get("/api/services/" + service).body;
+          return doc.find("\"state\":\"" + state + "\"") != std::string::npos &&
+                 doc.find(reason) != std::string::npos;
+        },
+        scaled(within));
+    return doc;
   }
 };
 

@@ -50,17 +50,6 @@ class ResilienceTest : public ::testing::Test {
 
   HttpClient client() const { return HttpClient(sb_->port()); }
 
-  // Polls `done` every 20 ms until it holds or 5 s (scaled) have passed.
-  template <class F>
-  static bool eventually(F done) {
-    const auto deadline = Clock::now() + scaled(seconds(5));
-    while (!done()) {
-      if (Clock::now() > deadline) return false;
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return true;
-  }
-
   // The event stream from the start of the log, read for one second with curl. Ids are
   // "<epoch>-<sequence>": a first stream's snapshot names the epoch, and "<epoch>-0" (the id
   // before this process's first event) resumes from the start.

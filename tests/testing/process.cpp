@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -45,6 +46,15 @@ milliseconds scaled(milliseconds base) {
 }
 
 milliseconds default_timeout() { return scaled(milliseconds(10'000)); }
+
+bool eventually(const std::function<bool()>& done, milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  return true;
+}
 
 std::map<std::string, std::string> base_environment() {
   static const char* const kKeep[] = {"PATH",         "HOME",         "TMPDIR",

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,6 +25,12 @@ std::chrono::milliseconds scaled(std::chrono::milliseconds base);
 
 /// The default deadline for one wait in a test (10 s, scaled).
 std::chrono::milliseconds default_timeout();
+
+/// Re-reads `done` (a status field, a count) every 20 ms until it holds or `timeout` has
+/// passed; returns whether it held. For conditions no log line announces: prefer
+/// Process::wait_for_line when one does.
+bool eventually(const std::function<bool()>& done,
+                std::chrono::milliseconds timeout = default_timeout());
 
 /// The variables a child should inherit: PATH, HOME, TMPDIR, LANG and the sanitizer
 /// options. Nothing else, so a developer's environment cannot change a test.
