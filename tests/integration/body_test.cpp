@@ -202,7 +202,7 @@ TEST_F(ChunkedBufferingTest, MalformedLateIs400AndNeverReachesTheUpstream) {
   }
   // A request after them reaches the upstream; none of them did.
   EXPECT_EQ(client().get("/svc/x/echo/after").status, 200);
-  EXPECT_EQ(up_->requests_logged("/echo/after"), 1u);
+  EXPECT_EQ(up_->wait_logged("/echo/after", 1), 1u);
   EXPECT_EQ(up_->requests_logged("?bad="), 0u);
 }
 

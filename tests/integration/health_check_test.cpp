@@ -147,7 +147,7 @@ TEST_F(HealthCheckTest, RestartedInstanceComesBackAfterRise) {
   EXPECT_EQ(wait_for_status("/svc/back/echo", 200, std::chrono::milliseconds(5000)), 200);
   // It came back through its checks: at least `rise` (2) of them reached the new process
   // before the first request did.
-  EXPECT_GE(second.requests_logged("/echo/hc"), 2u);
+  EXPECT_GE(second.wait_logged("/echo/hc", 2), 2u);
   const Response events = client().get("/api/services/back");
   EXPECT_NE(events.body.find("\"state\":\"healthy\""), std::string::npos) << events.body;
 }
@@ -194,10 +194,7 @@ TEST_F(HealthCheckTest, ChecksReuseTheirConnection) {
     return "health: {default_check: none}\nservices:\n  kept:\n    instances: [\"" + u +
            "\"]\n    health_check: {path: /echo/hc}\n";
   }));
-  const auto deadline = Clock::now() + scaled(std::chrono::milliseconds(10000));
-  while (up_->requests_logged("/echo/hc") < 8 && Clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_GE(up_->requests_logged("/echo/hc"), 8u);
+  ASSERT_GE(up_->wait_logged("/echo/hc", 8), 8u);
   const auto stats = up_->stats();
   ASSERT_TRUE(stats.has_value());
   EXPECT_LE(stats->connections_accepted, 2) << "one for the checks, one for this /stats";

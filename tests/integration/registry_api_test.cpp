@@ -220,18 +220,6 @@ TEST_F(RegistryApiTest, SlowStoreCommitsDoNotStallTheWorker) {
 
 // Register (201 + Location), read it back, route to it, replace it (200, traffic moves to
 // the new URL), delete it (204); then the service and its route are gone.
-// An upstream's request log reaches the test through a pipe and a reader thread: wait until
-// it shows at least `n` matching lines (or the deadline passes), then return the count.
-std::size_t logged_at_least(const Upstream& u, std::string_view part, std::size_t n) {
-  const auto deadline = std::chrono::steady_clock::now() + scaled(std::chrono::seconds(5));
-  std::size_t got = u.requests_logged(part);
-  while (got < n && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    got = u.requests_logged(part);
-  }
-  return got;
-}
-
 TEST_F(RegistryApiTest, RegisterRouteReplaceDelete) {
   Upstream one("one");
   Upstream two("two");
@@ -279,7 +267,7 @@ TEST_F(RegistryApiTest, RegisterRouteReplaceDelete) {
 
   // Traffic reaches the registered upstream at once.
   EXPECT_EQ(echo_name("shop"), "one");
-  EXPECT_EQ(logged_at_least(one, "/echo", 1), 1u);
+  EXPECT_EQ(one.wait_logged("/echo", 1), 1u);
 
   // Replace: same id, new URL.
   Response replaced = put_instance("shop", "i-1", R"({"url":")" + two.url() + R"("})");
@@ -294,7 +282,7 @@ TEST_F(RegistryApiTest, RegisterRouteReplaceDelete) {
     EXPECT_EQ(json_int(instances->as_array()[0], "weight"), 1) << "a replacement is whole";
   }
   for (int i = 0; i < 3; ++i) EXPECT_EQ(echo_name("shop"), "two");
-  EXPECT_EQ(logged_at_least(two, "/echo", 3), 3u);
+  EXPECT_EQ(two.wait_logged("/echo", 3), 3u);
   EXPECT_EQ(one.requests_logged("/echo"), 1u) << "the old URL still received traffic";
 
   // Delete.
@@ -311,7 +299,7 @@ TEST_F(RegistryApiTest, RegisterRouteReplaceDelete) {
   }
   expect_problem(get("/svc/shop/echo"), 404);
   expect_problem(remove("shop", "i-1"), 404);
-  EXPECT_EQ(logged_at_least(two, "/echo", 3), 3u);
+  EXPECT_EQ(two.wait_logged("/echo", 3), 3u);
 }
 
 // Two instances of one service take turns (round robin) on one connection.
@@ -334,8 +322,8 @@ TEST_F(RegistryApiTest, RequestsReachEveryRegisteredInstance) {
     names.insert(r.header("X-Upstream-Name"));
   }
   EXPECT_EQ(names, (std::set<std::string>{"a", "b"}));
-  EXPECT_GE(logged_at_least(a, "/echo", 1), 1u);
-  EXPECT_GE(logged_at_least(b, "/echo", 1), 1u);
+  EXPECT_GE(a.wait_logged("/echo", 1), 1u);
+  EXPECT_GE(b.wait_logged("/echo", 1), 1u);
 }
 
 struct BadCase {

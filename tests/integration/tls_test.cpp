@@ -112,7 +112,7 @@ TEST_F(TlsTest, HttpsChecksVerifyTheCertificate) {
   EXPECT_EQ(good.status, 200) << good.raw;
   EXPECT_NE(bad.body.find("TLS handshake: certificate verification failed"), std::string::npos)
       << bad.body;
-  EXPECT_GE(up_->requests_logged("/echo/hc"), 2u);  // rise 2: the HTTP check went over TLS
+  EXPECT_GE(up_->wait_logged("/echo/hc", 2), 2u);  // rise 2: the HTTP check went over TLS
   expect_problem(c.get("/svc/bad/echo"), 503);
 }
 

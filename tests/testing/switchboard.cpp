@@ -200,6 +200,11 @@ std::size_t Upstream::requests_logged(std::string_view target_part) const {
   return n;
 }
 
+std::size_t Upstream::wait_logged(std::string_view target_part, std::size_t n) const {
+  eventually([&] { return requests_logged(target_part) >= n; });
+  return requests_logged(target_part);
+}
+
 // ---------------------------------------------------------------------------------------
 // Test PKI
 

@@ -94,6 +94,10 @@ class Upstream {
   /// How many request heads the upstream has logged so far ("REQ <conn> <method>
   /// <target>" lines), counting only targets that contain `target_part`.
   std::size_t requests_logged(std::string_view target_part = {}) const;
+  /// The log reaches the test through a pipe and a reader thread, so a line can come after
+  /// the answer it belongs to: waits until at least `n` matching lines are there (or the
+  /// default deadline passes), then returns requests_logged(target_part).
+  std::size_t wait_logged(std::string_view target_part, std::size_t n) const;
 
  private:
   UpstreamOptions options_;
