@@ -302,6 +302,10 @@ struct TelemetryConfig {
   std::string jaeger_endpoint{};      // JAEGER_ENDPOINT, http(s) URL
   bool prometheus_exporter = true;    // OTEL_PROMETHEUS_EXPORTER
   std::uint16_t prometheus_port = 0;  // PROMETHEUS_PORT; 0: /metrics on the main listener
+  std::uint32_t series_limit = 10'000;  // per metric; past it: the overflow series
+  Millis series_idle_ttl{600'000};      // series of gone instances/routes are dropped after
+  enum class StatusLabel { kCode, kClass };
+  StatusLabel status_code_label = StatusLabel::kCode;  // "200" or "2xx"
   bool operator==(const TelemetryConfig&) const = default;
 };
 

@@ -219,6 +219,14 @@ void visit(V& v, HealthConfig& h) {
          "live traffic shows in the status document"});
 }
 
+inline const Choice<TelemetryConfig::StatusLabel>& status_label_choice() {
+  static const Choice<TelemetryConfig::StatusLabel> c{
+      {{"code", TelemetryConfig::StatusLabel::kCode},
+       {"class", TelemetryConfig::StatusLabel::kClass}},
+      "expected code or class, got {}"};
+  return c;
+}
+
 // The switches first, then where they send: the environment layer applies (and reports)
 // the variables in this order too.
 template <class V>
@@ -229,15 +237,24 @@ void visit(V& v, TelemetryConfig& t) {
         {"export spans over OTLP; needs `jaeger_endpoint`"},
         Env<EnvBool>{"OTEL_JAEGER_EXPORTER", {}});
   v.key("prometheus_exporter", t.prometheus_exporter, Bool{},
-        {"serve `/metrics` (accepted and checked; `/metrics` itself comes with the metrics "
-         "issue and is not served yet)"},
+        {"serve `GET /metrics` (Prometheus text, OpenMetrics or protobuf with native "
+         "histograms, as the scraper asks): on the admin listener when there is one, else on "
+         "the main one, and on `prometheus_port` when set; `false`: no `/metrics` anywhere"},
         Env<EnvBool>{"OTEL_PROMETHEUS_EXPORTER", {}});
   v.key("jaeger_endpoint", t.jaeger_endpoint, String{check_jaeger_endpoint, "URL or `\"\"`"},
         {"where spans go (http or https)"},
         Env<String>{"JAEGER_ENDPOINT", {check_jaeger_endpoint, "http or https URL"}});
   v.key("prometheus_port", t.prometheus_port, UInt{0, 65535},
-        {"a separate port for `/metrics`; `0`: on the main (or admin) listener"},
+        {"also serve `/metrics` on this port (on the main listener's address, nothing else "
+         "served there); `0`: only on the main (or admin) listener"},
         Env<EnvPort>{"PROMETHEUS_PORT", {}});
+  v.key("series_limit", t.series_limit, UInt{1, 10'000'000},
+        {"label sets per metric; past it new ones are counted in one series labelled "
+         "`otel_metric_overflow=\"true\"` and in `switchboard_metric_series_overflow_total`"});
+  v.key("series_idle_ttl", t.series_idle_ttl, Duration{Millis(1)},
+        {"series of instances and routes that are gone are dropped this long after"});
+  v.key("status_code_label", t.status_code_label, status_label_choice(),
+        {"`http_response_status_code` as the code (`503`) or its class (`5xx`: fewer series)"});
 }
 
 template <class V>

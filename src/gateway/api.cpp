@@ -6,6 +6,7 @@
 #include "gateway/api_access.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/guards.hpp"
+#include "gateway/metrics.hpp"
 #include "gateway/webhooks.hpp"
 #include "http/exchange.hpp"
 #include "http/message.hpp"
@@ -124,6 +125,7 @@ ApiResponse handle_api(Gateway& gw, std::string_view method, std::string_view pa
     json::value doc = json::parse(reg.status_json());
     if (auto* root = doc.if_object()) {
       gw.guards().annotate_status(*root, gw.clock().steady_now());
+      gw.control_metrics().annotate_status(*root, gw.clock().steady_now());
       if (const auto* hooks = gw.webhooks())
         hooks->add_status(*root);
       else

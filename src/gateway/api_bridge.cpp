@@ -3,13 +3,11 @@
 #include <optional>
 #include <string>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
-
 #include "core/logging.hpp"
 #include "gateway/api.hpp"
 #include "gateway/flush.hpp"
 #include "gateway/gateway.hpp"
+#include "gateway/run_on.hpp"
 #include "http/problem.hpp"
 #include "http/server.hpp"
 #include "registry/events.hpp"
@@ -25,25 +23,6 @@ namespace asio = http::asio;
 using BodyError = http::BodyPiece::Error;
 
 namespace {
-
-/// Runs `job` on `where` and resumes the awaiting coroutine on its worker `home` with what
-/// `job` returned: `auto [r] = co_await run_on(pool, worker, job)`. `job` must own what it
-/// uses: the coroutine's frame may go (its worker stopping) while `job` runs. The answer
-/// goes back through the worker's mailbox (its io_context takes no posts from other
-/// threads).
-template <class Job>
-auto run_on(asio::thread_pool& where, http::Worker& home, Job job) {
-  using Result = std::invoke_result_t<Job&>;
-  return asio::async_initiate<decltype(kUse), void(Result)>(
-      [&where, &home](auto handler, Job work) {
-        asio::post(where, [handler = std::move(handler), work = std::move(work), &home]() mutable {
-          // std::function wants a copyable letter; the handler is move-only.
-          auto resume = std::make_shared<decltype(handler)>(std::move(handler));
-          home.deliver([resume, r = work()]() mutable { std::move (*resume)(std::move(r)); });
-        });
-      },
-      kUse, std::move(job));
-}
 
 /// Appends the SSE frames of the events after `sent` to `frames` and advances `sent`. A new
 /// stream (`fresh`), or one whose events the bounded log no longer holds, gets a `snapshot`

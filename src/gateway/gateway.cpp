@@ -15,9 +15,13 @@
 #ifndef SB_VERSION
 #define SB_VERSION "0.0.0"
 #endif
+#ifndef SB_COMMIT
+#define SB_COMMIT "unknown"
+#endif
 #include "gateway/api_access.hpp"
 #include "gateway/guards.hpp"
 #include "gateway/health_checker.hpp"
+#include "gateway/metrics.hpp"
 #include "gateway/proxy.hpp"
 #include "gateway/webhooks.hpp"
 #include "http/exchange.hpp"
@@ -25,6 +29,7 @@
 #include "http/upstream.hpp"
 #include "registry/registry.hpp"
 #include "registry/sqlite_store.hpp"
+#include "telemetry/metrics.hpp"
 
 namespace sb::gateway {
 namespace {
@@ -65,7 +70,14 @@ Gateway::Gateway(core::Config config, core::Clock& clock, std::string data_dir)
       router_(config_.services, config_.routes),
       data_dir_(std::move(data_dir)),
       api_access_(std::make_unique<ApiAccess>(
-          ApiAccess::Settings{config_.api, config_.server.admin_listen.has_value()})) {}
+          ApiAccess::Settings{config_.api, config_.server.admin_listen.has_value()})),
+      // Shard 0 for the threads that are not workers, one per worker after it.
+      telemetry_(std::make_unique<telemetry::Registry>(telemetry::RegistryOptions{
+          std::max(1u, config_.server.threads) + 1, config_.telemetry.series_limit,
+          config_.telemetry.series_idle_ttl})),
+      metrics_(std::make_unique<GatewayMetrics>(*telemetry_, config_.telemetry)) {
+  telemetry::register_process_metrics(*telemetry_, SB_VERSION, SB_COMMIT);
+}
 
 Gateway::~Gateway() {
   if (checker_) checker_->stop();
@@ -75,6 +87,11 @@ Gateway::~Gateway() {
 }
 
 void Gateway::stop_registry_writer() {
+  if (scraper_) {
+    scraper_->stop();
+    scraper_->join();
+    scraper_.reset();
+  }
   if (!registry_writer_) return;
   registry_writer_->stop();
   registry_writer_->join();
@@ -120,6 +137,9 @@ std::optional<std::string> Gateway::prepare() {
     if (r.policy) replay = std::max(replay, r.policy->retry.max_replay_body);
   settings.replay_body_max = static_cast<std::size_t>(replay);
   settings.merge_slashes = config_.server.merge_slashes;
+  if (config_.telemetry.prometheus_exporter && config_.telemetry.prometheus_port != 0)
+    settings.metrics_listen =
+        core::HostPort{config_.server.listen.host, config_.telemetry.prometheus_port};
   server_ = std::make_unique<http::Server>(
       settings, clock_, [this](http::Worker& w) { return make_proxy_handler(*this, w); });
   return std::nullopt;
@@ -135,6 +155,8 @@ std::optional<std::string> Gateway::open_registry() {
   self.text = "http://" + server_->proxy_address().str();
   registry_ = std::make_unique<registry::Registry>(config_, clock_, store_.get(), self);
   guards_ = std::make_unique<Guards>(*registry_);
+  control_metrics_ = std::make_unique<ControlMetrics>(*metrics_, *registry_, *guards_,
+                                                      config_.health.metrics_collection_interval);
   if (auto err = registry_->load()) return err;
   drop_disallowed_registrations();
   return std::nullopt;
@@ -173,16 +195,19 @@ void Gateway::start() {
   started_at_ = clock_.steady_now();
   checker_ = std::make_unique<HealthChecker>(
       *registry_, clock_, [this](std::string_view service) { return tls_context_for(service); },
-      config_.health.max_concurrent_checks);
+      config_.health.max_concurrent_checks, metrics_.get());
   checker_->start();
   webhooks_ = std::make_unique<WebhookDispatcher>(*registry_, clock_, config_.webhooks,
                                                   default_tls_, config_.upstream.tls, SB_VERSION);
   webhooks_->start();
   registry_writer_ = std::make_unique<boost::asio::thread_pool>(1);
+  scraper_ = std::make_unique<boost::asio::thread_pool>(1);
   server_->start();
   const auto admin = server_->admin_address();
-  spdlog::info("switchboard listening on proxy={}{}{} workers={} services={}",
+  const auto metrics = server_->metrics_address();
+  spdlog::info("switchboard listening on proxy={}{}{}{}{} workers={} services={}",
                server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
+               metrics ? " metrics=" : "", metrics ? metrics->str() : "",
                server_->workers().size(), registry_->snapshot()->services.size());
   if (!api_access_->has_token())
     spdlog::warn(
@@ -196,6 +221,7 @@ int Gateway::run_until_signalled() {
   while ((sig = wait_signal(std::chrono::milliseconds(250))) == 0) {
     registry_->expire();
     guards_->tick(clock_.steady_now());  // outlier analysis, forgotten guards
+    control_metrics_->tick(clock_.steady_now());  // event counters, status windows, idle series
   }
   spdlog::info("{} received: draining (delay {} ms, timeout {} ms)", strsignal(sig),
                config_.drain.delay.count(), config_.drain.timeout.count());

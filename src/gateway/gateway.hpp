@@ -28,6 +28,10 @@ class Registry;
 class RegistryStore;
 }  // namespace sb::registry
 
+namespace sb::telemetry {
+class Registry;
+}
+
 namespace sb::gateway {
 
 class Gateway {
@@ -76,6 +80,15 @@ class Gateway {
   /// keep their order. Their store commits wait for the disk (fsync), which on a worker
   /// would stall every connection of that worker meanwhile.
   boost::asio::thread_pool& registry_writer() { return *registry_writer_; }
+  /// Every metric of the process, and the gateway's families on it.
+  telemetry::Registry& telemetry() { return *telemetry_; }
+  const struct GatewayMetrics& metrics() const { return *metrics_; }
+  struct GatewayMetrics& metrics() { return *metrics_; }
+  /// Registry events as counters, gauges read at scrape time, the status windows (after
+  /// open_registry()).
+  class ControlMetrics& control_metrics() { return *control_metrics_; }
+  /// Where scrapes are written (after start()): one thread, never a worker.
+  boost::asio::thread_pool& scraper() { return *scraper_; }
 
  private:
   void stop_registry_writer();
@@ -93,6 +106,9 @@ class Gateway {
   std::unique_ptr<registry::RegistryStore> store_;
   std::unique_ptr<registry::Registry> registry_;
   std::unique_ptr<class Guards> guards_;
+  std::unique_ptr<telemetry::Registry> telemetry_;
+  std::unique_ptr<struct GatewayMetrics> metrics_;
+  std::unique_ptr<class ControlMetrics> control_metrics_;
   std::unique_ptr<class HealthChecker> checker_;
   std::unique_ptr<class WebhookDispatcher> webhooks_;
   std::unique_ptr<http::Server> server_;
@@ -100,6 +116,7 @@ class Gateway {
   // still holds resumes (or destroys) a worker's coroutine, which needs that worker's
   // io_context.
   std::unique_ptr<boost::asio::thread_pool> registry_writer_;
+  std::unique_ptr<boost::asio::thread_pool> scraper_;
   core::SteadyTime started_at_;
 };
 

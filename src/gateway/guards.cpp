@@ -264,4 +264,17 @@ std::map<std::string, std::string> Guards::service_breakers() const {
   return out;
 }
 
+std::vector<Guards::BreakerStateOf> Guards::breaker_states() const {
+  std::lock_guard lock(mu_);
+  std::vector<BreakerStateOf> out;
+  for (const auto& [name, weak] : services_) {
+    auto svc = weak.lock();
+    if (!svc) continue;
+    out.push_back(BreakerStateOf{name, "", svc->breaker.state()});
+    for (const auto& [key, iw] : svc->instances_)
+      if (auto inst = iw.lock()) out.push_back(BreakerStateOf{name, inst->id, inst->breaker.state()});
+  }
+  return out;
+}
+
 }  // namespace sb::gateway

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
@@ -99,6 +100,13 @@ class Guards {
   void annotate_status(boost::json::object& status, core::SteadyTime now) const;
   /// The breaker state of each service that has a guard ("closed", "open", ...).
   std::map<std::string, std::string> service_breakers() const;
+  /// Every breaker: each service's (instance empty) and each of its instances'.
+  struct BreakerStateOf {
+    std::string service;
+    std::string instance;
+    resilience::BreakerState state;
+  };
+  std::vector<BreakerStateOf> breaker_states() const;
 
   /// Records an event in the registry's log (SSE, webhooks).
   void event(std::string_view type, std::string_view service, std::string_view instance,

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "core/logging.hpp"
+#include "gateway/metrics.hpp"
 #include "gateway/http_call.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
@@ -24,12 +25,14 @@ using http::Task;
 using http::Timer;
 
 struct HealthChecker::Impl {
-  Impl(registry::Registry& r, core::Clock& c, TlsContextFor t, std::size_t max)
-      : registry(r), clock(c), tls_context_for(std::move(t)), max_concurrent(max) {}
+  Impl(registry::Registry& r, core::Clock& c, TlsContextFor t, std::size_t max,
+       const GatewayMetrics* m)
+      : registry(r), clock(c), tls_context_for(std::move(t)), max_concurrent(max), metrics(m) {}
   registry::Registry& registry;
   core::Clock& clock;
   TlsContextFor tls_context_for;
   std::size_t max_concurrent;
+  const GatewayMetrics* metrics;
   asio::io_context ctx{1};
   std::size_t running = 0;
   std::atomic<bool> stopping{false};
@@ -191,7 +194,12 @@ struct HealthChecker::Impl {
     Result r = co_await check(c);
     --running;
     if (!stopping.load()) {
-      registry.record_check(c.service, c.id, r.ok, clock.steady_now() - began, r.reason);
+      const core::Duration took = clock.steady_now() - began;
+      registry.record_check(c.service, c.id, r.ok, took, r.reason);
+      if (metrics != nullptr) {
+        metrics->checks.with({c.service, c.id, r.ok ? "ok" : "failed"}).inc();
+        metrics->check_duration.with({c.service, c.id}).observe(took);
+      }
       tick.cancel();  // its next check (or one held back by the cap) may be due sooner
     }
   }
@@ -239,8 +247,10 @@ struct HealthChecker::Impl {
 };
 
 HealthChecker::HealthChecker(registry::Registry& registry, core::Clock& clock,
-                             TlsContextFor tls_context_for, std::size_t max_concurrent)
-    : impl_(std::make_unique<Impl>(registry, clock, std::move(tls_context_for), max_concurrent)) {}
+                             TlsContextFor tls_context_for, std::size_t max_concurrent,
+                             const GatewayMetrics* metrics)
+    : impl_(std::make_unique<Impl>(registry, clock, std::move(tls_context_for), max_concurrent,
+                                   metrics)) {}
 
 HealthChecker::~HealthChecker() { stop(); }
 

@@ -27,8 +27,9 @@ class HealthChecker {
   using TlsContextFor =
       std::function<std::shared_ptr<boost::asio::ssl::context>(std::string_view service)>;
   /// `max_concurrent` bounds the checks in flight at once.
+  /// Each check's result and time go to `metrics` when it is set.
   HealthChecker(registry::Registry& registry, core::Clock& clock, TlsContextFor tls_context_for,
-                std::size_t max_concurrent = 64);
+                std::size_t max_concurrent = 64, const struct GatewayMetrics* metrics = nullptr);
   ~HealthChecker();
   void start();
   /// Stops the thread; checks in flight are abandoned.

@@ -97,6 +97,9 @@ http::Task<void> run_hedge(HedgeContext c, http::Exchange& ex, const RouteMatch&
     race->hedge = nullptr;
   }
   race->timer.cancel();
+  if (!race->hedge_cut)  // cut because the first attempt answered: it says nothing
+    inst->metrics.attempt(ex.info().method, t.kind, t.info.status, AttemptRole::kHedge,
+                          c.clock.steady_now() - now);
   if (t.kind == AttemptKind::kResponse && !race->primary_ok) {
     race->won = true;
     if (race->primary != nullptr) {

@@ -169,13 +169,15 @@ Next Planner::finish_attempt(Plan& plan, const AttemptEnd& end, core::SteadyTime
   if (plan.may_retry && plan.retry->retryable(o) && plan.retry->attempts_left(plan.retries)) {
     const core::Duration wait = plan.retry->delay(plan.retries, rng_, end.retry_after);
     const core::Duration remaining = plan.deadline.remaining(now);
-    if (remaining > wait && resilience::worth_retrying(remaining - wait, inst.latency.median()) &&
-        svc.guard->budget.try_acquire(now)) {
-      plan.wait = wait;
-      ++plan.retries;
-      if (plan.n_tried < plan.tried.size()) plan.tried[plan.n_tried++] = &inst;
-      end_in_flight(plan);
-      return Next::kRetry;
+    if (remaining > wait && resilience::worth_retrying(remaining - wait, inst.latency.median())) {
+      if (svc.guard->budget.try_acquire(now)) {
+        plan.wait = wait;
+        ++plan.retries;
+        if (plan.n_tried < plan.tried.size()) plan.tried[plan.n_tried++] = &inst;
+        end_in_flight(plan);
+        return Next::kRetry;
+      }
+      plan.budget_refused = true;
     }
   }
   const bool fallback = plan.policy->fallback.enabled();

@@ -79,6 +79,7 @@ struct Plan {
   bool failed = false;         // the last attempt failed (breaker classification)
   bool sent = true;            // an attempt reached an instance
   bool client_failed = false;  // the client's side ended the request (says nothing upstream)
+  bool budget_refused = false;  // a retry was due but the retry budget was spent
   AttemptKind last_kind = AttemptKind::kReset;
   int last_status = 0;       // the last attempt's response status
   core::SteadyTime ended{};  // when the last attempt ended

@@ -23,6 +23,8 @@
 #include "gateway/flush.hpp"
 #include "gateway/gateway.hpp"
 #include "gateway/hedge.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/metrics_endpoint.hpp"
 #include "gateway/plan.hpp"
 #include "gateway/relay.hpp"
 #include "gateway/upstream_exchange.hpp"
@@ -30,6 +32,7 @@
 #include "http/server.hpp"
 #include "registry/registry.hpp"
 #include "resilience/random.hpp"
+#include "telemetry/metrics.hpp"
 
 namespace sb::gateway {
 namespace {
@@ -61,8 +64,11 @@ class ProxyHandler final : public http::Handler {
         feed_(gw.registry().make_feed()),
         view_(ViewContext{worker.context().get_executor(), gw.guards(), gw.config().server.zone,
                           resilience::mix64(worker.index() + 1),
-                          [&gw](std::string_view service) { return gw.tls_context_for(service); }}),
-        planner_(feed_.get(), resilience::mix64(reinterpret_cast<std::uintptr_t>(this))) {
+                          [&gw](std::string_view service) { return gw.tls_context_for(service); },
+                          &gw.metrics()}),
+        planner_(feed_.get(), resilience::mix64(reinterpret_cast<std::uintptr_t>(this))),
+        metrics_(gw.metrics()),
+        loop_lag_(gw.metrics().loop_lag.with({std::to_string(worker.index())})) {
     view_.rebuild(gw_.registry().snapshot(), gw_.clock().steady_now());
   }
 
@@ -71,14 +77,22 @@ class ProxyHandler final : public http::Handler {
   // Not a coroutine itself: it hands back the one that answers, so a proxied request costs
   // one coroutine frame (an allocation, a resumption) fewer.
   Task<void> handle(Exchange& ex) override {
-    if (is_api_path(ex.info().path)) return api(ex);
+    if (serves_metrics(gw_, ex)) return metrics(ex);
+    if (is_api_path(ex.info().path) && ex.listener() != http::ListenerKind::kMetrics)
+      return api(ex);
     return proxy(ex);
   }
 
   void on_tick(core::SteadyTime now) override {
+    // The tick is due every 100 ms: what it comes later than that, the loop was busy.
+    if (last_tick_ != core::SteadyTime{})
+      loop_lag_.observe(std::max(core::Duration::zero(), now - last_tick_ - kTickPeriod));
+    last_tick_ = now;
     view_.tick(now);
     log_.flush(gw_.clock().wall_now());
   }
+
+  void on_thread_start() override { telemetry::set_thread_shard(worker_.index() + 1); }
 
  private:
   /// Takes the registry's new snapshot when there is one: one atomic load per request.
@@ -92,14 +106,18 @@ class ProxyHandler final : public http::Handler {
   /// with the answer prepared in scratch.
   bool route(Exchange& ex, RequestOutcome& out, RouteMatch& m) {
     const auto& info = ex.info();
+    if (ex.listener() == http::ListenerKind::kMetrics) {
+      prepare_problem(ex, out, 404, "not-found", "telemetry.prometheus_port serves /metrics only");
+      return false;
+    }
     if (is_admin_path(info.path)) {
       prepare_admin(gw_, ex, out, worker_.now());
       return false;
     }
     if (ex.listener() == http::ListenerKind::kAdmin) {
       prepare_problem(ex, out, 404, "not-found",
-                      "the admin listener serves /health, /health/live, /health/ready and "
-                      "/api/services");
+                      "the admin listener serves /health, /health/live, /health/ready, /metrics "
+                      "and /api/services");
       return false;
     }
     m = gw_.router().match(info.host, info.path);
@@ -124,7 +142,7 @@ class ProxyHandler final : public http::Handler {
   /// The plan's start (deadline, service breaker); false with the answer (400, 504, 503 or
   /// the fallback) prepared in scratch.
   bool begin(Exchange& ex, RequestOutcome& out, const RouteMatch& m, core::SteadyTime start,
-             Plan& plan) {
+             Plan& plan, RequestMetrics::PerService* svc_metrics) {
     Service& svc = *out.service;
     const core::RequestPolicy& policy = m.policy ? *m.policy : svc.config->policy;
     const resilience::RetryPolicy& retry = m.policy ? route_retry(*m.policy) : svc.retry;
@@ -137,6 +155,8 @@ class ProxyHandler final : public http::Handler {
                         std::string(s.header) + ": " + std::string(s.error));
         break;
       case Refusal::kExpired:
+        plan.last_kind = AttemptKind::kTimeout;  // for the metrics: the deadline expired
+        if (fb.enabled()) metrics_.fallback(svc_metrics, FallbackKind::kDeadline);
         if (fb.enabled())
           prepare_fallback(ex, out, fb, "deadline expired");
         else
@@ -145,6 +165,7 @@ class ProxyHandler final : public http::Handler {
         break;
       case Refusal::kBreakerOpen:
       case Refusal::kNone:
+        if (fb.enabled()) metrics_.fallback(svc_metrics, FallbackKind::kBreakerOpen);
         if (fb.enabled())
           prepare_fallback(ex, out, fb, "circuit breaker open");
         else
@@ -168,11 +189,12 @@ class ProxyHandler final : public http::Handler {
 
   /// The answer when no instance can take the next attempt.
   void prepare_no_instance(Exchange& ex, RequestOutcome& out, Plan& plan, const Try& t,
-                           core::SteadyTime now) {
+                           core::SteadyTime now, RequestMetrics::PerService* svc_metrics) {
     const Service& svc = *out.service;
     const auto& fb = plan.policy->fallback;
     if (plan.n_tried > 0 && out.instance) {
       // Retrying, but every instance is refusing now: answer with the last failure.
+      if (fb.enabled()) metrics_.fallback(svc_metrics, FallbackKind::kFailed);
       if (fb.enabled())
         prepare_fallback(ex, out, fb, "every attempt failed");
       else if (plan.last_kind == AttemptKind::kResponse)  // its answer was let go for the retry
@@ -188,6 +210,7 @@ class ProxyHandler final : public http::Handler {
     // Nothing was sent: the service's breaker learns nothing from this request (its
     // instances' breakers and health already said no).
     plan.sent = false;
+    if (fb.enabled()) metrics_.fallback(svc_metrics, FallbackKind::kNoInstance);
     if (fb.enabled())
       prepare_fallback(ex, out, fb, "no instance available");
     else
@@ -198,11 +221,18 @@ class ProxyHandler final : public http::Handler {
                       "Retry-After: 1\r\n");
   }
 
+  Task<void> metrics(Exchange& ex) {
+    const auto start = gw_.clock().steady_now();
+    RequestOutcome out;
+    co_await answer_metrics(gw_, worker_, ex, out);
+    if (log_.enabled()) record(ex, out, start, gw_.clock().steady_now());
+  }
+
   Task<void> api(Exchange& ex) {
     const auto start = gw_.clock().steady_now();
     RequestOutcome out;
     co_await answer_api(gw_, worker_, ex, out);
-    if (log_.enabled()) record(ex, out, start);
+    if (log_.enabled()) record(ex, out, start, gw_.clock().steady_now());
   }
 
   /// Routes the request and answers it: from an instance (with retries, hedges and
@@ -213,9 +243,16 @@ class ProxyHandler final : public http::Handler {
     RequestOutcome out;
     RouteMatch m;
     Plan plan;
-    if (!route(ex, out, m) || !begin(ex, out, m, start, plan)) {
+    RequestMetrics::PerService* svc_metrics = nullptr;
+    if (!route(ex, out, m)) {
       co_await send_scratch(ex);
-      if (log_.enabled()) record(ex, out, start);
+      finish(ex, out, m, plan, svc_metrics, start);
+      co_return;
+    }
+    svc_metrics = metrics_.started(out.service->config->name);
+    if (!begin(ex, out, m, start, plan, svc_metrics)) {
+      co_await send_scratch(ex);
+      finish(ex, out, m, plan, svc_metrics, start);
       co_return;
     }
     // A body that fits the request buffer is read whole first: it can then be resent (a
@@ -226,7 +263,7 @@ class ProxyHandler final : public http::Handler {
         prepare_body_error(ex, out, e);
         out.service->guard->breaker.release(plan.service_permit);
         co_await send_scratch(ex);
-        if (log_.enabled()) record(ex, out, start);
+        finish(ex, out, m, plan, svc_metrics, start);
         co_return;
       }
       plan.began = gw_.clock().steady_now();
@@ -236,6 +273,7 @@ class ProxyHandler final : public http::Handler {
     Try t;
     ExchangeWatch watch(ex);
     Next next = Next::kPrepared;
+    bool hedged = false, hedge_won = false;
     for (bool first = true;; first = false) {
       // The newest view of the service: a retry after a registry change sees the change,
       // and a pick indexes the order the balancer uses now.
@@ -251,7 +289,7 @@ class ProxyHandler final : public http::Handler {
       const auto now = first ? plan.began : gw_.clock().steady_now();
       Instance* inst = planner_.choose(svc, plan, now);
       if (inst == nullptr) {
-        prepare_no_instance(ex, out, plan, t, now);
+        prepare_no_instance(ex, out, plan, t, now, svc_metrics);
         next = Next::kPrepared;
         break;
       }
@@ -278,7 +316,9 @@ class ProxyHandler final : public http::Handler {
         std::unique_ptr<http::UpstreamConnection> conn;
         if (kept) conn = inst->pool->take_idle();
         if (!conn) {
+          const auto connect_start = gw_.clock().steady_now();
           auto lease = co_await inst->pool->connect(ex);
+          if (lease.conn) inst->metrics.connected(gw_.clock().steady_now() - connect_start);
           if (!lease.conn) {
             t.kind = AttemptKind::kConnectFailed;
             t.acquire = lease.error;
@@ -305,8 +345,14 @@ class ProxyHandler final : public http::Handler {
         if (!stale) break;
         ex.rewind_body();
       }
+      const auto attempt_end = gw_.clock().steady_now();
+      inst->metrics.attempt(ex.info().method, t.kind, t.info.status,
+                            plan.retries == 0 ? AttemptRole::kFirst : AttemptRole::kRetry,
+                            attempt_end - now);
       if (race) {
         co_await settle(*race, t.kind == AttemptKind::kResponse);
+        hedged = race->started;
+        hedge_won = race->won;
         if (race->won) take_hedge(ex, out, m, plan, *race, t);
       }
       next = planner_.finish_attempt(plan, t.end(), gw_.clock().steady_now());
@@ -347,6 +393,8 @@ class ProxyHandler final : public http::Handler {
         planner_.end_relay(plan);
         break;
       case Next::kFallback:
+        metrics_.fallback(svc_metrics, t.kind == AttemptKind::kResponse ? FallbackKind::kStatus
+                                                                         : FallbackKind::kFailed);
         prepare_fallback(ex, out, plan.policy->fallback,
                          t.kind == AttemptKind::kResponse
                              ? "the upstream answered " + std::to_string(plan.last_status)
@@ -362,7 +410,7 @@ class ProxyHandler final : public http::Handler {
     planner_.finish_request(*out.service, plan, out.status, ex.closed() && out.status == 0, start,
                             gw_.clock().steady_now());
     if (next != Next::kRelay) co_await send_scratch(ex);
-    if (log_.enabled()) record(ex, out, start);
+    finish(ex, out, m, plan, svc_metrics, start, hedged, hedge_won);
   }
 
   /// The hedge won: its attempt becomes the request's (the primary was cut, which says
@@ -398,8 +446,30 @@ class ProxyHandler final : public http::Handler {
     co_await timer.async_wait(kUse);
   }
 
-  void record(Exchange& ex, const RequestOutcome& out, core::SteadyTime start) {
+  /// Every way out of proxy(): the metrics stage, then the access log.
+  void finish(Exchange& ex, const RequestOutcome& out, const RouteMatch& m, const Plan& plan,
+              RequestMetrics::PerService* svc_metrics, core::SteadyTime start,
+              bool hedged = false, bool hedge_won = false) {
     const auto end = gw_.clock().steady_now();
+    RequestMetrics::Finished f{m.route,
+                               m.route_id,
+                               ex.info().method,
+                               out.status,
+                               end - start,
+                               ex.body_bytes_read(),
+                               ex.bytes_sent()};
+    f.retries = plan.retries;
+    f.budget_exhausted = plan.budget_refused;
+    f.hedged = hedged;
+    f.hedge_won = hedge_won;
+    f.deadline_expired = plan.last_kind == AttemptKind::kTimeout && plan.policy != nullptr &&
+                         plan.deadline.expired(end);
+    metrics_.finished(svc_metrics, f);
+    if (log_.enabled()) record(ex, out, start, end);
+  }
+
+  void record(Exchange& ex, const RequestOutcome& out, core::SteadyTime start,
+              core::SteadyTime end) {
     log_.record(AccessRecord{
         ex.head().method, ex.head().target, out.status,
         std::chrono::duration<double, std::milli>(end - start).count(),
@@ -415,6 +485,9 @@ class ProxyHandler final : public http::Handler {
   View view_;
   Planner planner_;
   std::unordered_map<const core::RequestPolicy*, resilience::RetryPolicy> route_retry_;
+  RequestMetrics metrics_;
+  telemetry::Histogram loop_lag_;
+  core::SteadyTime last_tick_{};
 };
 
 }  // namespace

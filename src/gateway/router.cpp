@@ -61,6 +61,12 @@ Router::Router(const std::vector<core::ServiceConfig>& services,
         normalized_prefix(r.prefix), lower(r.host), r.rewrite.has_value(), r.rewrite.value_or(""),
         static_cast<std::size_t>(it - service_names_.begin()), r.policy ? &*r.policy : nullptr});
   }
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    Route& r = routes_[i];
+    r.label = r.host.empty() ? r.prefix : r.host + r.prefix;
+    if (r.label.empty()) r.label = "/";
+    r.id = static_cast<std::uint16_t>(std::min<std::size_t>(i + 1, 0xffff));
+  }
   // Like virtual hosts: routes for the request's Host are tried first, then the others;
   // within each group the longest prefix wins.
   std::stable_sort(routes_.begin(), routes_.end(), [](const Route& a, const Route& b) {
@@ -77,6 +83,7 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
     const std::string_view name = tail.substr(0, slash);
     RouteMatch m;
     m.service_name = name;
+    m.route = "/svc/{service}";
     m.rest = slash == std::string_view::npos ? std::string_view{} : tail.substr(slash);
     for (std::size_t i = 0; i < service_names_.size(); ++i) {
       if (service_names_[i] == name) {
@@ -96,6 +103,8 @@ RouteMatch Router::match(std::string_view host, std::string_view path) const {
     m.service = r.service;
     m.service_name = service_names_[r.service];
     m.policy = r.policy;
+    m.route = r.label;
+    m.route_id = r.id;
     if (r.rewrite) {
       m.replacement = r.replacement;
       m.rest = path.substr(r.prefix.size());

@@ -22,6 +22,10 @@ struct RouteMatch {
   /// The matched route's request policy (timeout, retry, hedge, fallback) when it overrides
   /// its service's; nullptr otherwise. Points into the Router's configuration.
   const core::RequestPolicy* policy = nullptr;
+  /// The route for metrics (http_route): its prefix ("host/prefix" for a host route),
+  /// "/svc/{service}" for a direct call; and a small id for it (0 for direct calls).
+  std::string_view route;
+  std::uint16_t route_id = 0;
 };
 
 class Router {
@@ -62,6 +66,8 @@ class Router {
     std::string replacement;
     std::size_t service = 0;
     const core::RequestPolicy* policy = nullptr;
+    std::string label;  // RouteMatch::route
+    std::uint16_t id = 0;
   };
   std::vector<std::string> service_names_;
   std::vector<Route> routes_;  // sorted: host-specific first, then longest prefix first

@@ -67,7 +67,9 @@ void View::rebuild(std::shared_ptr<const registry::Snapshot> snap, core::SteadyT
                      ri.in_flight,
                      std::move(guard),
                      {},
-                     ejections});
+                     ejections,
+                     ctx_.metrics ? InstanceMetrics(*ctx_.metrics, rs.name, ri.id)
+                                  : InstanceMetrics()});
       }
       endpoints.push_back(resilience::BalancerEndpoint{
           reinterpret_cast<std::uintptr_t>(inst.get()),
@@ -88,7 +90,10 @@ void View::rebuild(std::shared_ptr<const registry::Snapshot> snap, core::SteadyT
 }
 
 void View::tick(core::SteadyTime now) {
-  for (auto& [key, inst] : instances_) inst->pool->sweep(now);
+  for (auto& [key, inst] : instances_) {
+    inst->pool->sweep(now);
+    inst->metrics.publish(*inst->pool);
+  }
   for (auto& [name, svc] : services_) {
     for (std::size_t i = 0; i < svc->instances.size(); ++i) {
       Instance& inst = *svc->instances[i];

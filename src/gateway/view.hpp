@@ -17,6 +17,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "gateway/guards.hpp"
+#include "gateway/metrics.hpp"
 #include "http/upstream.hpp"
 #include "resilience/balancer.hpp"
 #include "resilience/latency.hpp"
@@ -40,6 +41,7 @@ struct Instance {
   std::shared_ptr<InstanceGuard> guard;
   resilience::LatencyEstimator latency;  // this worker's recent answers (retries, hedging)
   std::uint64_t ejections_seen = 0;      // the outlier record's times_ejected() as last seen
+  InstanceMetrics metrics{};             // this worker's handles for it (none in unit tests)
 };
 
 /// A service's balancer on this worker. It outlives registry snapshots (EWMA and in-flight
@@ -81,6 +83,7 @@ struct ViewContext {
   std::uint64_t seed;  // the worker's balancer seed (mixed with each service's name)
   /// The TLS client context for a service's https instances (null for none).
   std::function<std::shared_ptr<boost::asio::ssl::context>(std::string_view service)> tls_for;
+  const GatewayMetrics* metrics = nullptr;  // null: no metrics (unit tests)
 };
 
 class View {

@@ -56,6 +56,9 @@ enum class TimeoutKind : std::uint8_t {
 };
 
 /// Answers requests. One per worker, so it may keep per-worker state without locks.
+/// How often a worker calls Handler::on_tick.
+inline constexpr std::chrono::milliseconds kTickPeriod{100};
+
 class Handler {
  public:
   virtual ~Handler() = default;
@@ -64,10 +67,12 @@ class Handler {
   virtual Task<void> handle(Exchange& ex) = 0;
   /// Called by the worker about every 100 ms with the coarse time.
   virtual void on_tick(core::SteadyTime now) { (void)now; }
+  /// Called once on the worker's thread before its loop runs.
+  virtual void on_thread_start() {}
 };
 
 /// Which listener accepted a connection.
-enum class ListenerKind : std::uint8_t { kProxy, kAdmin };
+enum class ListenerKind : std::uint8_t { kProxy, kAdmin, kMetrics };
 
 /// A body piece handed to the handler: a view into the connection's buffer, valid until the
 /// next read_body() call.
@@ -187,6 +192,8 @@ class Exchange {
   const core::LimitsConfig& limits() const;
   /// Bytes written to the client for the current response.
   std::uint64_t bytes_sent() const { return bytes_sent_; }
+  /// Request body bytes read so far (decoded; since the last rewind_body()).
+  std::uint64_t body_bytes_read() const { return body_total_; }
   /// True while waiting for the first byte of a request.
   bool idle() const { return idle_; }
   /// True while no request is in flight: waiting for or reading a request head (idle

@@ -33,7 +33,7 @@ namespace {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-constexpr auto kTick = std::chrono::milliseconds(100);
+constexpr auto kTick = kTickPeriod;
 constexpr unsigned kTicksPerTrim = 10;  // buffer free lists shed unused blocks every second
 
 std::optional<asio::ip::tcp::endpoint> endpoint_for(const core::HostPort& hp, std::string* err) {
@@ -231,6 +231,8 @@ std::optional<std::string> Server::bind() {
   std::vector<std::pair<core::HostPort, ListenerKind>> wanted{
       {settings_.listen, ListenerKind::kProxy}};
   if (settings_.admin_listen) wanted.emplace_back(*settings_.admin_listen, ListenerKind::kAdmin);
+  if (settings_.metrics_listen)
+    wanted.emplace_back(*settings_.metrics_listen, ListenerKind::kMetrics);
 
   // Probe each address with a plain socket first: a socket bound with SO_REUSEPORT would
   // silently share the port with another Switchboard of the same user.
@@ -272,8 +274,11 @@ std::optional<std::string> Server::bind() {
     }
   }
   bound_proxy_ = core::HostPort{settings_.listen.host, endpoints[0].port()};
+  std::size_t next = 1;
   if (settings_.admin_listen)
-    bound_admin_ = core::HostPort{settings_.admin_listen->host, endpoints[1].port()};
+    bound_admin_ = core::HostPort{settings_.admin_listen->host, endpoints[next++].port()};
+  if (settings_.metrics_listen)
+    bound_metrics_ = core::HostPort{settings_.metrics_listen->host, endpoints[next].port()};
   return std::nullopt;
 }
 
@@ -311,6 +316,7 @@ void Server::start() {
     asio::co_spawn(*w->ctx_, mailbox(*w), asio::detached);
     w->thread_ = std::thread([worker = w.get()] {
       t_current_worker = worker;
+      worker->handler_->on_thread_start();
       worker->ctx_->run();
     });
   }

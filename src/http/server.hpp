@@ -28,6 +28,7 @@ class NameResolver;
 struct ServerSettings {
   core::HostPort listen;
   std::optional<core::HostPort> admin_listen;
+  std::optional<core::HostPort> metrics_listen;  // serves /metrics only (ListenerKind::kMetrics)
   unsigned threads = 1;
   core::LimitsConfig limits;
   /// Request bodies with Content-Length up to this many bytes, on requests that may be
@@ -108,6 +109,7 @@ class Server {
   /// The bound addresses (after bind), with the real port when 0 was asked.
   core::HostPort proxy_address() const { return bound_proxy_; }
   std::optional<core::HostPort> admin_address() const { return bound_admin_; }
+  std::optional<core::HostPort> metrics_address() const { return bound_metrics_; }
   /// Starts the worker threads.
   void start();
   /// Readiness fails from now on; responses carry "Connection: close".
@@ -143,6 +145,7 @@ class Server {
   std::unique_ptr<NameResolver> resolver_;  // stopped after the workers, before they go
   core::HostPort bound_proxy_;
   std::optional<core::HostPort> bound_admin_;
+  std::optional<core::HostPort> bound_metrics_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> accepting_{true};
   std::atomic<bool> stop_requested_{false};

@@ -262,6 +262,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
     // see the comment on idle_clean().
     if (conn->idle_clean()) break;
     ++stale_discarded_;
+    ++closed_;
     spdlog::debug("upstream {}:{}: kept connection closed or dirty while idle; discarded",
                   target_.host, target_.port);
     conn.reset();  // closed by its destructor
@@ -270,6 +271,7 @@ std::unique_ptr<UpstreamConnection> UpstreamPool::take_idle() {
   conn->reused = true;
   conn->lend();
   ++busy_;
+  ++reused_;
   return conn;
 }
 
@@ -277,6 +279,7 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
   if (busy_ + idle_.size() >= pool_.max_connections) {
     if (!idle_.empty()) {
       idle_.erase(idle_.begin());  // make room by closing the oldest idle one
+      ++closed_;
     } else {
       co_return Lease{nullptr, AcquireError::kLimit,
                       "upstream.pool.max_connections (" + std::to_string(pool_.max_connections) +
@@ -344,13 +347,17 @@ Task<UpstreamPool::Lease> UpstreamPool::connect(Exchange* ex, UpstreamConnection
     if (!why.empty()) co_return Lease{nullptr, AcquireError::kTls, std::move(why)};
   }
   ++busy_;
+  ++created_;
   co_return Lease{std::move(conn)};
 }
 
 void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::SteadyTime now) {
   SB_ASSERT(busy_ > 0);  // only a connection this pool lent comes back
   --busy_;
-  if (idle_.size() >= pool_.max_idle) return;  // closed by its destructor
+  if (idle_.size() >= pool_.max_idle) {
+    ++closed_;
+    return;  // closed by its destructor
+  }
   conn->give_back();
   conn->len = 0;
   conn->idle_since = now;
@@ -360,6 +367,7 @@ void UpstreamPool::release(std::unique_ptr<UpstreamConnection> conn, core::Stead
 void UpstreamPool::discard(std::unique_ptr<UpstreamConnection> conn) {
   SB_ASSERT(busy_ > 0);
   --busy_;
+  ++closed_;
   conn.reset();
 }
 
@@ -368,6 +376,7 @@ void UpstreamPool::sweep(core::SteadyTime now) {
   std::size_t expired = 0;
   while (expired < idle_.size() && now - idle_[expired]->idle_since >= pool_.idle_timeout)
     ++expired;
+  closed_ += expired;
   if (expired > 0) idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(expired));
 }
 

@@ -190,6 +190,15 @@ class UpstreamConnection {
 enum class AcquireError : std::uint8_t { kNone, kRefused, kTimeout, kTls, kResolve, kLimit };
 const char* describe(AcquireError e);
 
+/// A pool's counts since it was made, for metrics (read on its worker).
+struct PoolStats {
+  std::size_t open = 0;  // lent out or idle
+  std::size_t idle = 0;
+  std::uint64_t created = 0;  // connections made
+  std::uint64_t reused = 0;   // idle connections taken again
+  std::uint64_t closed = 0;   // connections let go (discarded, expired, stale, no idle room)
+};
+
 /// Keep-alive connections to one instance, for one worker. Not thread-safe (one worker).
 class UpstreamPool {
  public:
@@ -221,6 +230,9 @@ class UpstreamPool {
   void sweep(core::SteadyTime now);
 
   const UpstreamTarget& target() const { return target_; }
+  PoolStats stats() const {
+    return PoolStats{busy_ + idle_.size(), idle_.size(), created_, reused_, closed_};
+  }
 
  private:
   struct Resolution;
@@ -235,6 +247,7 @@ class UpstreamPool {
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;  // back = most recent
   std::size_t busy_ = 0;
   std::uint64_t stale_discarded_ = 0;
+  std::uint64_t created_ = 0, reused_ = 0, closed_ = 0;
   // A literal address is parsed once; a name is resolved when first needed and the answer
   // kept until a connect to all of its addresses fails (then resolved again).
   std::vector<asio::ip::tcp::endpoint> endpoints_;

@@ -35,4 +35,15 @@ inline std::optional<long long> json_int(const boost::json::value& v, std::strin
   return std::nullopt;
 }
 
+/// A number field (integer or not) as a double.
+inline std::optional<double> json_double(const boost::json::value& v, std::string_view key) {
+  if (!v.is_object()) return std::nullopt;
+  const boost::json::value* f = v.as_object().if_contains(key);
+  if (f == nullptr) return std::nullopt;
+  if (f->is_double()) return f->as_double();
+  if (f->is_int64()) return static_cast<double>(f->as_int64());
+  if (f->is_uint64()) return static_cast<double>(f->as_uint64());
+  return std::nullopt;
+}
+
 }  // namespace sb::testing
