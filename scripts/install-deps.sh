@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs to build and test, from Debian 12 packages.
 # Idempotent: packages already present are skipped, so a second run takes seconds.
-# Usage: scripts/install-deps.sh [--test]   (--test adds the test peers: curl, openssl, nginx, python3)
+# Usage: scripts/install-deps.sh [--test]   (--test adds the test peers: curl, openssl, python3, prometheus)
 set -euo pipefail
 
 build_pkgs=(
@@ -10,7 +10,7 @@ build_pkgs=(
   libssl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
 )
-test_pkgs=(curl openssl python3 ca-certificates)
+test_pkgs=(curl openssl python3 ca-certificates prometheus)  # prometheus brings promtool
 
 want=("${build_pkgs[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${test_pkgs[@]}")

@@ -103,14 +103,21 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) throw std::runtime_error(errno_text("pipe2"));
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw std::runtime_error(errno_text("pipe2"));
   if (::pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error(errno_text("pipe2"));
-  int dev_null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const std::string& in_path = options_.stdin_path.empty() ? "/dev/null" : options_.stdin_path;
+  int stdin_fd = ::open(in_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (stdin_fd < 0 && !options_.stdin_path.empty()) {
+    const std::string why = errno_text(("open " + in_path).c_str());
+    for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], exec_pipe[0], exec_pipe[1]})
+      ::close(fd);
+    throw std::runtime_error(why);
+  }
   const pid_t parent = ::getpid();
 
   pid_ = ::fork();
   if (pid_ < 0) {
     const std::string why = errno_text("fork");
     for (int fd : {out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1], exec_pipe[0], exec_pipe[1],
-                   dev_null}) {
+                   stdin_fd}) {
       if (fd >= 0) ::close(fd);
     }
     throw std::runtime_error(why);
@@ -123,7 +130,7 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::signal(SIGPIPE, SIG_DFL);
-    if (dev_null >= 0) ::dup2(dev_null, 0);
+    if (stdin_fd >= 0) ::dup2(stdin_fd, 0);
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
     if (cwd != nullptr && ::chdir(cwd) != 0) {
@@ -139,7 +146,7 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
   // Also set the group from the parent, so a signal to the group right after the
   // constructor cannot race the child's own setpgid.
   ::setpgid(pid_, pid_);
-  if (dev_null >= 0) ::close(dev_null);
+  if (stdin_fd >= 0) ::close(stdin_fd);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
   ::close(exec_pipe[1]);

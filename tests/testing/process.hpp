@@ -45,6 +45,7 @@ struct ProcessOptions {
   std::vector<std::string> args;           // args[0] is the executable (an absolute path)
   std::map<std::string, std::string> env;  // the child's whole environment
   std::string cwd;                         // empty: the test's working directory
+  std::string stdin_path;                  // the child's stdin; empty: /dev/null
 };
 
 /// A line that matched: its index in the stream and the regex groups (0 is the match).
@@ -53,7 +54,8 @@ struct LineMatch {
   std::vector<std::string> groups;
 };
 
-/// A spawned child. Its stdin is /dev/null; stdout and stderr are read by a thread.
+/// A spawned child. Its stdin is ProcessOptions::stdin_path (default /dev/null); stdout
+/// and stderr are read by a thread.
 /// The child leads its own process group and gets SIGKILL if this process dies; the
 /// destructor kills the group and reaps it. Not copyable or movable; methods are
 /// thread-safe.
