@@ -98,7 +98,7 @@ http::Task<void> run_hedge(HedgeContext c, http::Exchange& ex, const RouteMatch&
   }
   race->timer.cancel();
   if (!race->hedge_cut)  // cut because the first attempt answered: it says nothing
-    inst->metrics.attempt(ex.info().method, t.kind, t.info.status, AttemptRole::kHedge,
+    inst->metrics.attempt(ex.info().method, t.kind, t.status(), AttemptRole::kHedge,
                           c.clock.steady_now() - now);
   if (t.kind == AttemptKind::kResponse && !race->primary_ok) {
     race->won = true;

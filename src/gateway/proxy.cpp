@@ -86,7 +86,7 @@ class ProxyHandler final : public http::Handler {
   void on_tick(core::SteadyTime now) override {
     // The tick is due every 100 ms: what it comes later than that, the loop was busy.
     if (last_tick_ != core::SteadyTime{})
-      loop_lag_.observe(std::max(core::Duration::zero(), now - last_tick_ - kTickPeriod));
+      loop_lag_.observe(std::max(core::Duration::zero(), now - last_tick_ - http::kTickPeriod));
     last_tick_ = now;
     view_.tick(now);
     log_.flush(gw_.clock().wall_now());
@@ -346,7 +346,7 @@ class ProxyHandler final : public http::Handler {
         ex.rewind_body();
       }
       const auto attempt_end = gw_.clock().steady_now();
-      inst->metrics.attempt(ex.info().method, t.kind, t.info.status,
+      inst->metrics.attempt(ex.info().method, t.kind, t.status(),
                             plan.retries == 0 ? AttemptRole::kFirst : AttemptRole::kRetry,
                             attempt_end - now);
       if (race) {

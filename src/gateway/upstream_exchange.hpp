@@ -27,6 +27,8 @@ struct Try {
   AttemptFailure failure() const { return AttemptFailure{kind, acquire, why, detail}; }
   /// What the plan learns from it (the status, and a 429/503's Retry-After).
   AttemptEnd end() const;
+  /// The response's status (0 when there is none).
+  int status() const { return kind == AttemptKind::kResponse ? conn->head().status : 0; }
 };
 
 /// Bounds an exchange's waits on the upstream. The request's attempts arm the client

@@ -28,7 +28,6 @@ class NameResolver;
 struct ServerSettings {
   core::HostPort listen;
   std::optional<core::HostPort> admin_listen;
-  std::optional<core::HostPort> metrics_listen;  // serves /metrics only (ListenerKind::kMetrics)
   unsigned threads = 1;
   core::LimitsConfig limits;
   /// Request bodies with Content-Length up to this many bytes, on requests that may be
@@ -37,6 +36,8 @@ struct ServerSettings {
   std::size_t replay_body_max = 0;
   /// Request paths have runs of '/' merged into one when normalised (server.merge_slashes).
   bool merge_slashes = false;
+  /// A third listener (telemetry.prometheus_port): its connections are ListenerKind::kMetrics.
+  std::optional<core::HostPort> metrics_listen;
 };
 
 class Server;

@@ -111,6 +111,7 @@ Registry::Registry(const core::Config& config, core::Clock& clock, RegistryStore
     for (auto& inst : svc.instances) track(svc, inst);
   if (self_url && find_mut("switchboard") == nullptr) {
     Service s{"switchboard", api_defaults_, core::Source::kDefault, {}};
+    s.config.name = s.name;  // like API services: its guard and metrics go by this name
     Instance self;
     self.id = "self";
     self.config.url = *self_url;
