@@ -9,6 +9,7 @@ build_pkgs=(
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libcli11-dev libsqlite3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
+  libprotobuf-dev protobuf-compiler zlib1g-dev
 )
 test_pkgs=(curl openssl python3 ca-certificates prometheus)  # prometheus brings promtool
 

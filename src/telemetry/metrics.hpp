@@ -49,7 +49,7 @@ class SeriesRef {
   explicit operator bool() const { return series_ != nullptr; }
 
  protected:
-  explicit SeriesRef(detail::Series* s);  // takes one reference
+  explicit SeriesRef(detail::Series* s);  // adopts one reference, taken by the caller
   detail::Series* series_ = nullptr;
   friend struct detail::Family;
 };
@@ -70,7 +70,8 @@ class Counter : public SeriesRef {
 
 /// A value that goes up and down. add() is sharded like a counter (in-flight requests, open
 /// connections); set() stores a value measured by one thread (the control thread, a
-/// collector). A gauge uses one or the other, not both.
+/// collector). A gauge uses one or the other, not both (value() is the last set() plus the
+/// sum of the add()s).
 class Gauge : public SeriesRef {
  public:
   Gauge() = default;
@@ -117,17 +118,17 @@ struct HistogramSnapshot {
 };
 
 /// A histogram over classic buckets and exponential native buckets at once. observe() costs
-/// two small searches and three relaxed atomic adds on the thread's shard, no allocation once
+/// two small searches and three relaxed atomic adds on the thread's shard (the classic bucket,
+/// the sum, the native bucket; the count is the classic buckets' total), no allocation once
 /// the native bucket's chunk of 64 exists (a chunk is allocated the first time a value lands
-/// in it: a few times per series in its life).
+/// in it: a few times per series in its life). NaN is ignored; values above 2^64 count in the
+/// top native bucket (2^(64-1/64), 2^64].
 class Histogram : public SeriesRef {
  public:
   Histogram() = default;
   void observe(double v) const;
   /// Seconds.
-  void observe(core::Duration d) const {
-    observe(std::chrono::duration<double>(d).count());
-  }
+  void observe(core::Duration d) const { observe(std::chrono::duration<double>(d).count()); }
   HistogramSnapshot snapshot() const;
 
  private:
@@ -163,10 +164,12 @@ class Family;
 /// What a family is: its name (without _total for counters: the exposition adds it), help,
 /// label names, and for a histogram its classic bounds.
 struct FamilySpec {
-  std::string name;
-  std::string help;
-  std::vector<std::string> labels;
-  std::vector<double> bounds;  // histograms only; latency_buckets() when empty
+  // Every field has an initializer, so designated initializers may leave any out (g++
+  // -Wextra warns on a left-out field that has none).
+  std::string name = {};
+  std::string help = {};
+  std::vector<std::string> labels = {};
+  std::vector<double> bounds = {};  // histograms only; latency_buckets() when empty
   /// Series cap for this family; 0: the registry's (telemetry.series_limit, default 10,000).
   std::size_t series_limit = 0;
 };
