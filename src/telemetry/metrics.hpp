@@ -242,6 +242,10 @@ class Family {
   Handle with(std::initializer_list<std::string_view> values);
   Handle with(const std::vector<std::string>& values);
   const std::string& name() const;
+  /// Every series the family holds now (the overflow series included), with its label
+  /// values in the order of FamilySpec::labels: for readers that merge series (the status
+  /// document's windows). Takes the family's lock; not for the request path.
+  std::vector<std::pair<std::vector<std::string>, Handle>> series() const;
 
  private:
   friend class Registry;
