@@ -295,13 +295,13 @@ struct HealthConfig {
   bool operator==(const HealthConfig&) const = default;
 };
 
-/// Parsed and validated now; used by the telemetry issue.
+/// Tracing switches (parsed and validated; the tracing issue uses them) and metrics.
 struct TelemetryConfig {
-  double sample_rate = 1.0;           // OTEL_SAMPLE_RATE, 0..1
-  bool jaeger_exporter = false;       // OTEL_JAEGER_EXPORTER
-  std::string jaeger_endpoint{};      // JAEGER_ENDPOINT, http(s) URL
-  bool prometheus_exporter = true;    // OTEL_PROMETHEUS_EXPORTER
-  std::uint16_t prometheus_port = 0;  // PROMETHEUS_PORT; 0: /metrics on the main listener
+  double sample_rate = 1.0;             // OTEL_SAMPLE_RATE, 0..1
+  bool jaeger_exporter = false;         // OTEL_JAEGER_EXPORTER
+  std::string jaeger_endpoint{};        // JAEGER_ENDPOINT, http(s) URL
+  bool prometheus_exporter = true;      // OTEL_PROMETHEUS_EXPORTER
+  std::uint16_t prometheus_port = 0;    // PROMETHEUS_PORT; 0: /metrics on the main listener
   std::uint32_t series_limit = 10'000;  // per metric; past it: the overflow series
   Millis series_idle_ttl{600'000};      // series of gone instances/routes are dropped after
   enum class StatusLabel { kCode, kClass };

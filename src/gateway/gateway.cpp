@@ -207,8 +207,8 @@ void Gateway::start() {
   const auto metrics = server_->metrics_address();
   spdlog::info("switchboard listening on proxy={}{}{}{}{} workers={} services={}",
                server_->proxy_address().str(), admin ? " admin=" : "", admin ? admin->str() : "",
-               metrics ? " metrics=" : "", metrics ? metrics->str() : "",
-               server_->workers().size(), registry_->snapshot()->services.size());
+               metrics ? " metrics=" : "", metrics ? metrics->str() : "", server_->workers().size(),
+               registry_->snapshot()->services.size());
   if (!api_access_->has_token())
     spdlog::warn(
         "api.token is not set: registry API writes (register, heartbeat, deregister, breaker "
@@ -220,7 +220,7 @@ int Gateway::run_until_signalled() {
   int sig = 0;
   while ((sig = wait_signal(std::chrono::milliseconds(250))) == 0) {
     registry_->expire();
-    guards_->tick(clock_.steady_now());  // outlier analysis, forgotten guards
+    guards_->tick(clock_.steady_now());           // outlier analysis, forgotten guards
     control_metrics_->tick(clock_.steady_now());  // event counters, status windows, idle series
   }
   spdlog::info("{} received: draining (delay {} ms, timeout {} ms)", strsignal(sig),

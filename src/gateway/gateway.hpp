@@ -83,10 +83,14 @@ class Gateway {
   /// Every metric of the process, and the gateway's families on it.
   telemetry::Registry& telemetry() { return *telemetry_; }
   const struct GatewayMetrics& metrics() const { return *metrics_; }
-  struct GatewayMetrics& metrics() { return *metrics_; }
+  struct GatewayMetrics& metrics() {
+    return *metrics_;
+  }
   /// Registry events as counters, gauges read at scrape time, the status windows (after
   /// open_registry()).
-  class ControlMetrics& control_metrics() { return *control_metrics_; }
+  class ControlMetrics& control_metrics() {
+    return *control_metrics_;
+  }
   /// Where scrapes are written (after start()): one thread, never a worker.
   boost::asio::thread_pool& scraper() { return *scraper_; }
 

@@ -272,7 +272,8 @@ std::vector<Guards::BreakerStateOf> Guards::breaker_states() const {
     if (!svc) continue;
     out.push_back(BreakerStateOf{name, "", svc->breaker.state()});
     for (const auto& [key, iw] : svc->instances_)
-      if (auto inst = iw.lock()) out.push_back(BreakerStateOf{name, inst->id, inst->breaker.state()});
+      if (auto inst = iw.lock())
+        out.push_back(BreakerStateOf{name, inst->id, inst->breaker.state()});
   }
   return out;
 }

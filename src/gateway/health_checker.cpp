@@ -8,8 +8,8 @@
 #include <unordered_map>
 
 #include "core/logging.hpp"
-#include "gateway/metrics.hpp"
 #include "gateway/http_call.hpp"
+#include "gateway/metrics.hpp"
 #include "http/io.hpp"
 #include "http/message.hpp"
 #include "http/parser.hpp"

@@ -19,11 +19,16 @@ using telemetry::FamilySpec;
 
 const char* to_string(FallbackKind k) {
   switch (k) {
-    case FallbackKind::kBreakerOpen: return "breaker_open";
-    case FallbackKind::kDeadline: return "deadline";
-    case FallbackKind::kNoInstance: return "no_instance";
-    case FallbackKind::kFailed: return "failed";
-    case FallbackKind::kStatus: return "status";
+    case FallbackKind::kBreakerOpen:
+      return "breaker_open";
+    case FallbackKind::kDeadline:
+      return "deadline";
+    case FallbackKind::kNoInstance:
+      return "no_instance";
+    case FallbackKind::kFailed:
+      return "failed";
+    case FallbackKind::kStatus:
+      return "status";
   }
   return "failed";
 }
@@ -32,21 +37,30 @@ namespace {
 
 const char* error_type(AttemptKind k) {
   switch (k) {
-    case AttemptKind::kResponse: return "";
-    case AttemptKind::kConnectFailed: return "connect";
-    case AttemptKind::kReset: return "reset";
-    case AttemptKind::kTimeout: return "timeout";
-    case AttemptKind::kBadResponse: return "bad_response";
-    case AttemptKind::kClient: return "client";
+    case AttemptKind::kResponse:
+      return "";
+    case AttemptKind::kConnectFailed:
+      return "connect";
+    case AttemptKind::kReset:
+      return "reset";
+    case AttemptKind::kTimeout:
+      return "timeout";
+    case AttemptKind::kBadResponse:
+      return "bad_response";
+    case AttemptKind::kClient:
+      return "client";
   }
   return "";
 }
 
 const char* to_string(AttemptRole r) {
   switch (r) {
-    case AttemptRole::kFirst: return "first";
-    case AttemptRole::kRetry: return "retry";
-    case AttemptRole::kHedge: return "hedge";
+    case AttemptRole::kFirst:
+      return "first";
+    case AttemptRole::kRetry:
+      return "retry";
+    case AttemptRole::kHedge:
+      return "hedge";
   }
   return "first";
 }
@@ -69,14 +83,22 @@ std::string_view status_class(int status) {
 
 std::string_view method_label(http::Method m) {
   switch (m) {
-    case http::Method::kGet: return "GET";
-    case http::Method::kHead: return "HEAD";
-    case http::Method::kPost: return "POST";
-    case http::Method::kPut: return "PUT";
-    case http::Method::kDelete: return "DELETE";
-    case http::Method::kOptions: return "OPTIONS";
-    case http::Method::kPatch: return "PATCH";
-    case http::Method::kOther: return "_OTHER";
+    case http::Method::kGet:
+      return "GET";
+    case http::Method::kHead:
+      return "HEAD";
+    case http::Method::kPost:
+      return "POST";
+    case http::Method::kPut:
+      return "PUT";
+    case http::Method::kDelete:
+      return "DELETE";
+    case http::Method::kOptions:
+      return "OPTIONS";
+    case http::Method::kPatch:
+      return "PATCH";
+    case http::Method::kOther:
+      return "_OTHER";
   }
   return "_OTHER";
 }
@@ -89,9 +111,8 @@ GatewayMetrics::GatewayMetrics(telemetry::Registry& r, const core::TelemetryConf
           "Duration of requests as the client saw them, from the request head to the end of "
           "the answer.",
           {"service", "http_route", "http_request_method", "http_response_status_code"}})),
-      server_active(r.gauge(FamilySpec{"http_server_active_requests",
-                                       "Requests being answered now.",
-                                       {"service"}})),
+      server_active(r.gauge(
+          FamilySpec{"http_server_active_requests", "Requests being answered now.", {"service"}})),
       server_request_size(
           r.histogram(FamilySpec{"http_server_request_body_size_bytes",
                                  "Size of request bodies (as received from the client).",
@@ -102,12 +123,12 @@ GatewayMetrics::GatewayMetrics(telemetry::Registry& r, const core::TelemetryConf
                                  "Bytes sent to the client per response (head and body).",
                                  {"service", "http_route", "http_request_method"},
                                  telemetry::size_buckets()})),
-      client_duration(r.histogram(FamilySpec{
-          "http_client_request_duration_seconds",
-          "Duration of attempts to upstream instances, from sending the request to its "
-          "response head (or the failure); retries and hedges included.",
-          {"service", "instance", "http_request_method", "http_response_status_code",
-           "error_type", "attempt"}})),
+      client_duration(r.histogram(
+          FamilySpec{"http_client_request_duration_seconds",
+                     "Duration of attempts to upstream instances, from sending the request to its "
+                     "response head (or the failure); retries and hedges included.",
+                     {"service", "instance", "http_request_method", "http_response_status_code",
+                      "error_type", "attempt"}})),
       pool_connections(r.gauge(FamilySpec{
           "switchboard_pool_connections",
           "Upstream connections held by the workers' pools, open (busy or idle) and idle.",
@@ -126,13 +147,12 @@ GatewayMetrics::GatewayMetrics(telemetry::Registry& r, const core::TelemetryConf
           r.histogram(FamilySpec{"switchboard_pool_connect_duration_seconds",
                                  "Time to connect to an instance (TCP, and TLS for https).",
                                  {"service", "instance"}})),
-      retries(r.counter(FamilySpec{"switchboard_retries",
-                                   "Attempts after a request's first one (retries).",
-                                   {"service"}})),
-      retry_budget_exhausted(r.counter(FamilySpec{
-          "switchboard_retry_budget_exhausted",
-          "Retries refused because the service's retry budget was spent.",
-          {"service"}})),
+      retries(r.counter(FamilySpec{
+          "switchboard_retries", "Attempts after a request's first one (retries).", {"service"}})),
+      retry_budget_exhausted(
+          r.counter(FamilySpec{"switchboard_retry_budget_exhausted",
+                               "Retries refused because the service's retry budget was spent.",
+                               {"service"}})),
       hedges(r.counter(FamilySpec{"switchboard_hedges",
                                   "Hedged requests by which attempt answered: won (the hedge) "
                                   "or lost (the first attempt).",
@@ -164,32 +184,31 @@ GatewayMetrics::GatewayMetrics(telemetry::Registry& r, const core::TelemetryConf
       expirations(r.counter(FamilySpec{"switchboard_registry_expirations",
                                        "Instances removed because their TTL lapsed.",
                                        {"service"}})),
-      registrations(r.counter(FamilySpec{
-          "switchboard_registry_registrations",
-          "Registrations through the API: created, replaced or deregistered.",
-          {"service", "outcome"}})),
-      events_missed(r.counter(FamilySpec{
-          "switchboard_registry_events_missed",
-          "Registry events the metrics did not see (the event log dropped them first).",
-          {}})),
+      registrations(
+          r.counter(FamilySpec{"switchboard_registry_registrations",
+                               "Registrations through the API: created, replaced or deregistered.",
+                               {"service", "outcome"}})),
+      events_missed(r.counter(
+          FamilySpec{"switchboard_registry_events_missed",
+                     "Registry events the metrics did not see (the event log dropped them first).",
+                     {}})),
       checks(r.counter(FamilySpec{"switchboard_health_checks",
                                   "Active health checks by result (ok, failed).",
                                   {"service", "instance", "result"}})),
       check_duration(r.histogram(FamilySpec{"switchboard_health_check_duration_seconds",
                                             "Duration of active health checks.",
                                             {"service", "instance"}})),
-      loop_lag(r.histogram(FamilySpec{
-          "switchboard_worker_loop_lag_seconds",
-          "How late each worker's 100 ms tick ran: the time its event loop was busy.",
-          {"worker"}})),
-      scrapes(r.counter(FamilySpec{"switchboard_metrics_scrapes", "Scrapes of /metrics by format.",
-                                   {"format"}})) {}
+      loop_lag(r.histogram(
+          FamilySpec{"switchboard_worker_loop_lag_seconds",
+                     "How late each worker's 100 ms tick ran: the time its event loop was busy.",
+                     {"worker"}})),
+      scrapes(r.counter(FamilySpec{
+          "switchboard_metrics_scrapes", "Scrapes of /metrics by format.", {"format"}})) {}
 
 // ---------------------------------------------------------------------------------------
 // InstanceMetrics
 
-InstanceMetrics::InstanceMetrics(const GatewayMetrics& m, std::string service,
-                                 std::string instance)
+InstanceMetrics::InstanceMetrics(const GatewayMetrics& m, std::string service, std::string instance)
     : m_(&m), service_(std::move(service)), instance_(std::move(instance)) {
   open_ = m.pool_connections.with({service_, instance_, "open"});
   idle_ = m.pool_connections.with({service_, instance_, "idle"});
@@ -205,14 +224,13 @@ InstanceMetrics::~InstanceMetrics() {
   if (idle_seen_ != 0) idle_.sub(idle_seen_);
 }
 
-void InstanceMetrics::attempt(http::Method method, AttemptKind kind, int status,
-                              AttemptRole role, core::Duration took) {
+void InstanceMetrics::attempt(http::Method method, AttemptKind kind, int status, AttemptRole role,
+                              core::Duration took) {
   if (m_ == nullptr || kind == AttemptKind::kClient) return;
   if (kind != AttemptKind::kResponse || status < 100 || status > 599) status = 0;
-  const std::uint32_t key = static_cast<std::uint32_t>(method) << 24 |
-                            static_cast<std::uint32_t>(kind) << 20 |
-                            static_cast<std::uint32_t>(role) << 16 |
-                            static_cast<std::uint32_t>(status & 0xffff);
+  const std::uint32_t key =
+      static_cast<std::uint32_t>(method) << 24 | static_cast<std::uint32_t>(kind) << 20 |
+      static_cast<std::uint32_t>(role) << 16 | static_cast<std::uint32_t>(status & 0xffff);
   for (const Entry& e : attempts_) {
     if (e.key == key) {
       e.h.observe(took);
@@ -220,10 +238,10 @@ void InstanceMetrics::attempt(http::Method method, AttemptKind kind, int status,
     }
   }
   // First sight on this worker: the family's lock, once.
-  attempts_.push_back(Entry{
-      key, m_->client_duration.with({service_, instance_, method_label(method),
-                                     status_label(status, m_->status_as_class),
-                                     error_type(kind), to_string(role)})});
+  attempts_.push_back(
+      Entry{key, m_->client_duration.with({service_, instance_, method_label(method),
+                                           status_label(status, m_->status_as_class),
+                                           error_type(kind), to_string(role)})});
   attempts_.back().h.observe(took);
 }
 
@@ -277,12 +295,11 @@ RequestMetrics::Entry& RequestMetrics::entry(PerService& s, const Finished& f) {
     if (e.key == key) return e;
   const std::string route(f.route);
   const std::string_view method = method_label(f.method);
-  s.entries.push_back(
-      Entry{key,
-            m_.server_duration.with(
-                {s.name, route, method, status_label(status, m_.status_as_class)}),
-            m_.server_request_size.with({s.name, route, method}),
-            m_.server_response_size.with({s.name, route, method})});
+  s.entries.push_back(Entry{
+      key,
+      m_.server_duration.with({s.name, route, method, status_label(status, m_.status_as_class)}),
+      m_.server_request_size.with({s.name, route, method}),
+      m_.server_response_size.with({s.name, route, method})});
   return s.entries.back();
 }
 
@@ -417,8 +434,7 @@ void ControlMetrics::tick(core::SteadyTime now) {
     };
     for (const auto& s : snap->services) {
       rotate(s.name, s.name, {});
-      for (const auto& i : s.instances)
-        rotate(s.name + '/' + i.id, s.name, i.id);
+      for (const auto& i : s.instances) rotate(s.name + '/' + i.id, s.name, i.id);
     }
     windows_ = std::move(next);
   }

@@ -62,9 +62,12 @@ bool accepts_gzip(std::string_view accept_encoding) {
 
 const char* format_name(telemetry::Format f) {
   switch (f) {
-    case telemetry::Format::kText: return "text";
-    case telemetry::Format::kOpenMetrics: return "openmetrics";
-    case telemetry::Format::kProtobuf: return "protobuf";
+    case telemetry::Format::kText:
+      return "text";
+    case telemetry::Format::kOpenMetrics:
+      return "openmetrics";
+    case telemetry::Format::kProtobuf:
+      return "protobuf";
   }
   return "text";
 }
@@ -81,8 +84,10 @@ bool serves_metrics(const Gateway& gw, const http::Exchange& ex) {
   if (ex.info().path != "/metrics" || !gw.config().telemetry.prometheus_exporter) return false;
   switch (ex.listener()) {
     case http::ListenerKind::kMetrics:
-    case http::ListenerKind::kAdmin: return true;
-    case http::ListenerKind::kProxy: return !gw.config().server.admin_listen.has_value();
+    case http::ListenerKind::kAdmin:
+      return true;
+    case http::ListenerKind::kProxy:
+      return !gw.config().server.admin_listen.has_value();
   }
   return false;
 }

@@ -76,9 +76,9 @@ struct Plan {
   std::uint32_t retries = 0;
   bool idempotent = false;  // safe to send twice (RFC 9110 9.2.2, or an Idempotency-Key)
   bool may_retry = false;
-  bool failed = false;         // the last attempt failed (breaker classification)
-  bool sent = true;            // an attempt reached an instance
-  bool client_failed = false;  // the client's side ended the request (says nothing upstream)
+  bool failed = false;          // the last attempt failed (breaker classification)
+  bool sent = true;             // an attempt reached an instance
+  bool client_failed = false;   // the client's side ended the request (says nothing upstream)
   bool budget_refused = false;  // a retry was due but the retry budget was spent
   AttemptKind last_kind = AttemptKind::kReset;
   int last_status = 0;       // the last attempt's response status

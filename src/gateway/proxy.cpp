@@ -394,7 +394,7 @@ class ProxyHandler final : public http::Handler {
         break;
       case Next::kFallback:
         metrics_.fallback(svc_metrics, t.kind == AttemptKind::kResponse ? FallbackKind::kStatus
-                                                                         : FallbackKind::kFailed);
+                                                                        : FallbackKind::kFailed);
         prepare_fallback(ex, out, plan.policy->fallback,
                          t.kind == AttemptKind::kResponse
                              ? "the upstream answered " + std::to_string(plan.last_status)
@@ -448,16 +448,11 @@ class ProxyHandler final : public http::Handler {
 
   /// Every way out of proxy(): the metrics stage, then the access log.
   void finish(Exchange& ex, const RequestOutcome& out, const RouteMatch& m, const Plan& plan,
-              RequestMetrics::PerService* svc_metrics, core::SteadyTime start,
-              bool hedged = false, bool hedge_won = false) {
+              RequestMetrics::PerService* svc_metrics, core::SteadyTime start, bool hedged = false,
+              bool hedge_won = false) {
     const auto end = gw_.clock().steady_now();
-    RequestMetrics::Finished f{m.route,
-                               m.route_id,
-                               ex.info().method,
-                               out.status,
-                               end - start,
-                               ex.body_bytes_read(),
-                               ex.bytes_sent()};
+    RequestMetrics::Finished f{m.route,     m.route_id,           ex.info().method, out.status,
+                               end - start, ex.body_bytes_read(), ex.bytes_sent()};
     f.retries = plan.retries;
     f.budget_exhausted = plan.budget_refused;
     f.hedged = hedged;

@@ -22,12 +22,12 @@ auto run_on(boost::asio::thread_pool& where, http::Worker& home, Job job) {
   using Result = std::invoke_result_t<Job&>;
   return boost::asio::async_initiate<decltype(http::kUse), void(Result)>(
       [&where, &home](auto handler, Job work) {
-        boost::asio::post(where, [handler = std::move(handler), work = std::move(work),
-                                  &home]() mutable {
-          // std::function wants a copyable letter; the handler is move-only.
-          auto resume = std::make_shared<decltype(handler)>(std::move(handler));
-          home.deliver([resume, r = work()]() mutable { std::move (*resume)(std::move(r)); });
-        });
+        boost::asio::post(
+            where, [handler = std::move(handler), work = std::move(work), &home]() mutable {
+              // std::function wants a copyable letter; the handler is move-only.
+              auto resume = std::make_shared<decltype(handler)>(std::move(handler));
+              home.deliver([resume, r = work()]() mutable { std::move (*resume)(std::move(r)); });
+            });
       },
       http::kUse, std::move(job));
 }

@@ -58,18 +58,17 @@ void View::rebuild(std::shared_ptr<const registry::Snapshot> snap, core::SteadyT
                                     tls.server_name,    tls.verify,         ctx_.tls_for(rs.name)};
         auto guard = ctx_.guards.instance(*svc->guard, rs.config, ri.id, ri.config.url.text);
         const std::uint64_t ejections = guard->outlier ? guard->outlier->times_ejected() : 0;
-        inst = std::make_shared<Instance>(
-            Instance{ri.config,
-                     std::make_unique<http::UpstreamPool>(ctx_.executor, target, rs.config.pool,
-                                                          rs.config.timeouts.connect),
-                     ri.config.url.authority(),
-                     ri.uid,
-                     ri.in_flight,
-                     std::move(guard),
-                     {},
-                     ejections,
-                     ctx_.metrics ? InstanceMetrics(*ctx_.metrics, rs.name, ri.id)
-                                  : InstanceMetrics()});
+        inst = std::make_shared<Instance>(Instance{
+            ri.config,
+            std::make_unique<http::UpstreamPool>(ctx_.executor, target, rs.config.pool,
+                                                 rs.config.timeouts.connect),
+            ri.config.url.authority(),
+            ri.uid,
+            ri.in_flight,
+            std::move(guard),
+            {},
+            ejections,
+            ctx_.metrics ? InstanceMetrics(*ctx_.metrics, rs.name, ri.id) : InstanceMetrics()});
       }
       endpoints.push_back(resilience::BalancerEndpoint{
           reinterpret_cast<std::uintptr_t>(inst.get()),

@@ -37,8 +37,8 @@ class GatewayMetricsTest : public ::testing::Test {
       : telemetry_(telemetry::RegistryOptions{2, 100, seconds(600)}), metrics_(telemetry_, t) {}
 
   /// The count of a request-duration series.
-  std::uint64_t requests(std::string_view service, std::string_view route,
-                         std::string_view method, std::string_view status) {
+  std::uint64_t requests(std::string_view service, std::string_view route, std::string_view method,
+                         std::string_view status) {
     return metrics_.server_duration.with({service, route, method, status}).snapshot().count;
   }
 
@@ -60,8 +60,8 @@ TEST_F(GatewayMetricsTest, AFinishedRequestCountsByServiceRouteMethodAndStatus) 
   r.finished(r.started("s"), finished(200, milliseconds(7)));
   r.finished(r.started("s"), finished(503, milliseconds(9)));
   r.finished(r.started("s"), finished(200, milliseconds(1), http::Method::kOther));
-  r.finished(nullptr, RequestMetrics::Finished{"", 0, http::Method::kGet, 404, milliseconds(1),
-                                               0, 100});
+  r.finished(nullptr,
+             RequestMetrics::Finished{"", 0, http::Method::kGet, 404, milliseconds(1), 0, 100});
   EXPECT_EQ(metrics_.server_active.with({"s"}).value(), 0.0);
   EXPECT_EQ(requests("s", "/api", "GET", "200"), 2u);
   EXPECT_EQ(requests("s", "/api", "GET", "503"), 1u);
@@ -69,7 +69,8 @@ TEST_F(GatewayMetricsTest, AFinishedRequestCountsByServiceRouteMethodAndStatus) 
   EXPECT_EQ(requests("", "", "GET", "404"), 1u);
   const auto d = metrics_.server_duration.with({"s", "/api", "GET", "200"}).snapshot();
   EXPECT_NEAR(d.sum, 0.012, 1e-9);
-  EXPECT_EQ(metrics_.server_request_size.with({"s", "/api", "GET"}).snapshot().sum, 30.0);  // the three GETs
+  EXPECT_EQ(metrics_.server_request_size.with({"s", "/api", "GET"}).snapshot().sum,
+            30.0);  // the three GETs
   EXPECT_EQ(metrics_.server_response_size.with({"s", "/api", "GET"}).snapshot().sum, 600.0);
 }
 

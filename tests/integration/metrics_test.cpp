@@ -111,8 +111,8 @@ TEST_F(MetricsTest, MixedTrafficIsMeasuredByServiceRouteMethodAndStatus) {
 
   const auto s = scrape();
   EXPECT_EQ(value(s, "http_server_request_duration_seconds_count",
-                  {"service=\"x\"", "http_route=\"/svc/{service}\"",
-                   "http_request_method=\"GET\"", "http_response_status_code=\"200\""}),
+                  {"service=\"x\"", "http_route=\"/svc/{service}\"", "http_request_method=\"GET\"",
+                   "http_response_status_code=\"200\""}),
             3.0)
       << last_;
   EXPECT_EQ(value(s, "http_server_request_duration_seconds_count",
@@ -135,14 +135,12 @@ TEST_F(MetricsTest, MixedTrafficIsMeasuredByServiceRouteMethodAndStatus) {
   EXPECT_EQ(value(s, "http_client_request_duration_seconds_count",
                   {"service=\"dead\"", "error_type=\"connect\""}),
             1.0);
-  EXPECT_EQ(value(s, "switchboard_fallbacks_total", {"service=\"dead\"", "kind=\"failed\""}),
-            1.0);
+  EXPECT_EQ(value(s, "switchboard_fallbacks_total", {"service=\"dead\"", "kind=\"failed\""}), 1.0);
   EXPECT_EQ(value(s, "http_server_active_requests", {"service=\"x\""}), 0.0);
   // The classic buckets end with +Inf, which holds every request.
   EXPECT_EQ(value(s, "http_server_request_duration_seconds_bucket",
-                  {"service=\"x\"", "http_route=\"/svc/{service}\"",
-                   "http_request_method=\"GET\"", "http_response_status_code=\"200\"",
-                   "le=\"+Inf\""}),
+                  {"service=\"x\"", "http_route=\"/svc/{service}\"", "http_request_method=\"GET\"",
+                   "http_response_status_code=\"200\"", "le=\"+Inf\""}),
             3.0);
   // Pools (each worker publishes its pools' counts on its 100 ms tick), registry, breakers,
   // process.
@@ -156,9 +154,9 @@ TEST_F(MetricsTest, MixedTrafficIsMeasuredByServiceRouteMethodAndStatus) {
   })) << last_;
   EXPECT_EQ(value(s, "switchboard_registry_instances", {"service=\"x\"", "state=\"unknown\""}),
             1.0);
-  EXPECT_EQ(value(s, "switchboard_breaker_state",
-                  {"service=\"x\"", "instance=\"\"", "state=\"closed\""}),
-            1.0);
+  EXPECT_EQ(
+      value(s, "switchboard_breaker_state", {"service=\"x\"", "instance=\"\"", "state=\"closed\""}),
+      1.0);
   EXPECT_GT(value(s, "process_resident_memory_bytes").value_or(0), 1e6);
   EXPECT_GT(value(s, "process_start_time_seconds").value_or(0), 1.7e9);
   EXPECT_EQ(value(s, "switchboard_build_info"), 1.0);
@@ -171,8 +169,7 @@ TEST_F(MetricsTest, IsAnsweredBeforeRouting) {
   EXPECT_EQ(client().get("/echo").status, 200);
   const Response r = client().get("/metrics");
   EXPECT_EQ(r.status, 200);
-  EXPECT_NE(r.body.find("# TYPE http_server_request_duration_seconds histogram"),
-            std::string::npos)
+  EXPECT_NE(r.body.find("# TYPE http_server_request_duration_seconds histogram"), std::string::npos)
       << r.body.substr(0, 2000);
   EXPECT_EQ(up_->requests_logged("/metrics"), 0u);
   EXPECT_EQ(client().request("POST", "/metrics").status, 405);
@@ -231,10 +228,10 @@ TEST_F(MetricsTest, GzipAndOpenMetricsWhenAsked) {
   const Response id = c.get("/metrics", {{"Accept-Encoding", "gzip;q=0, identity"}});
   EXPECT_EQ(id.header("Content-Encoding"), "");
 
-  const Response om = c.get(
-      "/metrics", {{"Accept", "application/openmetrics-text;version=1.0.0,"
-                              "application/openmetrics-text;version=0.0.1;q=0.75,"
-                              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}});
+  const Response om = c.get("/metrics", {{"Accept",
+                                          "application/openmetrics-text;version=1.0.0,"
+                                          "application/openmetrics-text;version=0.0.1;q=0.75,"
+                                          "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}});
   EXPECT_EQ(om.status, 200);
   EXPECT_EQ(om.header("Content-Type").rfind("application/openmetrics-text; version=1.0.0", 0), 0u)
       << om.header("Content-Type");
@@ -250,13 +247,13 @@ TEST_F(MetricsTest, SeriesCapSendsNewLabelSetsToTheOverflowSeries) {
   HttpClient c = client();
   for (int code : {200, 201, 202, 203, 204, 205}) c.get("/svc/x/status/" + std::to_string(code));
   const auto s = scrape();
-  EXPECT_EQ(value(s, "http_server_request_duration_seconds_count",
-                  {"http_response_status_code=\"200\""}),
-            1.0)
+  EXPECT_EQ(
+      value(s, "http_server_request_duration_seconds_count", {"http_response_status_code=\"200\""}),
+      1.0)
       << last_;
-  EXPECT_EQ(value(s, "http_server_request_duration_seconds_count",
-                  {"otel_metric_overflow=\"true\""}),
-            3.0);
+  EXPECT_EQ(
+      value(s, "http_server_request_duration_seconds_count", {"otel_metric_overflow=\"true\""}),
+      3.0);
   EXPECT_EQ(value(s, "switchboard_metric_series_overflow_total",
                   {"metric=\"http_server_request_duration_seconds\""}),
             3.0);
@@ -284,7 +281,8 @@ TEST_F(MetricsTest, StatusPercentilesComeFromTheHistograms) {
       p99 = json_double(lat, "p99_ms");
     }
     return n.value_or(0) == 5;
-  })) << "requests: " << n.value_or(-1);
+  })) << "requests: "
+      << n.value_or(-1);
   ASSERT_TRUE(p50 && p99);
   EXPECT_GE(*p50, 200.0 * 0.99);
   EXPECT_LE(*p50, 200.0 * 1.15);

@@ -43,8 +43,9 @@ TEST_F(PrometheusTest, PromtoolAcceptsAScrapeAfterMixedTraffic) {
   EXPECT_NE(r.body.find("switchboard_fallbacks_total{service=\"dead\",kind=\"breaker_open\"} 1"),
             std::string::npos)
       << r.body;
-  EXPECT_NE(r.body.find("switchboard_breaker_state{service=\"dead\",instance=\"\",state=\"open\"} 1"),
-            std::string::npos);
+  EXPECT_NE(
+      r.body.find("switchboard_breaker_state{service=\"dead\",instance=\"\",state=\"open\"} 1"),
+      std::string::npos);
   const PromtoolResult p = promtool_check_metrics(r.body);
   EXPECT_EQ(p.exit_code, 0) << p.output;
 }
@@ -62,7 +63,8 @@ TEST_F(PrometheusTest, ServerScrapesAndQueriesCountsAndPercentiles) {
   ASSERT_TRUE(prom.started()) << prom.error();
   ASSERT_TRUE(prom.wait_for_target_up()) << prom.last_error();
   const auto n = prom.wait_for_value(
-      "sum(http_server_request_duration_seconds_count{service=\"x\",http_route=\"/svc/{service}\"})",
+      "sum(http_server_request_duration_seconds_count{service=\"x\",http_route=\"/svc/"
+      "{service}\"})",
       [](double v) { return v == 8; });
   EXPECT_EQ(n, 8.0) << prom.last_error();
   EXPECT_EQ(prom.query("switchboard_retries_total{service=\"x\"}"), 1.0) << prom.last_error();
