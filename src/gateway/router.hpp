@@ -66,7 +66,7 @@ class Router {
     std::string replacement;
     std::size_t service = 0;
     const core::RequestPolicy* policy = nullptr;
-    std::string label;  // RouteMatch::route
+    std::string label{};  // RouteMatch::route
     std::uint16_t id = 0;
   };
   std::vector<std::string> service_names_;

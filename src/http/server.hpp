@@ -37,7 +37,7 @@ struct ServerSettings {
   /// Request paths have runs of '/' merged into one when normalised (server.merge_slashes).
   bool merge_slashes = false;
   /// A third listener (telemetry.prometheus_port): its connections are ListenerKind::kMetrics.
-  std::optional<core::HostPort> metrics_listen;
+  std::optional<core::HostPort> metrics_listen{};
 };
 
 class Server;
