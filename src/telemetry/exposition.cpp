@@ -130,7 +130,9 @@ void write_text_family(std::string& out, const detail::Family& f,
       out += '\n';
     }
   }
-  std::string le;
+  std::vector<std::string> les;  // the le values, formatted once for the family
+  for (double b : f.spec.bounds) append_double(les.emplace_back(), b);
+  les.emplace_back("+Inf");
   for (const detail::Series* s : series) {
     switch (f.kind) {
       case Kind::kCounter:
@@ -144,17 +146,11 @@ void write_text_family(std::string& out, const detail::Family& f,
         out += '\n';
         break;
       case Kind::kHistogram: {
-        HistogramSnapshot h = s->histogram_snapshot();
+        HistogramSnapshot h = s->histogram_snapshot(false);
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i <= h.bounds.size(); ++i) {
           cumulative += h.classic[i];
-          le.clear();
-          if (i < h.bounds.size()) {
-            append_double(le, h.bounds[i]);
-          } else {
-            le = "+Inf";
-          }
-          begin_sample(out, name, "_bucket", *s, "le", le);
+          begin_sample(out, name, "_bucket", *s, "le", les[i]);
           append_uint(out, cumulative);
           out += '\n';
         }
@@ -217,8 +213,14 @@ void write_protobuf_family(std::string& out, const detail::Family& f,
   mf.set_type(f.kind == Kind::kCounter ? pb::COUNTER
               : f.kind == Kind::kGauge ? pb::GAUGE
                                        : pb::HISTOGRAM);
+  // The family's head, then each Metric as field 4 (length-delimited), serialized from one
+  // reused message: the same bytes as one MetricFamily holding them all, without building
+  // 10,000 Metric objects per scrape.
+  std::string body = mf.SerializeAsString();
+  pb::Metric reused;
   for (const detail::Series* s : series) {
-    pb::Metric* m = mf.add_metric();
+    reused.Clear();
+    pb::Metric* m = &reused;
     for (std::size_t i = 0; i < s->values.size(); ++i) {
       pb::LabelPair* lp = m->add_label();
       lp->set_name(f.spec.labels[i]);
@@ -254,13 +256,15 @@ void write_protobuf_family(std::string& out, const detail::Family& f,
         break;
       }
     }
+    std::size_t size = m->ByteSizeLong();     // caches the sizes the write below uses
+    body += static_cast<char>((4 << 3) | 2);  // MetricFamily.metric, wire type LEN
+    append_varint(body, size);
+    std::size_t at = body.size();
+    body.resize(at + size);
+    m->SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(body.data() + at));
   }
-  std::size_t size = mf.ByteSizeLong();
-  append_varint(out, size);
-  std::size_t at = out.size();
-  out.resize(at + size);
-  if (!mf.SerializeToArray(out.data() + at, static_cast<int>(size)))
-    throw std::runtime_error("metrics: protobuf serialization of " + f.spec.name + " failed");
+  append_varint(out, body.size());
+  out += body;
 }
 
 std::string_view trim(std::string_view s) {

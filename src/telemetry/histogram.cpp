@@ -58,7 +58,7 @@ NativeSlot native_slot(double v) {
   return {octave - kMinOctave, slot};
 }
 
-HistogramSnapshot Series::histogram_snapshot() const {
+HistogramSnapshot Series::histogram_snapshot(bool with_native) const {
   HistogramSnapshot snap;
   snap.bounds.assign(bounds, bounds + nbounds);
   snap.classic.assign(nbounds + 1, 0);
@@ -70,18 +70,23 @@ HistogramSnapshot Series::histogram_snapshot() const {
       snap.classic[i] += h.classic()[i].load(std::memory_order_relaxed);
   }
   for (std::uint64_t n : snap.classic) snap.count += n;
-  for (int c = 0; c < kOctaves; ++c) {
-    std::array<std::uint64_t, kPerChunk> sums{};
-    bool any = false;
-    for (unsigned s = 0; s < shards; ++s) {
-      const Chunk* ch = histogram_shard(s).chunks[c].load(std::memory_order_acquire);
-      if (ch == nullptr) continue;
-      any = true;
-      for (int i = 0; i < kPerChunk; ++i) sums[i] += ch->n[i].load(std::memory_order_relaxed);
+  if (!with_native) return snap;
+  std::uint64_t present[2] = {0, 0};
+  for (unsigned s = 0; s < shards; ++s)
+    for (int w = 0; w < 2; ++w)
+      present[w] |= histogram_shard(s).present[w].load(std::memory_order_acquire);
+  for (int w = 0; w < 2; ++w) {
+    for (std::uint64_t bits = present[w]; bits != 0; bits &= bits - 1) {
+      int c = w * 64 + std::countr_zero(bits);
+      std::array<std::uint64_t, kPerChunk> sums{};
+      for (unsigned s = 0; s < shards; ++s) {
+        const Chunk* ch = histogram_shard(s).chunks[c].load(std::memory_order_acquire);
+        if (ch == nullptr) continue;
+        for (int i = 0; i < kPerChunk; ++i) sums[i] += ch->n[i].load(std::memory_order_relaxed);
+      }
+      for (int i = 0; i < kPerChunk; ++i)
+        if (sums[i] != 0) snap.native.emplace_back((c + kMinOctave) * kPerChunk + i + 1, sums[i]);
     }
-    if (!any) continue;
-    for (int i = 0; i < kPerChunk; ++i)
-      if (sums[i] != 0) snap.native.emplace_back((c + kMinOctave) * kPerChunk + i + 1, sums[i]);
   }
   return snap;
 }

@@ -358,6 +358,8 @@ void Histogram::observe(double v) const {
     if (slot.compare_exchange_strong(c, fresh, std::memory_order_acq_rel,
                                      std::memory_order_acquire)) {
       c = fresh;
+      h.present[ns.chunk / 64].fetch_or(std::uint64_t{1} << (ns.chunk % 64),
+                                        std::memory_order_release);
     } else {
       delete fresh;  // another thread of this shard got there first; c is its chunk
     }

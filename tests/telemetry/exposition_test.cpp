@@ -222,6 +222,12 @@ TEST(NegotiateTest, PrometheusAcceptHeaders) {
   EXPECT_EQ(negotiate("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
                       "encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1"),
             Format::kProtobuf);
+  // What 2.42 with --enable-feature=native-histograms sent to a test server.
+  EXPECT_EQ(negotiate("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+                      "encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,"
+                      "application/openmetrics-text;version=0.0.1;q=0.75,text/plain;"
+                      "version=0.0.4;q=0.5,*/*;q=0.1"),
+            Format::kProtobuf);
   EXPECT_EQ(negotiate("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
                       "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"),
             Format::kOpenMetrics);

@@ -28,6 +28,7 @@ inline constexpr int kMinOctave = -30;
 inline constexpr int kMaxOctave = 63;
 inline constexpr int kOctaves = kMaxOctave - kMinOctave + 1;
 inline constexpr int kPerChunk = 64;
+static_assert(kOctaves <= 128, "HistogramShard::present holds 128 bits");
 
 struct alignas(kLine) Chunk {
   std::atomic<std::uint64_t> n[kPerChunk] = {};
@@ -38,6 +39,9 @@ struct HistogramShard {
   std::atomic<double> sum{0};
   std::atomic<std::uint64_t> zero{0};
   std::atomic<Chunk*> chunks[kOctaves] = {};
+  // Bit c set once chunks[c] is: a scrape reads only the chunks that exist (a series has a
+  // few of its 94), not every pointer of every shard.
+  std::atomic<std::uint64_t> present[2] = {};
   std::atomic<std::uint64_t>* classic() {
     return reinterpret_cast<std::atomic<std::uint64_t>*>(this + 1);
   }
@@ -91,7 +95,8 @@ struct alignas(kLine) Series {
 
   double counter_value() const;
   double gauge_value() const;
-  HistogramSnapshot histogram_snapshot() const;
+  /// The text formats need no native buckets: `with_native` false skips reading them.
+  HistogramSnapshot histogram_snapshot(bool with_native = true) const;
 };
 
 void acquire(Series* s);
