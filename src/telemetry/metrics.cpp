@@ -75,8 +75,9 @@ Series::Series(Kind k, unsigned nshards, const std::vector<double>& family_bound
       head = sizeof(std::atomic<std::int64_t>);
       break;
     case Kind::kHistogram:
-      bounds = family_bounds.data();
-      nbounds = family_bounds.size();
+      own_bounds = family_bounds;
+      bounds = own_bounds.data();
+      nbounds = own_bounds.size();
       head = sizeof(HistogramShard) + (nbounds + 1) * sizeof(std::atomic<std::uint64_t>);
       break;
   }

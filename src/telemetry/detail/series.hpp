@@ -65,13 +65,15 @@ struct alignas(kLine) Series {
   std::size_t stride = 0;
   unsigned shards = 1;
   Kind kind = Kind::kCounter;
-  const double* bounds = nullptr;  // histograms: the family's classic bounds
+  const double* bounds = nullptr;  // histograms: the classic bounds (own_bounds' data)
   std::size_t nbounds = 0;
 
   // Rarely written.
   alignas(kLine) std::atomic<std::int64_t> refs{1};
   std::atomic<double> set_value{0};  // Gauge::set; the base of a counter read from outside
   bool overflow = false;
+  // The series' own copy of its family's bounds: a handle may outlive the registry.
+  std::vector<double> own_bounds;
   std::vector<std::string> values;
   std::string labels_text;                     // a="x",b="y" (escaped), the overflow label included
   std::optional<core::SteadyTime> idle_since;  // guarded by the family's mutex
