@@ -89,6 +89,16 @@ class MetricsTest : public GatewayTest {
     last_ = r.body;
     return samples(r.body);
   }
+  /// A request is recorded after its answer went out (and maybe on another worker than the
+  /// scrape): scrapes until the requests counted reach `n`, and returns that scrape.
+  std::map<std::string, double> wait_recorded(double n, std::uint16_t port = 0) {
+    std::map<std::string, double> s;
+    EXPECT_TRUE(eventually([&] {
+      s = scrape(port);
+      return value(s, "http_server_request_duration_seconds_count").value_or(0) >= n;
+    })) << last_;
+    return s;
+  }
   std::string last_;
 };
 
@@ -109,7 +119,7 @@ TEST_F(MetricsTest, MixedTrafficIsMeasuredByServiceRouteMethodAndStatus) {
   EXPECT_EQ(c.get("/svc/dead/x").status, 200);        // the fallback
   EXPECT_EQ(client().get("/nowhere").status, 404);    // no route
 
-  const auto s = scrape();
+  const auto s = wait_recorded(8);
   EXPECT_EQ(value(s, "http_server_request_duration_seconds_count",
                   {"service=\"x\"", "http_route=\"/svc/{service}\"", "http_request_method=\"GET\"",
                    "http_response_status_code=\"200\""}),
@@ -167,6 +177,7 @@ TEST_F(MetricsTest, MixedTrafficIsMeasuredByServiceRouteMethodAndStatus) {
 TEST_F(MetricsTest, IsAnsweredBeforeRouting) {
   ASSERT_NO_FATAL_FAILURE(start_gateway("routes:\n  - {prefix: /, service: x}\n"));
   EXPECT_EQ(client().get("/echo").status, 200);
+  wait_recorded(1);
   const Response r = client().get("/metrics");
   EXPECT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("# TYPE http_server_request_duration_seconds histogram"), std::string::npos)
@@ -206,7 +217,7 @@ TEST_F(MetricsTest, OnPrometheusPortToo) {
   o.env["PROMETHEUS_PORT"] = std::to_string(port);
   ASSERT_NO_FATAL_FAILURE(start_gateway({}, {}, o));
   EXPECT_EQ(client().get("/svc/x/echo").status, 200);
-  const auto s = scrape(port);
+  const auto s = wait_recorded(1, port);
   EXPECT_EQ(value(s, "http_server_request_duration_seconds_count", {"service=\"x\""}), 1.0);
   HttpClient c(port);
   expect_problem(c.get("/health"), 404);  // that port serves /metrics only
@@ -217,6 +228,7 @@ TEST_F(MetricsTest, OnPrometheusPortToo) {
 TEST_F(MetricsTest, GzipAndOpenMetricsWhenAsked) {
   ASSERT_NO_FATAL_FAILURE(start_gateway());
   EXPECT_EQ(client().get("/svc/x/echo").status, 200);
+  wait_recorded(1);
   HttpClient c = client();
   const Response z = c.get("/metrics", {{"Accept-Encoding", "gzip"}});
   EXPECT_EQ(z.status, 200);
@@ -246,7 +258,7 @@ TEST_F(MetricsTest, SeriesCapSendsNewLabelSetsToTheOverflowSeries) {
   ASSERT_NO_FATAL_FAILURE(start_gateway("telemetry:\n  series_limit: 3\n"));
   HttpClient c = client();
   for (int code : {200, 201, 202, 203, 204, 205}) c.get("/svc/x/status/" + std::to_string(code));
-  const auto s = scrape();
+  const auto s = wait_recorded(6);
   EXPECT_EQ(
       value(s, "http_server_request_duration_seconds_count", {"http_response_status_code=\"200\""}),
       1.0)

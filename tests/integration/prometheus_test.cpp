@@ -38,7 +38,12 @@ TEST_F(PrometheusTest, PromtoolAcceptsAScrapeAfterMixedTraffic) {
   if (promtool_binary().empty()) GTEST_SKIP() << "promtool not found";
   ASSERT_NO_FATAL_FAILURE(start_gateway(kMixed));
   mixed_traffic();
-  const Response r = client().get("/metrics");
+  // A request is recorded after its answer went out: wait for the last one (the 404).
+  Response r;
+  EXPECT_TRUE(eventually([&] {
+    r = client().get("/metrics");
+    return r.body.find("http_response_status_code=\"404\"} 1") != std::string::npos;
+  })) << r.body;
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("switchboard_fallbacks_total{service=\"dead\",kind=\"breaker_open\"} 1"),
             std::string::npos)
