@@ -158,12 +158,10 @@ Next Planner::finish_attempt(Plan& plan, const AttemptEnd& end, core::SteadyTime
   return fallback ? Next::kFallback : Next::kFail;
 }
 
-std::optional<core::Duration> Planner::hedge_delay_enabled(bool get_without_body,
-                                                           const Plan& plan,
+std::optional<core::Duration> Planner::hedge_delay_enabled(bool get_without_body, const Plan& plan,
                                                            core::SteadyTime now) const {
   const auto& h = plan.policy->hedge;
-  if (plan.retries > 0 || plan.n_tried > 0 || plan.view->instances.size() < 2 ||
-      !get_without_body)
+  if (plan.retries > 0 || plan.n_tried > 0 || plan.view->instances.size() < 2 || !get_without_body)
     return std::nullopt;
   Instance& inst = *plan.instance;  // its latency estimate refreshes on read
   const core::Duration delay =

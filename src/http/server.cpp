@@ -120,7 +120,6 @@ core::SteadyTime Worker::refresh_now() {
   return now_;
 }
 
-
 void Worker::add(Exchange* ex) {
   ex->next_ = head_;
   ex->prev_ = nullptr;
