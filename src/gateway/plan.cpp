@@ -7,23 +7,6 @@
 
 namespace sb::gateway {
 
-resilience::Outcome outcome_of(const AttemptEnd& e) {
-  using resilience::Outcome;
-  using resilience::TransportError;
-  switch (e.kind) {
-    case AttemptKind::kResponse:
-      return Outcome::response(e.status);
-    case AttemptKind::kConnectFailed:
-      return Outcome::failed(TransportError::kConnectFailure);
-    case AttemptKind::kTimeout:
-      return Outcome::failed(TransportError::kTimeout);
-    case AttemptKind::kBadResponse:
-      return Outcome::response(502);
-    default:
-      return Outcome::failed(TransportError::kReset);
-  }
-}
-
 Start Planner::begin(const RequestFacts& facts, Service& svc, const core::RequestPolicy& policy,
                      const resilience::RetryPolicy& retry, core::SteadyTime now, Plan& plan) {
   plan.policy = &policy;
@@ -100,22 +83,12 @@ Instance* Planner::choose(Service& svc, Plan& plan, core::SteadyTime now) {
   }
 }
 
-void Planner::start_attempt(Plan& plan, core::SteadyTime now) {
-  plan.began = now;
-  plan.view->lb->balancer.on_start(plan.index);  // the view is current: choose() just ran
-  if (plan.instance->in_flight) plan.instance->in_flight->fetch_add(1, std::memory_order_relaxed);
-}
-
-void Planner::end_in_flight(Plan& plan) {
-  if (plan.instance->in_flight) plan.instance->in_flight->fetch_sub(1, std::memory_order_relaxed);
-}
-
-bool Planner::record(Plan& plan, const AttemptEnd& end, core::SteadyTime now) {
+bool Planner::record(Plan& plan, const AttemptEnd& end, const resilience::Outcome& o,
+                     core::SteadyTime now) {
   Service& svc = *plan.view;
   Instance& inst = *plan.instance;
   const core::Duration latency = now - plan.began;
   const std::size_t li = svc.lb_index(plan.index);
-  const resilience::Outcome o = outcome_of(end);
   const bool failure = inst.guard->breaker.is_failure(o);
   inst.guard->report(inst.guard->breaker.record(now, plan.permit, failure, latency));
   if (inst.guard->outlier) inst.guard->report(inst.guard->outlier->record(now, o));
@@ -148,7 +121,7 @@ void Planner::abandon_attempt(Plan& plan, bool started) {
 }
 
 void Planner::record_only(Plan& plan, const AttemptEnd& end, core::SteadyTime now) {
-  (void)record(plan, end, now);
+  (void)record(plan, end, outcome_of(end), now);
   end_in_flight(plan);
 }
 
@@ -158,8 +131,8 @@ Next Planner::finish_attempt(Plan& plan, const AttemptEnd& end, core::SteadyTime
     plan.client_failed = true;
     return Next::kPrepared;
   }
-  const bool failure = record(plan, end, now);
   const resilience::Outcome o = outcome_of(end);
+  const bool failure = record(plan, end, o, now);
   plan.ended = now;
   plan.failed = failure;
   plan.last_status = o.status;
@@ -187,11 +160,10 @@ Next Planner::finish_attempt(Plan& plan, const AttemptEnd& end, core::SteadyTime
   return fallback ? Next::kFallback : Next::kFail;
 }
 
-std::optional<core::Duration> Planner::hedge_delay(bool get_without_body, const Plan& plan,
-                                                   core::SteadyTime now) const {
+std::optional<core::Duration> Planner::hedge_delay_enabled(bool get_without_body, const Plan& plan,
+                                                           core::SteadyTime now) const {
   const auto& h = plan.policy->hedge;
-  if (!h.enabled || plan.retries > 0 || plan.n_tried > 0 || plan.view->instances.size() < 2 ||
-      !get_without_body)
+  if (plan.retries > 0 || plan.n_tried > 0 || plan.view->instances.size() < 2 || !get_without_body)
     return std::nullopt;
   Instance& inst = *plan.instance;  // its latency estimate refreshes on read
   const core::Duration delay =

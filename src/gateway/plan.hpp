@@ -43,7 +43,22 @@ struct AttemptEnd {
   std::optional<core::Duration> retry_after{};  // a 429/503's Retry-After
 };
 
-resilience::Outcome outcome_of(const AttemptEnd& e);
+inline resilience::Outcome outcome_of(const AttemptEnd& e) {
+  using resilience::Outcome;
+  using resilience::TransportError;
+  switch (e.kind) {
+    case AttemptKind::kResponse:
+      return Outcome::response(e.status);
+    case AttemptKind::kConnectFailed:
+      return Outcome::failed(TransportError::kConnectFailure);
+    case AttemptKind::kTimeout:
+      return Outcome::failed(TransportError::kTimeout);
+    case AttemptKind::kBadResponse:
+      return Outcome::response(502);
+    default:
+      return Outcome::failed(TransportError::kReset);
+  }
+}
 
 /// The facts of the request the plan decides on (from the parsed head).
 struct RequestFacts {
@@ -128,7 +143,11 @@ class Planner {
   Instance* choose(Service& svc, Plan& plan, core::SteadyTime now);
 
   /// The attempt on plan.instance starts (in-flight counts, its start time).
-  void start_attempt(Plan& plan, core::SteadyTime now);
+  void start_attempt(Plan& plan, core::SteadyTime now) {
+    plan.began = now;
+    plan.view->lb->balancer.on_start(plan.index);  // the view is current: choose() just ran
+    if (plan.instance->in_flight) plan.instance->in_flight->fetch_add(1, std::memory_order_relaxed);
+  }
 
   /// Records the attempt's end with every policy and decides what follows (plan.wait for
   /// kRetry). Ends the attempt (in-flight counts).
@@ -150,7 +169,10 @@ class Planner {
   /// attempt of an idempotent GET without a body, on a route with hedging, with another
   /// instance to go to and time left for it.
   std::optional<core::Duration> hedge_delay(bool get_without_body, const Plan& plan,
-                                            core::SteadyTime now) const;
+                                            core::SteadyTime now) const {
+    if (!plan.policy->hedge.enabled) return std::nullopt;  // most routes: inline
+    return hedge_delay_enabled(get_without_body, plan, now);
+  }
 
   /// Feeds the request's final outcome (`status`, 0 for none) to its service's breaker.
   void finish_request(Service& svc, const Plan& plan, int status, bool client_gone,
@@ -164,9 +186,15 @@ class Planner {
   }
 
  private:
-  /// Records the attempt with every policy; returns whether it was a failure.
-  bool record(Plan& plan, const AttemptEnd& end, core::SteadyTime now);
-  void end_in_flight(Plan& plan);
+  std::optional<core::Duration> hedge_delay_enabled(bool get_without_body, const Plan& plan,
+                                                    core::SteadyTime now) const;
+  /// Records the attempt (whose outcome is `o`, outcome_of(end)) with every policy;
+  /// returns whether it was a failure.
+  bool record(Plan& plan, const AttemptEnd& end, const resilience::Outcome& o,
+              core::SteadyTime now);
+  static void end_in_flight(Plan& plan) {
+    if (plan.instance->in_flight) plan.instance->in_flight->fetch_sub(1, std::memory_order_relaxed);
+  }
 
   registry::LiveFeed* feed_;
   resilience::Rng rng_;  // backoff jitter

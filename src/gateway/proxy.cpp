@@ -311,7 +311,7 @@ class ProxyHandler final : public http::Handler {
       // fails before any byte of an answer; then a request that is safe to send twice goes
       // once more on a new connection (not a retry: the instance did nothing wrong). Inline
       // rather than a coroutine of its own: one frame fewer per request.
-      t = Try{};
+      if (!first) t = Try{};  // the first attempt's is fresh
       for (bool kept = true;; kept = false) {
         std::unique_ptr<http::UpstreamConnection> conn;
         if (kept) conn = inst->pool->take_idle();

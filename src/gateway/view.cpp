@@ -84,6 +84,7 @@ void View::rebuild(std::shared_ptr<const registry::Snapshot> snap, core::SteadyT
     services.emplace(rs.name, std::move(svc));
   }
   services_ = std::move(services);
+  last_ = nullptr;
   instances_ = std::move(instances);  // pools of removed instances close once idle
   balancers_ = std::move(balancers);
 }

@@ -97,10 +97,15 @@ class View {
   /// The snapshot version the view was built from.
   std::uint64_t version() const { return version_; }
 
-  /// The service's current view, or null.
+  /// The service's current view, or null. The last service found is remembered (a
+  /// worker's requests mostly go to few services): a string compare instead of a walk down
+  /// the map.
   const std::shared_ptr<Service>* find(std::string_view name) const {
+    if (last_ != nullptr && last_->first == name) return &last_->second;
     const auto it = services_.find(name);
-    return it == services_.end() ? nullptr : &it->second;
+    if (it == services_.end()) return nullptr;
+    last_ = &*it;
+    return &it->second;
   }
   /// `svc` if its balancer still uses its order, else the newest view of its service (a
   /// request's pick must index the order its balancer uses). A service removed since keeps
@@ -122,6 +127,8 @@ class View {
   ViewContext ctx_;
   std::uint64_t version_ = 0;
   std::map<std::string, std::shared_ptr<Service>, std::less<>> services_;
+  // find()'s last hit, a node of services_ (stable until rebuild() replaces the map).
+  mutable const std::pair<const std::string, std::shared_ptr<Service>>* last_ = nullptr;
   std::unordered_map<std::string, std::shared_ptr<Instance>> instances_;
   std::map<std::string, std::shared_ptr<Lb>, std::less<>> balancers_;  // by service
 };

@@ -331,7 +331,7 @@ RequestError analyze_request(const RequestHead& head, RequestInfo& out) {
 
 RequestError normalize_request_path(char* buffer, RequestHead& head, RequestInfo& info,
                                     bool merge_slashes) {
-  if (info.path.front() != '/' || path_is_normal(info.path, merge_slashes))
+  if (head.target_plain || info.path.front() != '/' || path_is_normal(info.path, merge_slashes))
     return RequestError::kNone;  // "*", or already normal: nothing to write
   char* const path = buffer + (info.path.data() - buffer);
   std::size_t size = info.path.size();

@@ -38,6 +38,10 @@ struct RequestHead {
   std::string_view method;
   std::string_view target;
   int version_minor = 1;  // HTTP/1.<minor>; only 0 and 1 are accepted
+  /// The target holds no '%', no '\\', no "/." and no "//": its path is in normal form
+  /// (path_is_normal() holds, with or without merged slashes), seen by the parser's pass
+  /// over the request line. False says nothing (the path is checked then).
+  bool target_plain = false;
   std::array<Field, kMaxFields> fields;
   std::size_t field_count = 0;
   std::size_t head_size = 0;  // bytes including the final CRLFCRLF

@@ -120,9 +120,6 @@ core::SteadyTime Worker::refresh_now() {
   return now_;
 }
 
-const core::LimitsConfig& Worker::limits() const { return server_.settings().limits; }
-bool Worker::draining() const { return server_.draining(); }
-
 void Worker::add(Exchange* ex) {
   ex->next_ = head_;
   ex->prev_ = nullptr;

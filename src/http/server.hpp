@@ -57,8 +57,8 @@ class Worker {
   /// Coarse time, refreshed every tick (~100 ms) and when a connection starts.
   core::SteadyTime now() const { return now_; }
   core::SteadyTime refresh_now();
-  const core::LimitsConfig& limits() const;
-  bool draining() const;
+  inline const core::LimitsConfig& limits() const;  // the server's (inline: per request)
+  inline bool draining() const;
   Handler& handler() { return *handler_; }
   /// Runs `fn` on this worker's thread soon; callable from any thread. The worker's
   /// io_context has no locks (only its thread touches it), so other threads leave work in
@@ -151,5 +151,8 @@ class Server {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> stop_requested_{false};
 };
+
+inline const core::LimitsConfig& Worker::limits() const { return server_.settings().limits; }
+inline bool Worker::draining() const { return server_.draining(); }
 
 }  // namespace sb::http

@@ -293,6 +293,24 @@ TEST_F(PlanTest, EveryBreakerOpenMeansNoInstance) {
 
 // A request that started on an older view picks from the view its balancer uses now: the
 // pick names the instance it means, never one by a stale index (or past the end).
+// find() remembers its last hit; a rebuild forgets it: each find after a rebuild names
+// that rebuild's view, and a service the snapshot no longer has is not found.
+TEST_F(PlanTest, FindAfterARebuildNamesTheNewView) {
+  const auto first = rebuild({"a"});
+  EXPECT_EQ(*view_.find("s"), first);
+  EXPECT_EQ(*view_.find("s"), first);  // the remembered hit
+  EXPECT_EQ(view_.find("t"), nullptr);
+  EXPECT_EQ(*view_.find("s"), first);
+  const auto second = rebuild({"a", "b"});
+  EXPECT_NE(second, first);
+  EXPECT_EQ(*view_.find("s"), second);
+  EXPECT_EQ((*view_.find("s"))->instances.size(), 2u);
+  auto empty = std::make_shared<registry::Snapshot>();
+  empty->version = ++version_;
+  view_.rebuild(empty, clock_.steady_now());
+  EXPECT_EQ(view_.find("s"), nullptr);
+}
+
 TEST_F(PlanTest, PickFromANewerViewNamesTheInstanceItMeans) {
   auto old_view = rebuild({"a", "b", "c"});
   auto now_view = rebuild({"c"});  // another request refreshed: a and b are gone

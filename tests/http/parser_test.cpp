@@ -109,6 +109,43 @@ TEST(RequestHeadTest, ByteByByte) {
             ParseStatus::kComplete);
 }
 
+// The request line's pass marks a target with no '%', '\\', "/." or "//" as plain (its
+// path needs no normalising). Each odd piece at every offset of targets from 1 to 40 bytes
+// (the SSE2 steps and the byte-by-byte tail, and the seam between them) clears it, and a
+// target without one keeps it.
+TEST(RequestHeadTest, PlainTargetAtEveryOffset) {
+  const HeadLimits lim{.max_request_line = 256, .max_head_bytes = 1024, .max_fields = 8};
+  const auto plain_of = [&](const std::string& target) {
+    const std::string s = "GET " + target + " HTTP/1.1\r\nHost: h\r\n\r\n";
+    RequestHead head;
+    EXPECT_EQ(parse(s, head, lim).status, ParseStatus::kComplete) << target;
+    EXPECT_EQ(head.target, target);
+    return head.target_plain;
+  };
+  for (std::size_t len = 1; len <= 40; ++len) {
+    std::string base(len, 'a');
+    base[0] = '/';
+    EXPECT_TRUE(plain_of(base)) << base;
+    for (const std::string odd : {"%", "\\", "/.", "//"}) {
+      for (std::size_t at = 1; at + odd.size() <= len; ++at) {
+        std::string t = base;
+        t.replace(at, odd.size(), odd);
+        EXPECT_FALSE(plain_of(t)) << t;
+      }
+    }
+    // Slashes and dots that are not a dot segment's start leave it plain.
+    std::string spaced = base;
+    for (std::size_t i = 2; i < len; i += 3) spaced[i] = i % 2 == 0 ? '/' : '.';
+    const bool odd_in =
+        spaced.find("/.") != std::string::npos || spaced.find("//") != std::string::npos;
+    EXPECT_EQ(plain_of(spaced), !odd_in) << spaced;
+  }
+  EXPECT_TRUE(plain_of("/a/"));  // a '/' before the space
+  EXPECT_TRUE(plain_of("/a.b/c.d?e=.f"));
+  EXPECT_FALSE(plain_of("/a?b=/.c"));           // in the query: plain is only ever conservative
+  EXPECT_FALSE(plain_of("http://h/svc/echo"));  // absolute form
+}
+
 TEST(RequestHeadTest, RefusesBareLf) {
   EXPECT_EQ(error_of("GET / HTTP/1.1\nHost: h\r\n\r\n"), HeadError::kBareLf);
   EXPECT_EQ(error_of("GET / HTTP/1.1\r\nHost: h\n\r\n"), HeadError::kBareLf);
