@@ -370,18 +370,15 @@ std::string field(const json::object& o, std::string_view key) {
 
 }  // namespace
 
-telemetry::HistogramSnapshot ControlMetrics::merged(std::string_view service,
-                                                    std::string_view instance) const {
-  telemetry::HistogramSnapshot total;
-  if (instance.empty()) {
-    for (const auto& [labels, h] : m_.server_duration.series())
-      if (!labels.empty() && labels[0] == service) add_into(total, h.snapshot());
-  } else {
-    for (const auto& [labels, h] : m_.client_duration.series())
-      if (labels.size() > 1 && labels[0] == service && labels[1] == instance)
-        add_into(total, h.snapshot());
-  }
-  return total;
+std::map<std::string, telemetry::HistogramSnapshot, std::less<>> ControlMetrics::merged() const {
+  // One pass over each family: a service's requests under "service", an instance's attempts
+  // under "service/instance" (the windows' keys).
+  std::map<std::string, telemetry::HistogramSnapshot, std::less<>> out;
+  for (const auto& [labels, h] : m_.server_duration.series())
+    if (!labels.empty()) add_into(out[labels[0]], h.snapshot());
+  for (const auto& [labels, h] : m_.client_duration.series())
+    if (labels.size() > 1) add_into(out[labels[0] + '/' + labels[1]], h.snapshot());
+  return out;
 }
 
 void ControlMetrics::count_events() {
@@ -423,18 +420,20 @@ void ControlMetrics::tick(core::SteadyTime now) {
   const auto snap = registry_.snapshot();
   {
     std::lock_guard lock(mu_);
+    auto totals = merged();
     std::map<std::string, Window, std::less<>> next;
-    auto rotate = [&](std::string key, std::string_view service, std::string_view instance) {
+    auto rotate = [&](std::string key) {
       auto it = windows_.find(key);
       Window w = it != windows_.end() ? std::move(it->second)
                                       : Window{telemetry::SlidingWindow(window_, 6), {}};
-      w.last = merged(service, instance);
+      auto total = totals.find(key);
+      w.last = total != totals.end() ? std::move(total->second) : telemetry::HistogramSnapshot{};
       w.window.rotate(now, w.last);
       next.emplace(std::move(key), std::move(w));
     };
     for (const auto& s : snap->services) {
-      rotate(s.name, s.name, {});
-      for (const auto& i : s.instances) rotate(s.name + '/' + i.id, s.name, i.id);
+      rotate(s.name);
+      for (const auto& i : s.instances) rotate(s.name + '/' + i.id);
     }
     windows_ = std::move(next);
   }

@@ -200,7 +200,8 @@ class ControlMetrics {
     telemetry::SlidingWindow window;
     telemetry::HistogramSnapshot last;
   };
-  telemetry::HistogramSnapshot merged(std::string_view service, std::string_view instance) const;
+  /// The cumulative histogram of each window's key, summed over its series.
+  std::map<std::string, telemetry::HistogramSnapshot, std::less<>> merged() const;
   void count_events();
 
   GatewayMetrics& m_;
